@@ -1,0 +1,161 @@
+"""The FastAPI application: URL shapes → interactions, and every outcome → an HTTP response.
+
+Routing is by URL shape (type, instance, history, version…) and method, through the
+interaction table; the handlers are sync and run in the thread pool, since pymongo blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server import interactions
+from fhir_server.api import http
+from fhir_server.config import Settings
+from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.interactions.capabilities import capability_statement
+from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.server import FhirServer
+
+log = logging.getLogger(__name__)
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+BASE = "/fhir"
+
+
+def create_app(server: FhirServer | None = None) -> FastAPI:
+    """The ASGI app; without a server, one is opened from the environment (uvicorn workers)."""
+    if server is None:
+        settings = Settings.from_env()
+        uri = settings.mongodb_uri or os.environ.get("FHIR_EMBEDDED_MONGODB_URI")
+        if not uri:
+            raise RuntimeError("no database: set FHIR_MONGODB_URI or start with `fhir-server serve`")
+        server = FhirServer.open(settings, uri)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            await run_in_threadpool(server.database.ensure_indexes)
+        except FhirError as exc:  # the database may come later; writes retry the indexes
+            log.warning("indexes not checked at start: %s", exc)
+        yield
+        server.close()
+
+    app = FastAPI(title="fhir-server", description="FHIR R4 server for coordinated care",
+                  lifespan=lifespan, docs_url=f"{BASE}/_docs", openapi_url=f"{BASE}/_openapi.json",
+                  redoc_url=None)
+    app.state.server = server
+    _install_error_handlers(app)
+
+    @app.get(f"{BASE}/metadata")
+    async def metadata(request: Request) -> Response:
+        media_type = http.negotiate(request)
+        body = await run_in_threadpool(capability_statement, server, _base_url(server, request))
+        return http.fhir_response(200, body, media_type, http.is_pretty(request))
+
+    @app.api_route(f"{BASE}/_history", methods=ALL_METHODS)
+    async def system_history(request: Request) -> Response:
+        return await _dispatch(server, request, "system-history")
+
+    @app.api_route(BASE + "/{type}", methods=ALL_METHODS)
+    async def type_level(request: Request, type: str) -> Response:
+        return await _dispatch(server, request, "type", type)
+
+    @app.api_route(BASE + "/{type}/_history", methods=ALL_METHODS)
+    async def type_history(request: Request, type: str) -> Response:
+        return await _dispatch(server, request, "type-history", type)
+
+    @app.api_route(BASE + "/{type}/{id}", methods=ALL_METHODS)
+    async def instance(request: Request, type: str, id: str) -> Response:
+        return await _dispatch(server, request, "instance", type, id)
+
+    @app.api_route(BASE + "/{type}/{id}/_history", methods=ALL_METHODS)
+    async def instance_history(request: Request, type: str, id: str) -> Response:
+        return await _dispatch(server, request, "instance-history", type, id)
+
+    @app.api_route(BASE + "/{type}/{id}/_history/{vid}", methods=ALL_METHODS)
+    async def version(request: Request, type: str, id: str, vid: str) -> Response:
+        return await _dispatch(server, request, "version", type, id, vid)
+
+    return app
+
+
+def _base_url(server: FhirServer, request: Request) -> str:
+    return server.settings.base_url or f"{str(request.base_url).rstrip('/')}{BASE}"
+
+
+async def _dispatch(server: FhirServer, request: Request, shape: str, type_: str | None = None,
+                    id_: str | None = None, vid: str | None = None) -> Response:
+    method = "GET" if request.method == "HEAD" else request.method
+    if type_ is not None and not server.definitions.is_resource_type(type_):
+        raise FhirError(404, Issue("error", "not-supported",
+                                   f"{type_!r} is not a FHIR R4 resource type this server knows "
+                                   f"(see {BASE}/metadata)"))
+    interaction = interactions.find(shape, method)
+    if interaction is None:
+        allowed = interactions.methods(shape)
+        raise FhirError(405, Issue("error", "not-supported",
+                                   f"{request.method} is not supported on this URL; use {', '.join(allowed)}"),
+                        headers={"Allow": ", ".join(allowed + (["HEAD"] if "GET" in allowed else []))})
+    media_type = http.negotiate(request)
+    body = await http.read_body(request, server.settings.max_body_bytes) if method in ("POST", "PUT", "PATCH") else None
+    prefer = http.prefer(request)
+    fhir_request = FhirRequest(
+        method=method, base_url=_base_url(server, request), type=type_, id=id_, version=vid,
+        params=list(request.query_params.multi_items()), body=body,
+        if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),
+        if_modified_since=http.http_date(request.headers.get("if-modified-since")),
+        if_none_exist=request.headers.get("if-none-exist"),
+        prefer_return=prefer.get("return"), prefer_handling=prefer.get("handling"))
+    result: FhirResponse = await run_in_threadpool(interaction.handler, server, fhir_request)
+    return _respond(result, media_type, http.is_pretty(request), head=request.method == "HEAD")
+
+
+def _respond(result: FhirResponse, media_type: str, pretty: bool, head: bool = False) -> Response:
+    headers = dict(result.headers)
+    if result.etag:
+        headers["ETag"] = result.etag
+    if result.last_modified:
+        headers["Last-Modified"] = http.last_modified_header(result.last_modified)
+    if result.location:
+        headers["Location"] = result.location
+    if result.content_location:
+        headers["Content-Location"] = result.content_location
+    return http.fhir_response(result.status, result.body, media_type, pretty, headers, head)
+
+
+def _error_response(request: Request, status: int, body: dict[str, Any], headers: dict[str, str]) -> Response:
+    return http.fhir_response(status, body, http.FHIR_JSON, http.is_pretty(request), headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return _error_response(request, exc.status, exc.outcome(), exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        text = {404: f"no FHIR endpoint at {request.url.path}; the base is {BASE}",
+                405: f"{request.method} is not supported on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        code = "not-found" if exc.status_code == 404 else "not-supported" if exc.status_code == 405 else "processing"
+        return _error_response(request, exc.status_code, operation_outcome([Issue("error", code, text)]),
+                               dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error_response(request, 400, operation_outcome([Issue("error", "invalid", "malformed request")]), {})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error_response(request, 500, operation_outcome([Issue(
+            "fatal", "exception", "internal error; it is logged on the server")]), {})

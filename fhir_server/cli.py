@@ -1,0 +1,92 @@
+"""The `fhir-server` command: serve, and manage FHIR packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from fhir_server.config import Settings
+from fhir_server.definitions.packages import PackageCache, PackageError, parse_spec
+
+log = logging.getLogger("fhir_server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server for coordinated care")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the FHIR server (and the embedded database if needed)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    packages = sub.add_parser("packages", help="install, list or remove FHIR packages in the cache")
+    psub = packages.add_subparsers(dest="action", required=True)
+    install = psub.add_parser("install", help="NAME@VERSION (registry, then npm) or a .tgz / folder path")
+    install.add_argument("specs", nargs="+")
+    psub.add_parser("list", help="packages in the cache")
+    remove = psub.add_parser("remove", help="remove NAME@VERSION from the cache")
+    remove.add_argument("specs", nargs="+")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    if args.command == "serve":
+        return _serve(settings, args)
+    return _packages(settings, args)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fhir_server.definitions.registry import ensure_core
+    from fhir_server.storage.embedded import EmbeddedDatabase
+
+    try:
+        ensure_core(PackageCache(settings.package_cache, settings.package_registry))
+    except PackageError as exc:
+        log.error("%s", exc)
+        return 2
+    embedded = None
+    if not settings.mongodb_uri:
+        embedded = EmbeddedDatabase(settings.data_dir, settings.embedded_db_port, settings.embedded_test_commands)
+        try:
+            embedded.start()
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            return 2
+        os.environ["FHIR_EMBEDDED_MONGODB_URI"] = embedded.uri
+        log.info("embedded database ready, data in %s", settings.data_dir.resolve())
+    try:
+        uvicorn.run("fhir_server.api.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=args.log_level == "debug")
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+def _packages(settings: Settings, args: argparse.Namespace) -> int:
+    cache = PackageCache(settings.package_cache, settings.package_registry)
+    if args.action == "list":
+        for name, version in cache.installed():
+            print(f"{name}#{version}")
+        return 0
+    status = 0
+    for spec in args.specs:
+        try:
+            if args.action == "install":
+                package = cache.install(spec)
+                print(f"installed {package.name}#{package.version} ({len(package.index)} resources) "
+                      f"in {cache.root}")
+            else:
+                name, version = parse_spec(spec)
+                print(("removed " if cache.remove(name, version) else "not installed: ") + f"{name}#{version}")
+        except PackageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+    return status

@@ -1,0 +1,66 @@
+"""Settings read from the environment, once, into one immutable object.
+
+Every knob a deployment can turn lives here so that the README's configuration table and the
+code cannot drift apart: `Settings.describe()` is what the README table is written from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    mongodb_uri: str | None = field(default=None, metadata={"env": "FHIR_MONGODB_URI", "doc": "MongoDB URI; unset starts the embedded database"})
+    database: str = field(default="fhir", metadata={"env": "FHIR_MONGODB_DATABASE", "doc": "Database name"})
+    data_dir: Path = field(default=Path("fhir-data"), metadata={"env": "FHIR_DATA_DIR", "doc": "Where the embedded database keeps its files"})
+    package_cache: Path = field(default=Path.home() / ".fhir" / "packages", metadata={"env": "FHIR_PACKAGE_CACHE", "doc": "FHIR package cache (the layout other FHIR tools use)"})
+    package_registry: str = field(default="https://packages.fhir.org", metadata={"env": "FHIR_PACKAGE_REGISTRY", "doc": "FHIR package registry used by `packages install`"})
+    base_url: str | None = field(default=None, metadata={"env": "FHIR_BASE_URL", "doc": "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request"})
+    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "FHIR_MAX_BODY_BYTES", "doc": "Largest request body accepted (413 beyond)"})
+    default_count: int = field(default=50, metadata={"env": "FHIR_DEFAULT_COUNT", "doc": "Page size when `_count` is not given"})
+    max_count: int = field(default=1000, metadata={"env": "FHIR_MAX_COUNT", "doc": "Largest page size a client may ask for"})
+    db_timeout_ms: int = field(default=3000, metadata={"env": "FHIR_DB_TIMEOUT_MS", "doc": "How long a request waits for the database before answering 503"})
+    embedded_db_port: int = field(default=0, metadata={"env": "FHIR_EMBEDDED_DB_PORT", "doc": "Port of the embedded database (0: any free port)"})
+    embedded_test_commands: bool = field(default=False, metadata={"env": "FHIR_EMBEDDED_TEST_COMMANDS", "doc": "Start the embedded database with test commands (fault injection); never in production"})
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        default = cls()
+        return cls(
+            mongodb_uri=_env("FHIR_MONGODB_URI"),
+            database=_env("FHIR_MONGODB_DATABASE", default.database),
+            data_dir=Path(_env("FHIR_DATA_DIR", str(default.data_dir))),
+            package_cache=Path(_env("FHIR_PACKAGE_CACHE", str(default.package_cache))).expanduser(),
+            package_registry=_env("FHIR_PACKAGE_REGISTRY", default.package_registry).rstrip("/"),
+            base_url=(_env("FHIR_BASE_URL") or "").rstrip("/") or None,
+            max_body_bytes=_int("FHIR_MAX_BODY_BYTES", default.max_body_bytes),
+            default_count=_int("FHIR_DEFAULT_COUNT", default.default_count),
+            max_count=_int("FHIR_MAX_COUNT", default.max_count),
+            db_timeout_ms=_int("FHIR_DB_TIMEOUT_MS", default.db_timeout_ms),
+            embedded_db_port=_int("FHIR_EMBEDDED_DB_PORT", default.embedded_db_port),
+            embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
+        )
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) for each setting: the README's configuration table."""
+        default = cls()
+        return [(f.metadata["env"], str(getattr(default, f.name)), f.metadata["doc"]) for f in fields(cls)]

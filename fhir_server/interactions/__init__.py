@@ -1,0 +1,47 @@
+"""The interactions the server implements, as one table.
+
+The HTTP router dispatches through this table and the CapabilityStatement is generated from
+it, so the server cannot claim an interaction it does not route, nor route one it does not
+declare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fhir_server.interactions import create, delete, history, read, update
+
+
+@dataclass(frozen=True)
+class Interaction:
+    code: str  # the CapabilityStatement interaction code
+    shape: str  # URL shape: system-history | type | type-history | instance | instance-history | version
+    method: str
+    handler: Callable
+    conditional: bool = False
+
+
+INTERACTIONS: tuple[Interaction, ...] = (
+    Interaction("read", "instance", "GET", read.read),
+    Interaction("vread", "version", "GET", read.vread),
+    Interaction("update", "instance", "PUT", update.update),
+    Interaction("delete", "instance", "DELETE", delete.delete),
+    Interaction("history-instance", "instance-history", "GET", history.history),
+    Interaction("create", "type", "POST", create.create),
+    Interaction("update", "type", "PUT", update.conditional_update, conditional=True),
+    Interaction("delete", "type", "DELETE", delete.conditional_delete, conditional=True),
+    Interaction("history-type", "type-history", "GET", history.history),
+    Interaction("history-system", "system-history", "GET", history.history),
+)
+
+
+def find(shape: str, method: str) -> Interaction | None:
+    for interaction in INTERACTIONS:
+        if interaction.shape == shape and interaction.method == method:
+            return interaction
+    return None
+
+
+def methods(shape: str) -> list[str]:
+    return sorted({i.method for i in INTERACTIONS if i.shape == shape})

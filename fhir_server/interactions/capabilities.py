@@ -1,0 +1,57 @@
+"""The CapabilityStatement, generated from what this running server routes and knows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server import FHIR_VERSION, __version__
+from fhir_server.interactions import INTERACTIONS
+from fhir_server.storage.store import format_instant, now
+
+_TYPE_LEVEL = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+               "search-type"}
+
+
+def capability_statement(server, base_url: str) -> dict[str, Any]:
+    codes = [i.code for i in INTERACTIONS]
+    type_codes = sorted({c for c in codes if c in _TYPE_LEVEL})
+    system_codes = sorted({c for c in codes if c not in _TYPE_LEVEL})
+    conditional = {(i.code, i.shape) for i in INTERACTIONS if i.conditional}
+    transactions = server.database.supports_transactions
+    resources = []
+    for type_ in server.definitions.resource_types:
+        resources.append({
+            "type": type_,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
+            "interaction": [{"code": c} for c in type_codes],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": ("update", "type") in conditional,
+            "conditionalDelete": "single" if ("delete", "type") in conditional else "not-supported",
+        })
+    documentation = ("FHIR R4 server for coordinated care. Writes are atomic (current version and "
+                     "history in one MongoDB transaction)." if transactions else
+                     "FHIR R4 server for coordinated care. WARNING: the database is a standalone "
+                     "MongoDB without transactions, so a write is not atomic across current version "
+                     "and history; run a replica set.")
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": format_instant(now()),
+        "publisher": "fhir-server",
+        "kind": "instance",
+        "software": {"name": "fhir-server", "version": __version__},
+        "implementation": {"description": "FHIR R4 interoperability server for coordinated care",
+                           "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": documentation,
+            "resource": resources,
+            "interaction": [{"code": c} for c in system_codes],
+        }],
+    }

@@ -1,0 +1,35 @@
+"""create (POST [type]), and conditional create with If-None-Exist."""
+
+from __future__ import annotations
+
+import uuid
+
+from fhir_server.interactions import conditional
+from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
+from fhir_server.interactions.resource import new_version, require_body, validate
+from fhir_server.storage.store import now
+
+
+def create(server, req: FhirRequest) -> FhirResponse:
+    resource = require_body(req)
+    validate(server, resource)
+    server.prepare_type(req.type)
+    query = conditional.parse(server, req.type, req.if_none_exist, "If-None-Exist") if req.if_none_exist else None
+    existing = []
+
+    def work(session):
+        existing.clear()
+        if query is not None:
+            existing.extend(conditional.matches(server, req.type, query, session))
+            if existing:
+                conditional.at_most_one(existing, req.type, req.if_none_exist)
+                return []
+        ts = now()
+        id_ = str(uuid.uuid4())
+        return [new_version(server, resource, id_, 1, None, ts, "POST")]
+
+    guards = [conditional.guard_key(req.type, query)] if query is not None else []
+    written = server.store.transact(work, guards)
+    if existing:  # If-None-Exist matched one resource: nothing created, 200 with it
+        return versioned_response(req, existing[0], 200)
+    return versioned_response(req, written[0], 201, location=True)

@@ -1,0 +1,58 @@
+"""delete (DELETE [type]/[id]) and conditional delete (DELETE [type]?query).
+
+A deletion is a version: the history keeps it, a read answers 410, and deleting what is
+already deleted or never existed succeeds without writing anything.
+"""
+
+from __future__ import annotations
+
+from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions import conditional
+from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
+from fhir_server.interactions.resource import outcome_issue
+from fhir_server.storage.store import Version, Write, next_instant
+
+
+def delete(server, req: FhirRequest) -> FhirResponse:
+    check_id(req.id)
+    expected = parse_etag(req.if_match) if req.if_match is not None else None
+
+    def work(session):
+        current = server.store.read_in(session, req.type, req.id)
+        if expected is not None and (current is None or str(current.version) != expected):
+            raise FhirError(412, Issue("error", "conflict", f"{req.type}/{req.id} is at version "
+                                       f"{current.version if current else 'none'}, not {expected}"))
+        return _tombstones([current] if current and not current.deleted else [])
+
+    written = server.store.transact(work)
+    return _answer(req, written, f"{req.type}/{req.id}")
+
+
+def conditional_delete(server, req: FhirRequest) -> FhirResponse:
+    """Deletes the single match; several matches → 412 (this server deletes one at a time)."""
+    text = conditional.query_string(req.params)
+    query = conditional.parse(server, req.type, text, "the URL")
+
+    def work(session):
+        found = conditional.matches(server, req.type, query, session)
+        conditional.at_most_one(found, req.type, text)
+        return _tombstones(found)
+
+    written = server.store.transact(work)
+    return _answer(req, written, f"{req.type}?{text}")
+
+
+def _tombstones(current: list[Version]) -> list[Write]:
+    return [Write(v.type, v.id, v.version + 1, v.version, next_instant(v.last_updated), "DELETE", None)
+            for v in current]
+
+
+def _answer(req: FhirRequest, written: list[Version], what: str) -> FhirResponse:
+    if not written:
+        return FhirResponse(200, outcome_issue("information", "informational",
+                                               f"nothing to delete: {what} does not exist or is already deleted"))
+    response = FhirResponse(200, outcome_issue("information", "informational",
+                                               f"deleted {written[0].type}/{written[0].id} "
+                                               f"(version {written[0].version})"),
+                            etag=etag(written[0].version))
+    return response

@@ -1,0 +1,59 @@
+"""read and vread, with the conditional read headers (If-None-Match, If-Modified-Since)."""
+
+from __future__ import annotations
+
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
+from fhir_server.storage.store import Version, format_instant
+
+
+def gone(stored: Version) -> FhirError:
+    return FhirError(410, Issue("error", "deleted",
+                                f"{stored.type}/{stored.id} was deleted (version {stored.version}, "
+                                f"{format_instant(stored.last_updated)}); its history is still readable "
+                                f"at {stored.type}/{stored.id}/_history"),
+                     headers={"ETag": etag(stored.version)})
+
+
+def unknown(type_: str, id_: str) -> FhirError:
+    return FhirError(404, Issue("error", "not-found", f"{type_}/{id_} does not exist"))
+
+
+def read(server, req: FhirRequest) -> FhirResponse:
+    check_id(req.id)
+    stored = server.store.read(req.type, req.id)
+    if stored is None:
+        raise unknown(req.type, req.id)
+    if stored.deleted:
+        raise gone(stored)
+    if _not_modified(req, stored):
+        return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
+    return FhirResponse(200, stored.json, etag=etag(stored.version), last_modified=stored.last_updated)
+
+
+def vread(server, req: FhirRequest) -> FhirResponse:
+    check_id(req.id)
+    if not (req.version or "").isdigit() or int(req.version) < 1:
+        raise bad_request(f"version {req.version!r} is not a version id of this server (1, 2, 3…)",
+                          code="value")
+    stored = server.store.vread(req.type, req.id, int(req.version))
+    if stored is None:
+        if server.store.read(req.type, req.id) is None:
+            raise unknown(req.type, req.id)
+        raise FhirError(404, Issue("error", "not-found",
+                                   f"{req.type}/{req.id} has no version {req.version}"))
+    if stored.deleted:
+        raise gone(stored)
+    if _not_modified(req, stored):
+        return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
+    return FhirResponse(200, stored.json, etag=etag(stored.version), last_modified=stored.last_updated)
+
+
+def _not_modified(req: FhirRequest, stored: Version) -> bool:
+    """RFC 9110: If-None-Match wins over If-Modified-Since when both are sent."""
+    if req.if_none_match is not None:
+        tags = [t.strip() for t in req.if_none_match.split(",")]
+        return "*" in tags or any(parse_etag(t) == str(stored.version) for t in tags if t)
+    if req.if_modified_since is not None:
+        return stored.last_updated.replace(microsecond=0) <= req.if_modified_since
+    return False

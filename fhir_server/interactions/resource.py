@@ -1,0 +1,63 @@
+"""What every write does to the resource it stores: check it, then stamp id and meta."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions.request import FhirRequest
+from fhir_server.search.index import index_values
+from fhir_server.storage.store import Write, format_instant
+
+# Elements the server owns in `meta`; the rest of the client's meta (profile, tag, security,
+# source, extension) is kept as sent.
+_SERVER_META = ("versionId", "lastUpdated", "_versionId", "_lastUpdated")
+
+
+def require_body(req: FhirRequest) -> dict[str, Any]:
+    """The request body as a resource of the URL's type, or a 400 saying what is wrong."""
+    body = req.body
+    if body is None:
+        raise bad_request(f"a {req.type} resource is required in the body", code="required")
+    if not isinstance(body, dict):
+        raise bad_request(f"the body must be a JSON object (a {req.type} resource), not a JSON "
+                          f"{type(body).__name__}", code="structure")
+    kind = body.get("resourceType")
+    if kind != req.type:
+        raise bad_request(f"resourceType is {kind!r} but the URL is for {req.type}", code="invalid",
+                          expression="resourceType" if kind is not None else None)
+    return body
+
+
+def validate(server, resource: dict[str, Any]) -> None:
+    """Structural validation against the R4 definitions; 400 listing every problem found."""
+    issues = [i for i in server.validator.validate(resource, resource["resourceType"])
+              if i.severity in ("error", "fatal")]
+    if issues:
+        raise FhirError(400, issues)
+
+
+def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: datetime) -> bytes:
+    """The JSON to store and serve: server-set id, versionId and lastUpdated, in FHIR order."""
+    meta = resource.get("meta")
+    meta = {k: v for k, v in meta.items() if k not in _SERVER_META} if isinstance(meta, dict) else {}
+    meta = {"versionId": str(version), "lastUpdated": format_instant(last_updated), **meta}
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": id_, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return jsonio.dumps(out)
+
+
+def new_version(server, resource: dict[str, Any], id_: str, version: int, expected: int | None,
+                last_updated: datetime, method: str) -> Write:
+    """The write storing `resource` as version `version` of its type/id, with its search values."""
+    return Write(resource["resourceType"], id_, version, expected, last_updated, method,
+                 stamp(resource, id_, version, last_updated),
+                 index_values(server.search_parameters, resource))
+
+
+def outcome_issue(severity: str, code: str, text: str) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [Issue(severity, code, text).to_json()]}

@@ -1,0 +1,81 @@
+"""update (PUT [type]/[id]), update-as-create, If-Match, and conditional update (PUT [type]?query)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions import conditional
+from fhir_server.interactions.request import (FhirRequest, FhirResponse, check_id, parse_etag,
+                                              versioned_response)
+from fhir_server.interactions.resource import new_version, require_body, validate
+from fhir_server.storage.store import Write, next_instant
+
+
+def update(server, req: FhirRequest) -> FhirResponse:
+    check_id(req.id)
+    resource = require_body(req)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise bad_request(f"the resource has no id; PUT {req.type}/{req.id} needs \"id\": \"{req.id}\" in "
+                          f"the body", code="required", expression=f"{req.type}.id")
+    if body_id != req.id:
+        raise bad_request(f"the body's id {body_id!r} does not match the URL's id {req.id!r}",
+                          code="invariant", expression=f"{req.type}.id")
+    validate(server, resource)
+    server.prepare_type(req.type)
+    expected = _if_match(req)
+
+    def work(session):
+        return [_next_version(server, req, session, req.id, resource, expected)]
+
+    written = server.store.transact(work)[0]
+    return versioned_response(req, written, 201 if written.version == 1 else 200,
+                              location=written.version == 1)
+
+
+def conditional_update(server, req: FhirRequest) -> FhirResponse:
+    """PUT [type]?query: 0 matches → create, 1 → update it, several → 412."""
+    resource = require_body(req)
+    validate(server, resource)
+    server.prepare_type(req.type)
+    query = conditional.parse(server, req.type, conditional.query_string(req.params), "the URL")
+    expected = _if_match(req)
+
+    def work(session):
+        found = conditional.matches(server, req.type, query, session)
+        conditional.at_most_one(found, req.type, conditional.query_string(req.params))
+        body_id = resource.get("id")
+        if found:
+            if body_id is not None and body_id != found[0].id:
+                raise bad_request(f"the body's id {body_id!r} is not the id of the matching resource "
+                                  f"{req.type}/{found[0].id}", code="invariant", expression=f"{req.type}.id")
+            id_ = found[0].id
+        else:
+            id_ = check_id(body_id) if body_id is not None else str(uuid.uuid4())
+        return [_next_version(server, req, session, id_, resource, expected)]
+
+    written = server.store.transact(work, [conditional.guard_key(req.type, query)])[0]
+    return versioned_response(req, written, 201 if written.version == 1 else 200,
+                              location=written.version == 1)
+
+
+def _if_match(req: FhirRequest) -> str | None:
+    return parse_etag(req.if_match) if req.if_match is not None else None
+
+
+def _next_version(server, req: FhirRequest, session, id_: str, resource: dict, expected: str | None) -> Write:
+    """The write that makes `resource` the next version of type/id, honouring If-Match."""
+    current = server.store.read_in(session, req.type, id_)
+    if expected is not None:
+        if current is None:
+            raise FhirError(412, Issue("error", "not-found",
+                                       f"If-Match {req.if_match} given but {req.type}/{id_} does not exist"))
+        if str(current.version) != expected:
+            raise FhirError(412, Issue("error", "conflict",
+                                       f"{req.type}/{id_} is at version {current.version}, not {expected}: "
+                                       f"read it again and apply your change to the current version"))
+    version = current.version + 1 if current else 1
+    ts = next_instant(current.last_updated if current else None)
+    return new_version(server, resource, id_, version, current.version if current else None, ts, "PUT")
+

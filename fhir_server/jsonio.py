@@ -1,0 +1,93 @@
+"""FHIR JSON in and out, keeping decimals exactly as written.
+
+FHIR decimals carry their precision (`1.50` is not `1.5`), so a plain float round trip is
+lossy. Parsing uses the standard library's C scanner with a float hook that keeps the literal
+text; serialising uses orjson and writes that text back verbatim. Everything else is native
+Python, so the rest of the server sees ordinary dicts, lists, ints and floats.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+
+class Decimal(float):
+    """A JSON number with a fraction or exponent, remembering its literal text."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> "Decimal":
+        obj = float.__new__(cls, text)
+        obj.text = text
+        return obj
+
+    def __reduce__(self):  # pickling/copying keeps the text
+        return (Decimal, (self.text,))
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+
+class JSONError(ValueError):
+    """The body is not JSON FHIR can accept; `message` says where."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise JSONError(f"{name} is not a valid JSON number")
+
+
+_decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON text, keeping decimal literals; raises JSONError with a position."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONError(f"body is not valid UTF-8 (byte {exc.start})") from None
+    if data.startswith("\ufeff"):
+        data = data[1:]
+    try:
+        value, end = _decoder.raw_decode(data, _skip_ws(data, 0))
+    except json.JSONDecodeError as exc:
+        raise JSONError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise JSONError("JSON nesting is too deep") from None
+    rest = _skip_ws(data, end)
+    if rest != len(data):
+        line = data.count("\n", 0, rest) + 1
+        raise JSONError(f"invalid JSON at line {line}: extra data after the top-level value")
+    return value
+
+
+def _skip_ws(data: str, pos: int) -> int:
+    n = len(data)
+    while pos < n and data[pos] in " \t\n\r":
+        pos += 1
+    return pos
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return orjson.Fragment(obj.text)
+    if isinstance(obj, float):  # other float subclasses
+        return float(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def dumps(obj: Any, pretty: bool = False) -> bytes:
+    """Serialise to UTF-8 JSON bytes; decimals come out as they came in."""
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return orjson.dumps(obj, default=_default, option=option)
+
+
+def pretty(data: bytes) -> bytes:
+    """Re-indent stored JSON without losing decimal text."""
+    return dumps(loads(data), pretty=True)

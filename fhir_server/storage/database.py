@@ -1,0 +1,86 @@
+"""The MongoDB connection, what the server behind it can do, and its failures as FHIR errors.
+
+Only pymongo is used, so the same code runs on the embedded server, a replica set or Atlas.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from typing import Any, Callable, TypeVar
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database as MongoDatabase
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from fhir_server.errors import DatabaseUnavailable, FhirError
+
+log = logging.getLogger(__name__)
+
+HISTORY = "_history"
+GUARDS = "_guards"  # keys that serialise conditional creates (see ResourceStore.transact)
+T = TypeVar("T")
+
+
+def translate_errors(func: Callable[..., T]) -> Callable[..., T]:
+    """Database unreachable → 503; any other driver failure → 500 without internals leaking."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except ConnectionFailure as exc:  # includes AutoReconnect, ServerSelectionTimeoutError
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+        except OperationFailure as exc:
+            if exc.has_error_label("TransientTransactionError") or exc.code in (91, 189, 11600, 11602):
+                raise DatabaseUnavailable(f"code {exc.code}") from exc
+            log.exception("database operation failed")
+            raise FhirError(500, f"database error {exc.code}", code="exception") from exc
+        except PyMongoError as exc:
+            log.exception("database failure")
+            raise FhirError(500, f"database error ({type(exc).__name__})", code="exception") from exc
+
+    return wrapper
+
+
+class Database:
+    """A connected database plus the facts the server adapts to (transactions or not)."""
+
+    def __init__(self, uri: str, name: str, timeout_ms: int = 3000):
+        self.client: MongoClient = MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=max(timeout_ms * 10, 30000), tz_aware=True, retryWrites=True,
+            appname="fhir-server")
+        self.db: MongoDatabase = self.client[name]
+        self._transactions: bool | None = None
+        self._indexed = False
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    @property
+    def supports_transactions(self) -> bool:
+        """Multi-document transactions need a replica set or a sharded cluster."""
+        if self._transactions is None:
+            hello = self.client.admin.command("hello")
+            self._transactions = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+            if not self._transactions:
+                log.warning("the database is a standalone server: writes are NOT atomic across the "
+                            "current and history collections; use a replica set in production")
+        return self._transactions
+
+    def ping(self) -> None:
+        self.client.admin.command("ping")
+
+    def ensure_indexes(self) -> None:
+        """Indexes the storage layer relies on; idempotent, run once per process."""
+        with self._lock:
+            if self._indexed:
+                return
+            history = self.db[HISTORY]
+            history.create_index([("r", ASCENDING)], name="resource")
+            history.create_index([("ts", ASCENDING)], name="lastUpdated")
+            history.create_index([("tk", ASCENDING)], name="type_lastUpdated")
+            self._indexed = True

@@ -1,0 +1,262 @@
+"""Versioned resource storage: current versions per type, every version in one history.
+
+Layout
+- one collection per resource type (`Patient`, …) holding the current version of each
+  resource: `{_id: id, v: version, ts: lastUpdated, del: bool, json: bytes}`; a deleted
+  resource keeps a tombstone (`del: true`, no json) so reads answer 410 and versions continue;
+- one `_history` collection holding every version:
+  `{_id: "Type/id/v", r: "Type/id", t: type, tk: "Type|<instant>", v, ts, m: method, json}`.
+
+The resource is kept as the exact JSON bytes the server will answer with (meta included), so a
+read is one indexed lookup and a byte copy. A write replaces the current document only if its
+version is the one the writer read (optimistic concurrency) and adds the history entry, both
+in one MongoDB transaction. Several writes (a FHIR transaction) commit together the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors
+
+log = logging.getLogger(__name__)
+
+_PROJECTION = {"v": 1, "ts": 1, "del": 1, "json": 1}
+_TXN_DEADLINE_S = 15.0
+
+
+def now() -> datetime:
+    """Server time at the database's resolution (milliseconds), always UTC."""
+    t = datetime.now(timezone.utc)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def next_instant(previous: datetime | None) -> datetime:
+    """Now, or just after `previous`: lastUpdated never goes backwards within one resource."""
+    ts = now()
+    if previous is not None and ts <= previous:
+        ts = previous + timedelta(milliseconds=1)
+    return ts
+
+
+def format_instant(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of a resource, as read back."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    json: bytes | None
+    method: str | None = None  # only known for history entries
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}/{self.id}"
+
+
+@dataclass
+class Write:
+    """One version to commit. `expected` is the current version it replaces (None: none)."""
+
+    type: str
+    id: str
+    version: int
+    expected: int | None
+    last_updated: datetime
+    method: str  # POST | PUT | PATCH | DELETE
+    json: bytes | None  # None for a deletion
+    index: dict[str, Any] = field(default_factory=dict)  # search values, stored beside the JSON
+
+    def as_version(self) -> Version:
+        return Version(self.type, self.id, self.version, self.last_updated, self.json is None,
+                       self.json, self.method)
+
+
+class VersionConflict(Exception):
+    """The current version is not the one the write expected; nothing was written."""
+
+    def __init__(self, write: Write, current: int | None):
+        self.write = write
+        self.current = current
+        super().__init__(f"{write.type}/{write.id}: expected version {write.expected}, found {current}")
+
+
+def _version(type_: str, id_: str, doc: dict[str, Any], method: str | None = None) -> Version:
+    return Version(type_, id_, doc["v"], doc["ts"], bool(doc.get("del")), doc.get("json"), method)
+
+
+class ResourceStore:
+    def __init__(self, database: Database):
+        self.database = database
+        self.db = database.db
+        self._prepared: set[str] = set()
+
+    @translate_errors
+    def ensure_type_indexes(self, type_: str, fields: Iterable[str]) -> None:
+        """Single-field indexes on a type's search values; once per type and process."""
+        if type_ in self._prepared:
+            return
+        self.database.ensure_indexes()
+        existing = set(self.db[type_].index_information())
+        for name in fields:
+            if f"{name}_1" not in existing:
+                self.db[type_].create_index([(name, ASCENDING)])
+        self._prepared.add(type_)
+
+    # -- reads ---------------------------------------------------------------------------------
+    @translate_errors
+    def read(self, type_: str, id_: str) -> Version | None:
+        """The current version, a tombstone if deleted, or None if it never existed."""
+        doc = self.db[type_].find_one({"_id": id_}, _PROJECTION)
+        return _version(type_, id_, doc) if doc else None
+
+    @translate_errors
+    def vread(self, type_: str, id_: str, version: int) -> Version | None:
+        doc = self.db[HISTORY].find_one({"_id": f"{type_}/{id_}/{version}"})
+        return _version(type_, id_, doc, doc.get("m")) if doc else None
+
+    @translate_errors
+    def versions(self, type_: str, id_: str) -> list[Version]:
+        """Every version of one resource, newest first."""
+        docs = self.db[HISTORY].find({"r": f"{type_}/{id_}"})
+        return sorted((_version(type_, id_, d, d.get("m")) for d in docs), key=lambda v: -v.version)
+
+    @translate_errors
+    def history_page(self, type_: str | None, lower: tuple[datetime, str], upper: tuple[datetime, str],
+                     count: int, newest_first: bool = True, window_hint: float = 60.0
+                     ) -> tuple[list[Version], float]:
+        """Up to `count` history entries strictly between `lower` and `upper` (ts, key).
+
+        Entries nearest `upper` come first when `newest_first`, nearest `lower` otherwise.
+        Range scans on a secondary index cost in proportion to what they match on every server
+        we run on, while `sort`+`limit` does not stop early on the embedded one. So the page is
+        gathered in time windows that widen until `count` entries are found; the window that
+        worked is returned as a hint for the next page.
+        """
+        collection = self.db[HISTORY]
+        floor, ceiling = lower[0], upper[0]
+        found: list[dict[str, Any]] = []
+        window = max(window_hint, 0.001)
+        edge = ceiling if newest_first else floor
+        while len(found) < count:
+            if newest_first:
+                lo, hi = max(floor, edge - timedelta(seconds=window)), edge
+            else:
+                lo, hi = edge, min(ceiling, edge + timedelta(seconds=window))
+            first = edge == (ceiling if newest_first else floor)
+            found.extend(collection.find(self._time_range(type_, lo, hi, first, newest_first)))
+            if (lo <= floor) if newest_first else (hi >= ceiling):
+                break
+            edge = lo if newest_first else hi
+            window *= 2 if found else 8
+        unique = {d["_id"]: d for d in found}.values()
+        rows = [d for d in unique if lower < (d["ts"], d["_id"]) < upper]
+        rows.sort(key=lambda d: (d["ts"], d["_id"]), reverse=newest_first)
+        versions = []
+        for doc in rows[:count]:
+            type_name, id_ = doc["r"].split("/", 1)
+            versions.append(_version(type_name, id_, doc, doc.get("m")))
+        return versions, window
+
+    @staticmethod
+    def _time_range(type_: str | None, lo: datetime, hi: datetime, first: bool,
+                    newest_first: bool) -> dict[str, Any]:
+        """[lo, hi) windows, closed on the side where the walk starts."""
+        low_op, high_op = ("$gte", "$lte" if first else "$lt") if newest_first else \
+            ("$gte" if first else "$gt", "$lte")
+        if type_ is None:
+            return {"ts": {low_op: lo, high_op: hi}}
+        return {"tk": {low_op: f"{type_}|{format_instant(lo)}", high_op: f"{type_}|{format_instant(hi)}"}}
+
+    @translate_errors
+    def history_scan(self, type_: str | None, until: datetime) -> Iterable[Version]:
+        """Every history entry up to `until`, metadata only, newest first (for `_at`)."""
+        query = {"ts": {"$lte": until}} if type_ is None else {"tk": {"$gte": f"{type_}|", "$lte": f"{type_}|{format_instant(until)}"}}
+        docs = list(self.db[HISTORY].find(query, {"json": 0}))
+        docs.sort(key=lambda d: (d["ts"], d["_id"]), reverse=True)
+        for doc in docs:
+            type_name, id_ = doc["r"].split("/", 1)
+            yield _version(type_name, id_, doc, doc.get("m"))
+
+    # -- writes --------------------------------------------------------------------------------
+    def commit(self, writes: list[Write]) -> list[Version]:
+        """Commit all writes or none; raises VersionConflict if any expected version is stale."""
+        return self.transact(lambda session: writes)
+
+    @translate_errors
+    def transact(self, work: Callable[[Any], list[Write]], guards: Iterable[str] = ()) -> list[Version]:
+        """Run `work(session)` and commit the writes it returns, all in one transaction.
+
+        `work` does its reads with the session, so it decides on a consistent snapshot; when a
+        concurrent transaction touched the same documents, the whole of `work` runs again on
+        fresh data (that is how an update without If-Match never loses another one). `guards`
+        are keys touched in the same transaction to serialise decisions that have no document
+        yet to conflict on, such as two conditional creates with the same query.
+        """
+        if not self.database.supports_transactions:
+            writes = work(None)
+            for write in writes:
+                self._apply(write, None)
+            return [w.as_version() for w in writes]
+        deadline = time.monotonic() + _TXN_DEADLINE_S
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.database.client.start_session() as session:
+                    with session.start_transaction():
+                        for key in guards:
+                            self.db[GUARDS].update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True,
+                                                       session=session)
+                        writes = work(session)
+                        for write in writes:
+                            self._apply(write, session)
+                return [w.as_version() for w in writes]
+            except OperationFailure as exc:
+                transient = exc.has_error_label("TransientTransactionError") or exc.code == 112
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
+
+    def read_in(self, session: Any, type_: str, id_: str) -> Version | None:
+        """`read` inside a transaction's snapshot."""
+        doc = self.db[type_].find_one({"_id": id_}, _PROJECTION, session=session)
+        return _version(type_, id_, doc) if doc else None
+
+    def _apply(self, write: Write, session: Any) -> None:
+        current = {"_id": write.id, "v": write.version, "ts": write.last_updated,
+                   "del": write.json is None, "json": write.json, **write.index}
+        collection = self.db[write.type]
+        if write.expected is None:
+            try:
+                collection.insert_one(current, session=session)
+            except DuplicateKeyError:
+                raise VersionConflict(write, self._current_version(write, session)) from None
+        else:
+            result = collection.replace_one({"_id": write.id, "v": write.expected}, current, session=session)
+            if result.matched_count != 1:
+                raise VersionConflict(write, self._current_version(write, session))
+        self.db[HISTORY].insert_one({
+            "_id": f"{write.type}/{write.id}/{write.version}", "r": f"{write.type}/{write.id}",
+            "t": write.type, "tk": f"{write.type}|{format_instant(write.last_updated)}",
+            "v": write.version, "ts": write.last_updated, "m": write.method,
+            "del": write.json is None, "json": write.json,
+        }, session=session)
+
+    def _current_version(self, write: Write, session: Any) -> int | None:
+        doc = self.db[write.type].find_one({"_id": write.id}, {"v": 1}, session=session)
+        return doc["v"] if doc else None
