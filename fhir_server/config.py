@@ -31,7 +31,7 @@ class Settings:
     mongodb_uri: str | None = field(default=None, metadata={"env": "FHIR_MONGODB_URI", "doc": "MongoDB URI; unset starts the embedded database"})
     database: str = field(default="fhir", metadata={"env": "FHIR_MONGODB_DATABASE", "doc": "Database name"})
     data_dir: Path = field(default=Path("fhir-data"), metadata={"env": "FHIR_DATA_DIR", "doc": "Where the embedded database keeps its files"})
-    package_cache: Path = field(default=Path.home() / ".fhir" / "packages", metadata={"env": "FHIR_PACKAGE_CACHE", "doc": "FHIR package cache (the layout other FHIR tools use)"})
+    package_cache: Path = field(default=Path.home() / ".fhir" / "packages", metadata={"env": "FHIR_PACKAGE_CACHE", "doc": "FHIR package cache (the layout other FHIR tools use)", "shown": "~/.fhir/packages"})
     package_registry: str = field(default="https://packages.fhir.org", metadata={"env": "FHIR_PACKAGE_REGISTRY", "doc": "FHIR package registry used by `packages install`"})
     base_url: str | None = field(default=None, metadata={"env": "FHIR_BASE_URL", "doc": "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request"})
     max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "FHIR_MAX_BODY_BYTES", "doc": "Largest request body accepted (413 beyond)"})
@@ -63,4 +63,9 @@ class Settings:
     def describe(cls) -> list[tuple[str, str, str]]:
         """(variable, default, meaning) for each setting: the README's configuration table."""
         default = cls()
-        return [(f.metadata["env"], str(getattr(default, f.name)), f.metadata["doc"]) for f in fields(cls)]
+        rows = []
+        for f in fields(cls):
+            value = f.metadata.get("shown", getattr(default, f.name))
+            rows.append((f.metadata["env"], "(unset)" if value is None else str(value).lower()
+                         if isinstance(value, bool) else str(value), f.metadata["doc"]))
+        return rows

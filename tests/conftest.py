@@ -1,0 +1,113 @@
+"""Shared fixtures: a real `fhir-server serve` (uvicorn + embedded database) per test session.
+
+Tests talk to it over HTTP only, as any client would. The FHIR package cache is the user's
+(FHIR_PACKAGE_CACHE or ~/.fhir/packages); the R4 examples package is installed into it once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fhir_server.config import Settings
+from fhir_server.definitions.packages import Package, PackageCache
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    """A `fhir-server serve` child process and how to reach it."""
+
+    process: subprocess.Popen
+    base_url: str
+    data_dir: Path
+    log_path: Path
+    env: dict
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_server(data_dir: Path, port: int | None = None, extra_env: dict | None = None,
+                 timeout: float = 120) -> RunningServer:
+    """Start `fhir-server serve` and wait until GET /fhir/metadata answers 200."""
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FHIR_MONGODB_URI"}  # embedded unless asked
+    env.update({"FHIR_DATA_DIR": str(data_dir), **(extra_env or {})})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"server-{port}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fhir_server", "serve", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(data_dir))
+    server = RunningServer(process, f"http://127.0.0.1:{port}/fhir", data_dir, log_path, env)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"fhir-server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/metadata", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"fhir-server did not answer within {timeout}s:\n{server.log()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def package_cache() -> PackageCache:
+    settings = Settings.from_env()
+    return PackageCache(settings.package_cache, settings.package_registry)
+
+
+@pytest.fixture(scope="session")
+def r4_examples(package_cache: PackageCache) -> Package:
+    """The official R4 examples package (hl7.fhir.r4.examples 4.0.1), installed if missing."""
+    return package_cache.install("hl7.fhir.r4.examples@4.0.1")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, r4_examples) -> RunningServer:
+    running = start_server(tmp_path_factory.mktemp("fhir-data"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(server: RunningServer) -> str:
+    return server.base_url
+
+
+@pytest.fixture
+def client(base_url: str) -> httpx.Client:
+    with httpx.Client(base_url=base_url, timeout=60,
+                      headers={"Accept": "application/fhir+json"}) as c:
+        yield c
