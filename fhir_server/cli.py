@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from fhir_server.config import Settings
@@ -61,6 +62,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         os.environ["FHIR_EMBEDDED_MONGODB_URI"] = embedded.uri
         log.info("embedded database ready, data in %s", settings.data_dir.resolve())
+    # uvicorn handles SIGINT/SIGTERM itself, then restores the previous handlers and raises the
+    # signal again; this handler turns that into an exit that runs the `finally` below.
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         uvicorn.run("fhir_server.api.app:create_app", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level, access_log=args.log_level == "debug")

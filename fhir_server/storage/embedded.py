@@ -30,6 +30,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the database gets SIGTERM if the server process is killed outright (kill -9),
+    instead of living on as an orphan holding the data directory's lock."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _executable() -> list[str]:
     found = shutil.which("secantusd-py")
     if found:
@@ -73,7 +84,8 @@ class EmbeddedDatabase:
         with self._lock:
             # Own process group: a Ctrl-C on the terminal reaches us, and we stop it in order.
             self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         log_file.close()
         log.info("embedded database pid %s on port %s, files in %s", self.process.pid, self.port,
                  self.data_dir / "db")
