@@ -7,6 +7,7 @@ the server's process.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import uuid
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -132,3 +133,21 @@ def link(bundle: dict, relation: str) -> str | None:
     urls = [l["url"] for l in bundle.get("link", []) if l["relation"] == relation]
     assert len(urls) <= 1, bundle["link"]
     return urls[0] if urls else None
+
+
+def start_server(request, data_dir, **kwargs):
+    """Start a dedicated `fhir-server serve` with the session conftest's `start_server`.
+
+    The helper is looked up as a fixture first (should the conftest expose it that way), then as
+    the function of the top-level conftest module, found among pytest's registered plugins (the
+    module name `conftest` is shared by every conftest.py, so it cannot simply be imported)."""
+    import pytest  # noqa: PLC0415
+
+    try:
+        return request.getfixturevalue("start_server")(data_dir, **kwargs)
+    except pytest.FixtureLookupError:
+        pass
+    conftest_path = Path(__file__).resolve().parent.parent / "conftest.py"
+    module = request.config.pluginmanager.get_plugin(str(conftest_path))
+    assert module is not None, f"{conftest_path} is not loaded"
+    return module.start_server(data_dir, **kwargs)
