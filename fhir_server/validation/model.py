@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import weakref
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
 
@@ -132,6 +132,18 @@ class Slot:
         return self.type.kind
 
     @cached_property
+    def special(self) -> bool:
+        """A choice variant or a prohibited (0..0) element: needs more than the common checks."""
+        return self.element.is_choice or self.element.max == 0
+
+    @cached_property
+    def scalar_check(self) -> "Callable[[Any], str | None] | None":
+        """For a non-repeating primitive element, its value check; None otherwise."""
+        if self.element.is_array or self.kind not in (PRIMITIVE, SYSTEM):
+            return None
+        return self.primitive.check  # type: ignore[union-attr]
+
+    @cached_property
     def structure(self) -> "Structure | None":
         """What the JSON object of this slot may hold (None for primitives and resources)."""
         if self.element.inline is not None:
@@ -148,7 +160,7 @@ class Slot:
 class Structure:
     """The elements a JSON object at one place may hold, keyed by JSON property name."""
 
-    __slots__ = ("owner", "elements", "slots", "required", "by_name")
+    __slots__ = ("owner", "elements", "slots", "required", "required_names", "by_name")
 
     def __init__(self, owner: "ElementModel", elements: list["ElementModel"]):
         self.owner = owner
@@ -159,6 +171,9 @@ class Structure:
             for json_name, type_ in element.type_by_json_name.items():
                 self.slots[json_name] = Slot(json_name, element, type_)
         self.required: tuple[ElementModel, ...] = tuple(e for e in elements if e.min > 0)
+        # each required element with the JSON names that satisfy it (`_name` companions count)
+        self.required_names: tuple[tuple[ElementModel, tuple[str, ...]], ...] = tuple(
+            (e, e.json_names + tuple("_" + n for n in e.json_names)) for e in self.required)
 
     def __repr__(self) -> str:
         return f"Structure({self.owner.path}: {', '.join(self.by_name)})"

@@ -36,6 +36,13 @@ SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
+# FHIR strings are Unicode text without C0 controls other than tab, LF and CR (the XML character
+# range the regexes of the definitions assume); unpaired surrogates could not be stored as UTF-8.
+_FORBIDDEN_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]").search
+
+# Memo of valid string values per type: bounded, cleared when full (values are immutable).
+_MEMO_SIZE, _MEMO_LENGTH = 4096, 128
+
 # JSON kinds
 BOOLEAN, INTEGER, NUMBER, STRING = "boolean", "integer", "number", "string"
 _KIND_OF_SYSTEM = {"Boolean": BOOLEAN, "Integer": INTEGER, "Decimal": NUMBER}
@@ -151,20 +158,37 @@ class PrimitiveType:
             return f"{shown!r} is not a valid {name} (it must match the regular expression {pattern})"
 
         if kind == STRING:
+            # Values repeat a lot (codes, systems, units…): remember recent short valid ones.
+            memo: dict[str, None] = {}
+
             def check(value: Any) -> str | None:
                 if type(value) is not str:
                     if not isinstance(value, str):
                         return wrong_kind(value)
+                if value in memo:
+                    return None
                 if not value:
                     return f"A {name} must not be an empty string: leave the element out instead"
                 if max_length is not None and len(value) > max_length:
                     return f"A {name} must not be longer than {max_length} characters (it has {len(value)})"
                 if fullmatch is not None and fullmatch(value) is None:
                     return no_match(value)
+                if not value.isprintable():  # cheap test first: only then look for forbidden characters
+                    bad = _FORBIDDEN_CHAR(value)
+                    if bad is not None:
+                        return (f"A {name} must not contain the character U+{ord(bad.group()):04X} at position "
+                                f"{bad.start()} (control characters other than tab, CR and LF, and unpaired "
+                                "surrogates, are not allowed)")
                 if calendar_check:
-                    return _check_calendar(value, name)
+                    message = _check_calendar(value, name)
+                    if message is not None:
+                        return message
                 if xhtml:
                     return _check_xhtml(value)
+                if len(value) <= _MEMO_LENGTH:
+                    if len(memo) >= _MEMO_SIZE:
+                        memo.clear()
+                    memo[value] = None
                 return None
         elif kind == BOOLEAN:
             def check(value: Any) -> str | None:

@@ -52,6 +52,7 @@ from fhir_server.validation.model import (COMPLEX, PRIMITIVE, RESOURCE, SYSTEM, 
 from fhir_server.validation.primitives import describe
 
 MAX_DEPTH = 100
+_MAX_NAME = 80  # longer unknown names are truncated in reports (and get no suggestions)
 _MISSING = object()
 
 
@@ -120,7 +121,7 @@ class StructuralValidator:
         if resource_type is not None and isinstance(actual, str) and actual != resource_type:
             run.error("invalid", f"The resource is a {actual} but a {resource_type} is expected here: "
                                  f"send a {resource_type} or use the {actual} endpoint", actual)
-        path = actual if isinstance(actual, str) and actual else (resource_type or "Resource")
+        path = actual if isinstance(actual, str) and 0 < len(actual) <= _MAX_NAME else (resource_type or "Resource")
         model = None
         if definition is not None:
             model = self.models.type_model(definition)
@@ -148,6 +149,9 @@ class StructuralValidator:
         if model is None:
             model = self.models.resource(rt)
         if model is None:
+            if len(rt) > _MAX_NAME:
+                run.error("not-supported", f"Unknown resourceType {rt[:_MAX_NAME] + '…'!r}{where}", path)
+                return
             close = difflib.get_close_matches(rt, self.definitions.resource_types, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             sd = self.definitions.structure_definition(rt) if rt and "/" not in rt else None
@@ -181,12 +185,13 @@ class StructuralValidator:
             return
         slots = structure.slots
         chosen: dict[ElementModel, str] | None = None
+        element_checks = self.element_checks
         for key, value in obj.items():
             slot = slots.get(key)
             if slot is None:
                 if key[:1] == "_":
                     base = slots.get(key[1:])
-                    if base is not None and base.kind == PRIMITIVE:
+                    if base is not None and base.kind is PRIMITIVE:
                         if key[1:] not in obj:  # else handled together with the value
                             if base.element.is_choice:
                                 if chosen is None:
@@ -206,38 +211,41 @@ class StructuralValidator:
                     continue
                 self._unknown(key, structure, path, run, resource_root)
                 continue
-            element = slot.element
-            if element.is_choice:
-                if chosen is None:
-                    chosen = {}
-                other = chosen.get(element)
-                if other is not None:
-                    run.error("structure", f"Only one of the choices of {element.name} is allowed, but both "
-                                           f"{other!r} and {key!r} are present: keep one", path + "." + key)
+            if slot.special:  # a choice, or a prohibited element
+                element = slot.element
+                if element.is_choice:
+                    if chosen is None:
+                        chosen = {}
+                    other = chosen.get(element)
+                    if other is not None:
+                        run.error("structure", f"Only one of the choices of {element.name} is allowed, but both "
+                                               f"{other!r} and {key!r} are present: keep one", path + "." + key)
+                        continue
+                    chosen[element] = key
+                if element.max == 0:
+                    run.error("structure", f"{element.path} is not allowed (its cardinality is 0..0): "
+                                           f"remove {key!r}", path + "." + key)
                     continue
-                chosen[element] = key
-            if element.max == 0:
-                run.error("structure", f"{element.path} is not allowed (its cardinality is 0..0): remove {key!r}",
-                          path + "." + key)
+            check = slot.scalar_check
+            if check is not None and value is not None and not isinstance(value, (dict, list)) \
+                    and (slot.companion_key not in obj or slot.kind is SYSTEM):
+                # fast path: a single primitive value without `_name` companion
+                message = check(value)
+                if message is not None:
+                    run.error("value", message, path + "." + key)
+                elif element_checks:
+                    self._run_element_checks(slot.element, value, path + "." + key, run)
                 continue
             kind = slot.kind
             if kind is COMPLEX or kind is RESOURCE:
                 self._complex(slot, value, path + "." + key, run, depth)
-                continue
-            companion = obj.get(slot.companion_key, _MISSING) if kind is PRIMITIVE else _MISSING
-            if not element.is_array and companion is _MISSING and value is not None \
-                    and not isinstance(value, (dict, list)):
-                # fast path: a single primitive value without `_name` companion
-                message = slot.primitive.check(value)  # type: ignore[union-attr]
-                if message is not None:
-                    run.error("value", message, path + "." + key)
-                elif self.element_checks:
-                    self._run_element_checks(element, value, path + "." + key, run)
-                continue
-            self._primitive(slot, value, companion, path + "." + key, run, depth)
-        for element in structure.required:
-            for name in element.json_names:
-                if name in obj or "_" + name in obj:
+            elif kind is PRIMITIVE:
+                self._primitive(slot, value, obj.get(slot.companion_key, _MISSING), path + "." + key, run, depth)
+            else:
+                self._primitive(slot, value, _MISSING, path + "." + key, run, depth)
+        for element, names in structure.required_names:
+            for name in names:
+                if name in obj:
                     break
             else:
                 names = " or ".join(repr(n) for n in element.json_names[:6])
@@ -248,6 +256,11 @@ class StructuralValidator:
 
     def _unknown(self, key: str, structure: Structure, path: str, run: _Run, resource_root: bool) -> None:
         allowed = [e.name for e in structure.elements]
+        if len(key) > _MAX_NAME:  # a name nobody could mean: keep the report small and cheap
+            shown_key = key[:_MAX_NAME] + "…"
+            run.error("structure", f"Unknown element {shown_key!r} ({len(key)} characters) in {path}",
+                      path + "." + shown_key)
+            return
         if key == "resourceType":
             message = (f"'resourceType' is not allowed in {path}: it belongs only at the root of a resource "
                        "(top level, contained, Bundle.entry.resource, …)")
@@ -270,6 +283,7 @@ class StructuralValidator:
         run.error("structure", message, path + "." + key)
 
     def _bad_companion(self, key: str, base: Slot | None, structure: Structure, path: str, run: _Run) -> None:
+        """A `_name` property that is not the companion of a primitive element."""
         name = key[1:]
         if base is None:
             self._unknown(key, structure, path, run, False)

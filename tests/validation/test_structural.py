@@ -138,6 +138,13 @@ def test_unknown_elements(validator):
          "Patient.contained[0].nom")
 
 
+def test_absurd_names_give_short_reports(validator):
+    issue = only(validator, patient(**{"x" * 100000: 1}), "structure", "Patient." + "x" * 80 + "…")
+    assert len(issue.diagnostics) < 300
+    issue = only(validator, {"resourceType": "P" * 100000}, "not-supported", "Resource")
+    assert len(issue.diagnostics) < 300
+
+
 def test_resource_type_only_at_resource_roots(validator):
     only(validator, patient(name=[{"resourceType": "HumanName", "family": "x"}]), "structure",
          "Patient.name[0].resourceType", contains="root of a resource")
@@ -248,6 +255,9 @@ def test_primitive_must_not_be_an_object(validator):
     (patient(gender=1), "Patient.gender", "string"),
     (patient(name=[{"family": ""}]), "Patient.name[0].family", "empty"),
     (patient(name=[{"family": "a\x0cb"}]), "Patient.name[0].family", "regular expression"),
+    (patient(name=[{"family": "a\x01b"}]), "Patient.name[0].family", "U+0001"),
+    (patient(name=[{"family": jsonio.loads('"a\\ud800"')}]), "Patient.name[0].family", "U+D800"),
+    (patient(implicitRules="urn:a\x7fb\x1f"), "Patient.implicitRules", "U+001F"),
     (patient(name=[{"family": "x" * (1024 * 1024 + 1)}]), "Patient.name[0].family", "1048576"),
     (patient(gender=" male"), "Patient.gender", "code"),
     (patient(meta={"versionId": "bad id!"}), "Patient.meta.versionId", "id"),
