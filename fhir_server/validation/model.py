@@ -88,7 +88,10 @@ class TypeRef:
         """The compiled StructureDefinition of this type (None for bare System types)."""
         if self.url is None:
             return None
-        return self._models.type_model(self.url)
+        model = self._models.type_model(self.url)
+        if model is None and self.url != FHIR_BASE + self.code:
+            model = self._models.type_model(FHIR_BASE + self.code)  # profile not loaded: its base type
+        return model
 
     @cached_property
     def kind(self) -> str:
