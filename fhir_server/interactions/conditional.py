@@ -28,8 +28,13 @@ class Condition:
     keys: frozenset[str]  # OR of these
 
 
+# Parameters about the response's form, not about which resources match.
+_RESULT_PARAMS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+
+
 def query_string(params: list[tuple[str, str]]) -> str:
-    return urlencode(params, safe="|:/,$")
+    """The condition in a `[type]?query` URL, without the response-shaping parameters."""
+    return urlencode([(k, v) for k, v in params if k not in _RESULT_PARAMS], safe="|:/,$")
 
 
 def parse(server, type_: str, text: str | None, where: str) -> list[Condition]:
