@@ -11,4 +11,4 @@ Nothing is compiled at import time.
 from fhir_server.validation.model import ElementModel, Models, Structure, TypeModel, models_for
 from fhir_server.validation.structural import StructuralValidator
 
-__all__ = ["ElementModel", "Models", "Structure", "StructuralValidator", "TypeModel", "models_for"]
+__all__ = ["ElementModel", "Models", "StructuralValidator", "Structure", "TypeModel", "models_for"]

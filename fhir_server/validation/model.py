@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
 
@@ -40,7 +41,7 @@ EXT_FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhi
 
 # Slot kinds: how the JSON value of an element is shaped.
 PRIMITIVE = "primitive"  # a JSON scalar, with an optional `_name` companion (FHIR primitive types)
-SYSTEM = "system"  # a JSON scalar without companion (FHIRPath System types: Element.id, Extension.url, Resource.id)
+SYSTEM = "system"  # a JSON scalar without companion (System types: Element.id, Extension.url, Resource.id)
 COMPLEX = "complex"  # a JSON object described by a Structure
 RESOURCE = "resource"  # a JSON object carrying its own `resourceType` (contained, Bundle.entry.resource…)
 
@@ -70,9 +71,9 @@ class TypeRef:
     named on the type when there is one (SimpleQuantity), else the type's own.
     """
 
-    __slots__ = ("code", "url", "system", "target_profiles", "_models", "__dict__")
+    __slots__ = ("__dict__", "_models", "code", "system", "target_profiles", "url")
 
-    def __init__(self, models: "Models", code: str, url: str | None, system: str | None = None,
+    def __init__(self, models: Models, code: str, url: str | None, system: str | None = None,
                  target_profiles: tuple[str, ...] = ()):
         self._models = models
         self.code = code
@@ -81,10 +82,11 @@ class TypeRef:
         self.target_profiles = target_profiles
 
     def __repr__(self) -> str:
-        return f"TypeRef({self.code!r}{', ' + self.url if self.url and self.url != FHIR_BASE + self.code else ''})"
+        profile = f", {self.url}" if self.url and self.url != FHIR_BASE + self.code else ""
+        return f"TypeRef({self.code!r}{profile})"
 
     @cached_property
-    def model(self) -> "TypeModel | None":
+    def model(self) -> TypeModel | None:
         """The compiled StructureDefinition of this type (None for bare System types)."""
         if self.url is None:
             return None
@@ -107,7 +109,7 @@ class TypeRef:
         return COMPLEX
 
     @cached_property
-    def primitive(self) -> "PrimitiveType | None":
+    def primitive(self) -> PrimitiveType | None:
         """The value checker of a primitive or System type; None for complex types."""
         if self.kind in (PRIMITIVE, SYSTEM):
             return self._models.primitive(self.url, self.system)
@@ -117,9 +119,9 @@ class TypeRef:
 class Slot:
     """A JSON property name allowed in an object: the element it belongs to and its type."""
 
-    __slots__ = ("json_name", "companion_key", "element", "type", "__dict__")
+    __slots__ = ("__dict__", "companion_key", "element", "json_name", "type")
 
-    def __init__(self, json_name: str, element: "ElementModel", type_: TypeRef):
+    def __init__(self, json_name: str, element: ElementModel, type_: TypeRef):
         self.json_name = json_name
         self.companion_key = "_" + json_name  # the JSON property holding a primitive's id/extension
         self.element = element
@@ -140,14 +142,14 @@ class Slot:
         return self.element.is_choice or self.element.max == 0
 
     @cached_property
-    def scalar_check(self) -> "Callable[[Any], str | None] | None":
+    def scalar_check(self) -> Callable[[Any], str | None] | None:
         """For a non-repeating primitive element, its value check; None otherwise."""
         if self.element.is_array or self.kind not in (PRIMITIVE, SYSTEM):
             return None
         return self.primitive.check  # type: ignore[union-attr]
 
     @cached_property
-    def structure(self) -> "Structure | None":
+    def structure(self) -> Structure | None:
         """What the JSON object of this slot may hold (None for primitives and resources)."""
         if self.element.inline is not None:
             return self.element.inline
@@ -156,16 +158,16 @@ class Slot:
         return None
 
     @cached_property
-    def primitive(self) -> "PrimitiveType | None":
+    def primitive(self) -> PrimitiveType | None:
         return None if self.element.inline is not None else self.type.primitive
 
 
 class Structure:
     """The elements a JSON object at one place may hold, keyed by JSON property name."""
 
-    __slots__ = ("owner", "elements", "slots", "required", "required_names", "by_name")
+    __slots__ = ("by_name", "elements", "owner", "required", "required_names", "slots")
 
-    def __init__(self, owner: "ElementModel", elements: list["ElementModel"]):
+    def __init__(self, owner: ElementModel, elements: list[ElementModel]):
         self.owner = owner
         self.elements: tuple[ElementModel, ...] = tuple(elements)
         self.by_name: dict[str, ElementModel] = {e.name: e for e in elements}
@@ -196,11 +198,28 @@ class ElementModel:
     `definition` is the raw ElementDefinition (binding, constraints…) for later checks.
     """
 
-    __slots__ = ("model", "path", "id", "name", "min", "max", "is_array", "types", "type_by_json_name",
-                 "json_names", "is_choice", "is_summary", "is_modifier", "content_reference",
-                 "children", "inline", "definition", "parent")
+    __slots__ = (
+        "children",
+        "content_reference",
+        "definition",
+        "id",
+        "inline",
+        "is_array",
+        "is_choice",
+        "is_modifier",
+        "is_summary",
+        "json_names",
+        "max",
+        "min",
+        "model",
+        "name",
+        "parent",
+        "path",
+        "type_by_json_name",
+        "types",
+    )
 
-    def __init__(self, model: "TypeModel", raw: dict[str, Any], parent: "ElementModel | None"):
+    def __init__(self, model: TypeModel, raw: dict[str, Any], parent: ElementModel | None):
         self.model = model
         self.definition = raw
         self.parent = parent
@@ -237,7 +256,7 @@ class ElementModel:
     def type_codes(self) -> tuple[str, ...]:
         return tuple(t.code for t in self.types)
 
-    def child_elements(self, type_code: str | None = None) -> dict[str, "ElementModel"]:
+    def child_elements(self, type_code: str | None = None) -> dict[str, ElementModel]:
         """The children by element name: a backbone's own, else those of its (chosen) type."""
         structure = self.structure(type_code)
         return structure.by_name if structure is not None else {}
@@ -255,7 +274,7 @@ class ElementModel:
 class TypeModel:
     """One StructureDefinition compiled: its root element and a tree of ElementModels."""
 
-    def __init__(self, models: "Models", sd: dict[str, Any]):
+    def __init__(self, models: Models, sd: dict[str, Any]):
         self.models = models
         self.url: str = sd["url"]
         self.name: str = sd.get("type") or sd.get("id") or self.url.rsplit("/", 1)[-1]
@@ -331,7 +350,7 @@ class Models:
     def __init__(self, definitions: Definitions):
         self.definitions = definitions
         self._models: dict[str, TypeModel | None] = {}
-        self._primitives: dict[tuple[str | None, str | None], "PrimitiveType"] = {}
+        self._primitives: dict[tuple[str | None, str | None], PrimitiveType] = {}
         self._type_refs: dict[tuple, TypeRef] = {}
         self._lock = threading.RLock()
 
@@ -398,13 +417,13 @@ class Models:
             ref = self._type_refs.setdefault(key, TypeRef(self, code, url, system, targets))
         return ref
 
-    def primitive(self, url: str | None, system: str | None) -> "PrimitiveType":
+    def primitive(self, url: str | None, system: str | None) -> PrimitiveType:
         """The value checker for a primitive type (by SD URL) or a bare System type."""
         key = (url, system if url is None else None)
         checker = self._primitives.get(key)
         if checker is not None:
             return checker
-        from fhir_server.validation.primitives import PrimitiveType  # noqa: PLC0415 (cycle)
+        from fhir_server.validation.primitives import PrimitiveType
         with self._lock:
             checker = self._primitives.get(key)
             if checker is None:
@@ -419,7 +438,7 @@ class Models:
             return checker
 
 
-_shared: "weakref.WeakKeyDictionary[Definitions, Models]" = weakref.WeakKeyDictionary()
+_shared: weakref.WeakKeyDictionary[Definitions, Models] = weakref.WeakKeyDictionary()
 _shared_lock = threading.Lock()
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 
 if TYPE_CHECKING:
@@ -68,14 +69,14 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-def lexical_number(value: int | float) -> str:
+def lexical_number(value: float) -> str:
     text = getattr(value, "text", None)  # fhir_server.jsonio.Decimal keeps its literal
     if text is not None:
         return text
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def _value_type(model: "TypeModel") -> dict[str, Any] | None:
+def _value_type(model: TypeModel) -> dict[str, Any] | None:
     element = model.root.children.get("value")
     if element is None:
         return None
@@ -83,7 +84,7 @@ def _value_type(model: "TypeModel") -> dict[str, Any] | None:
     return types[0] if types else None
 
 
-def _regex_of(model: "TypeModel") -> str | None:
+def _regex_of(model: TypeModel) -> str | None:
     type_ = _value_type(model)
     if not type_:
         return None
@@ -93,7 +94,7 @@ def _regex_of(model: "TypeModel") -> str | None:
     return None
 
 
-def _value_element(model: "TypeModel") -> dict[str, Any]:
+def _value_element(model: TypeModel) -> dict[str, Any]:
     element = model.root.children.get("value")
     return element.definition if element is not None else {}
 
@@ -101,7 +102,7 @@ def _value_element(model: "TypeModel") -> dict[str, Any]:
 class PrimitiveType:
     """The checks of one primitive type. `check(value)` returns None or a message."""
 
-    __slots__ = ("name", "json_kind", "pattern", "max_length", "calendar", "xhtml", "check")
+    __slots__ = ("calendar", "check", "json_kind", "max_length", "name", "pattern", "xhtml")
 
     def __init__(self, name: str, json_kind: str, pattern: str | None = None, max_length: int | None = None,
                  calendar_check: bool = False, xhtml: bool = False):
@@ -117,25 +118,26 @@ class PrimitiveType:
         return f"PrimitiveType({self.name}: {self.json_kind}, /{self.pattern}/)"
 
     @classmethod
-    def from_models(cls, ancestry: list["TypeModel"]) -> "PrimitiveType":
+    def from_models(cls, ancestry: list[TypeModel]) -> PrimitiveType:
         """From a primitive's model and its ancestors (most specific first)."""
         primitives = [m for m in ancestry if m.kind == "primitive-type"]
         own = primitives[0]
         root_type = _value_type(primitives[-1]) or {}
         system = root_type.get("code", "")
-        kind = _KIND_OF_SYSTEM.get(system[len(SYSTEM_PREFIX):], STRING) if system.startswith(SYSTEM_PREFIX) else STRING
+        # `System.Integer` → integer…; anything else (System.String, Date, Time…) is a JSON string
+        kind = _KIND_OF_SYSTEM.get(system.removeprefix(SYSTEM_PREFIX), STRING)
         pattern = next((p for p in (_regex_of(m) for m in primitives) if p is not None), None)
         max_length = next((int(v) for v in (_value_element(m).get("maxLength") for m in primitives)
                            if isinstance(v, int)), None)
-        calendar_check = any((_value_type(m) or {}).get("code") in (SYSTEM_PREFIX + "Date", SYSTEM_PREFIX + "DateTime")
-                             for m in primitives)
+        dates = (SYSTEM_PREFIX + "Date", SYSTEM_PREFIX + "DateTime")
+        calendar_check = any((_value_type(m) or {}).get("code") in dates for m in primitives)
         xhtml = "xhtml" in (_value_element(own).get("representation") or ())
         return cls(own.name, kind, pattern, max_length, calendar_check, xhtml)
 
     @classmethod
-    def for_system_type(cls, system: str) -> "PrimitiveType":
+    def for_system_type(cls, system: str) -> PrimitiveType:
         """A bare FHIRPath System type (no FHIR type given): only the JSON kind is known."""
-        name = system[len(SYSTEM_PREFIX):] if system.startswith(SYSTEM_PREFIX) else system
+        name = system.removeprefix(SYSTEM_PREFIX)
         return cls(system, _KIND_OF_SYSTEM.get(name, STRING))
 
     # -- the check function, specialised once per type ------------------------------------------
@@ -162,9 +164,8 @@ class PrimitiveType:
             memo: dict[str, None] = {}
 
             def check(value: Any) -> str | None:
-                if type(value) is not str:
-                    if not isinstance(value, str):
-                        return wrong_kind(value)
+                if not isinstance(value, str):
+                    return wrong_kind(value)
                 if value in memo:
                     return None
                 if not value:
@@ -176,9 +177,9 @@ class PrimitiveType:
                 if not value.isprintable():  # cheap test first: only then look for forbidden characters
                     bad = _FORBIDDEN_CHAR(value)
                     if bad is not None:
-                        return (f"A {name} must not contain the character U+{ord(bad.group()):04X} at position "
-                                f"{bad.start()} (control characters other than tab, CR and LF, and unpaired "
-                                "surrogates, are not allowed)")
+                        return (f"A {name} must not contain the character U+{ord(bad.group()):04X} at "
+                                f"position {bad.start()} (control characters other than tab, CR and LF, and "
+                                "unpaired surrogates, are not allowed)")
                 if calendar_check:
                     message = _check_calendar(value, name)
                     if message is not None:
@@ -197,11 +198,11 @@ class PrimitiveType:
                 return wrong_kind(value)
         elif kind == INTEGER:
             def check(value: Any) -> str | None:
-                if type(value) is not int:
-                    if not isinstance(value, int) or isinstance(value, bool):
-                        return wrong_kind(value)
+                if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+                    return wrong_kind(value)
                 if value < INT32_MIN or value > INT32_MAX:
-                    return f"{value} is out of range for a {name} (FHIR integers are 32-bit: {INT32_MIN}..{INT32_MAX})"
+                    return (f"{value} is out of range for a {name} "
+                            f"(FHIR integers are 32-bit: {INT32_MIN}..{INT32_MAX})")
                 if fullmatch is not None and fullmatch(str(value)) is None:
                     return no_match(str(value)) + ("" if value >= 0 else ": negative values are not allowed")
                 return None
@@ -270,8 +271,8 @@ def _check_xhtml(text: str) -> str | None:
     except expat.ExpatError as exc:
         hint = ""
         if exc.code == _UNDEFINED_ENTITY:
-            hint = ("; XML knows only &lt; &gt; &amp; &quot; &apos;: write other HTML entities such as &nbsp; "
-                    "as characters or numeric references (&#160;)")
-        return (f"The narrative is not well-formed XHTML: {expat.ErrorString(exc.code)} at line {exc.lineno}, "
-                f"column {exc.offset + 1}{hint}")
+            hint = ("; XML knows only &lt; &gt; &amp; &quot; &apos;: write other HTML entities such as "
+                    "&nbsp; as characters or numeric references (&#160;)")
+        return (f"The narrative is not well-formed XHTML: {expat.ErrorString(exc.code)} at line "
+                f"{exc.lineno}, column {exc.offset + 1}{hint}")
     return None

@@ -43,12 +43,23 @@ resource root, the top one and nested ones, for invariants and profiles).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
 from fhir_server.errors import Issue
-from fhir_server.validation.model import (COMPLEX, PRIMITIVE, RESOURCE, SYSTEM, ElementModel, Models, Slot,
-                                          Structure, TypeModel, models_for)
+from fhir_server.validation.model import (
+    COMPLEX,
+    PRIMITIVE,
+    RESOURCE,
+    SYSTEM,
+    ElementModel,
+    Models,
+    Slot,
+    Structure,
+    TypeModel,
+    models_for,
+)
 from fhir_server.validation.primitives import describe
 
 MAX_DEPTH = 100
@@ -69,12 +80,13 @@ class ElementCheck(Protocol):
 class ResourceCheck(Protocol):
     """A check run on every resource root (top level, contained, bundle entries…)."""
 
-    def check(self, resource: dict[str, Any], model: TypeModel, expression: str, issues: list[Issue]) -> None:
-        ...
+    def check(self, resource: dict[str, Any], model: TypeModel, expression: str,
+              issues: list[Issue]) -> None:
+        """Called once per resource root, after its structural walk."""
 
 
 class _Run:
-    """State of one `validate` call."""
+    """State of one `validate` call: the issues found so far."""
 
     __slots__ = ("issues", "too_deep")
 
@@ -85,6 +97,16 @@ class _Run:
     def error(self, code: str, diagnostics: str, expression: str) -> None:
         self.issues.append(Issue("error", code, diagnostics, [expression] if expression else []))
 
+    def structure(self, diagnostics: str, expression: str) -> None:
+        self.issues.append(Issue("error", "structure", diagnostics, [expression]))
+
+    def value(self, diagnostics: str, expression: str) -> None:
+        self.issues.append(Issue("error", "value", diagnostics, [expression]))
+
+
+def _cardinality(element: ElementModel) -> str:
+    return f"{element.path} {element.min}..{'*' if element.max is None else element.max}"
+
 
 class StructuralValidator:
     """Validates FHIR R4 JSON (as parsed by `fhir_server.jsonio.loads`) against the definitions.
@@ -93,7 +115,8 @@ class StructuralValidator:
     """
 
     def __init__(self, definitions: Definitions, *, max_depth: int = MAX_DEPTH,
-                 element_checks: Iterable[ElementCheck] = (), resource_checks: Iterable[ResourceCheck] = ()):
+                 element_checks: Iterable[ElementCheck] = (),
+                 resource_checks: Iterable[ResourceCheck] = ()):
         self.definitions = definitions
         self.models: Models = models_for(definitions)
         self.max_depth = max_depth
@@ -121,14 +144,18 @@ class StructuralValidator:
         if resource_type is not None and isinstance(actual, str) and actual != resource_type:
             run.error("invalid", f"The resource is a {actual} but a {resource_type} is expected here: "
                                  f"send a {resource_type} or use the {actual} endpoint", actual)
-        path = actual if isinstance(actual, str) and 0 < len(actual) <= _MAX_NAME else (resource_type or "Resource")
+        if isinstance(actual, str) and 0 < len(actual) <= _MAX_NAME:
+            path = actual
+        else:
+            path = resource_type or "Resource"
         model = None
         if definition is not None:
             model = self.models.type_model(definition)
             if model is None or model.kind != "resource":
                 raise ValueError(f"{definition} is not a known StructureDefinition of a resource")
             if isinstance(actual, str) and actual != model.name:
-                run.error("invalid", f"The resource is a {actual} but {definition} describes a {model.name}", path)
+                run.error("invalid", f"The resource is a {actual} but {definition} describes a {model.name}",
+                          path)
                 return run.issues
         self._resource(resource, path, run, 1, None, top=True, model=model)
         return run.issues
@@ -149,23 +176,12 @@ class StructuralValidator:
         if model is None:
             model = self.models.resource(rt)
         if model is None:
-            if len(rt) > _MAX_NAME:
-                run.error("not-supported", f"Unknown resourceType {rt[:_MAX_NAME] + '…'!r}{where}", path)
-                return
-            close = difflib.get_close_matches(rt, self.definitions.resource_types, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            sd = self.definitions.structure_definition(rt) if rt and "/" not in rt else None
-            if sd is not None and sd.get("kind") == "resource":
-                kind = "an abstract resource type: use a concrete one"
-            elif sd is not None:
-                kind = "a data type, not a resource type"
-            else:
-                kind = "not a FHIR R4 resource type"
-            run.error("not-supported", f"Unknown resourceType {rt!r}{where}: it is {kind}{hint}", path)
+            self._unknown_resource_type(rt, where, path, run)
             return
         if slot is not None:
             wanted = slot.type
-            if wanted.url and wanted.url != FHIR_BASE + "Resource" and not self.models.derives_from(model, wanted.url):
+            if wanted.url and wanted.url != FHIR_BASE + "Resource" \
+                    and not self.models.derives_from(model, wanted.url):
                 run.error("invalid", f"A {rt} cannot be used in {path}: {slot.element.path} must be a "
                                      f"{wanted.code}", path)
                 return
@@ -174,17 +190,32 @@ class StructuralValidator:
             for check in self.resource_checks:
                 check.check(obj, model, path, run.issues)
 
+    def _unknown_resource_type(self, rt: str, where: str, path: str, run: _Run) -> None:
+        if len(rt) > _MAX_NAME:
+            run.error("not-supported", f"Unknown resourceType {rt[:_MAX_NAME] + '…'!r}{where}", path)
+            return
+        close = difflib.get_close_matches(rt, self.definitions.resource_types, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        sd = self.definitions.structure_definition(rt) if rt and "/" not in rt else None
+        if sd is not None and sd.get("kind") == "resource":
+            kind = "an abstract resource type: use a concrete one"
+        elif sd is not None:
+            kind = "a data type, not a resource type"
+        else:
+            kind = "not a FHIR R4 resource type"
+        run.error("not-supported", f"Unknown resourceType {rt!r}{where}: it is {kind}{hint}", path)
+
     # -- objects -------------------------------------------------------------------------------
     def _object(self, obj: dict[str, Any], structure: Structure, path: str, run: _Run, depth: int,
                 resource_root: bool = False) -> None:
         if depth > self.max_depth:
             if not run.too_deep:
                 run.too_deep = True
-                run.error("too-costly", f"The JSON is nested more than {self.max_depth} objects deep at {path}; "
-                                        "content below this level was not validated", path)
+                run.error("too-costly", f"The JSON is nested more than {self.max_depth} objects deep at "
+                                        f"{path}; content below this level was not validated", path)
             return
         slots = structure.slots
-        chosen: dict[ElementModel, str] | None = None
+        chosen: dict[ElementModel, str] = {}  # choice element → the JSON name used
         element_checks = self.element_checks
         for key, value in obj.items():
             slot = slots.get(key)
@@ -192,39 +223,23 @@ class StructuralValidator:
                 if key[:1] == "_":
                     base = slots.get(key[1:])
                     if base is not None and base.kind is PRIMITIVE:
-                        if key[1:] not in obj:  # else handled together with the value
-                            if base.element.is_choice:
-                                if chosen is None:
-                                    chosen = {}
-                                other = chosen.get(base.element)
-                                if other is not None:
-                                    run.error("structure", f"Only one of the choices of {base.element.name} is "
-                                                           f"allowed, but both {other!r} and {key!r} are present: "
-                                                           "keep one", path + "." + key)
-                                    continue
-                                chosen[base.element] = key
+                        # handled with the value, unless there is no value
+                        if key[1:] not in obj and self._choose(chosen, base.element, key, path, run):
                             self._primitive(base, _MISSING, value, path + "." + key[1:], run, depth)
                         continue
                     self._bad_companion(key, base, structure, path, run)
                     continue
                 if key == "resourceType" and resource_root:
                     continue
-                self._unknown(key, structure, path, run, resource_root)
+                self._unknown(key, structure, path, run)
                 continue
             if slot.special:  # a choice, or a prohibited element
                 element = slot.element
-                if element.is_choice:
-                    if chosen is None:
-                        chosen = {}
-                    other = chosen.get(element)
-                    if other is not None:
-                        run.error("structure", f"Only one of the choices of {element.name} is allowed, but both "
-                                               f"{other!r} and {key!r} are present: keep one", path + "." + key)
-                        continue
-                    chosen[element] = key
+                if element.is_choice and not self._choose(chosen, element, key, path, run):
+                    continue
                 if element.max == 0:
-                    run.error("structure", f"{element.path} is not allowed (its cardinality is 0..0): "
-                                           f"remove {key!r}", path + "." + key)
+                    run.structure(f"{element.path} is not allowed (its cardinality is 0..0): remove {key!r}",
+                                  path + "." + key)
                     continue
             check = slot.scalar_check
             if check is not None and value is not None and not isinstance(value, (dict, list)) \
@@ -232,68 +247,85 @@ class StructuralValidator:
                 # fast path: a single primitive value without `_name` companion
                 message = check(value)
                 if message is not None:
-                    run.error("value", message, path + "." + key)
+                    run.value(message, path + "." + key)
                 elif element_checks:
                     self._run_element_checks(slot.element, value, path + "." + key, run)
                 continue
             kind = slot.kind
             if kind is COMPLEX or kind is RESOURCE:
                 self._complex(slot, value, path + "." + key, run, depth)
-            elif kind is PRIMITIVE:
-                self._primitive(slot, value, obj.get(slot.companion_key, _MISSING), path + "." + key, run, depth)
             else:
-                self._primitive(slot, value, _MISSING, path + "." + key, run, depth)
+                companion = obj.get(slot.companion_key, _MISSING) if kind is PRIMITIVE else _MISSING
+                self._primitive(slot, value, companion, path + "." + key, run, depth)
         for element, names in structure.required_names:
             for name in names:
                 if name in obj:
                     break
             else:
-                names = " or ".join(repr(n) for n in element.json_names[:6])
+                wanted = " or ".join(repr(n) for n in element.json_names[:6])
                 if len(element.json_names) > 6:
-                    names += " or another choice"
+                    wanted += " or another choice"
                 run.error("required", f"Missing required element {element.name!r} ({element.path}, "
-                                      f"min {element.min}): add {names}", path)
+                                      f"min {element.min}): add {wanted}", path)
 
-    def _unknown(self, key: str, structure: Structure, path: str, run: _Run, resource_root: bool) -> None:
-        allowed = [e.name for e in structure.elements]
+    @staticmethod
+    def _choose(chosen: dict[ElementModel, str], element: ElementModel, key: str, path: str,
+                run: _Run) -> bool:
+        """Record the variant used for a choice element; False (and an issue) for a second one."""
+        if not element.is_choice:
+            return True
+        other = chosen.get(element)
+        if other is not None:
+            run.structure(f"Only one of the choices of {element.name} is allowed, but both {other!r} and "
+                          f"{key!r} are present: keep one", path + "." + key)
+            return False
+        chosen[element] = key
+        return True
+
+    def _unknown(self, key: str, structure: Structure, path: str, run: _Run) -> None:
         if len(key) > _MAX_NAME:  # a name nobody could mean: keep the report small and cheap
             shown_key = key[:_MAX_NAME] + "…"
-            run.error("structure", f"Unknown element {shown_key!r} ({len(key)} characters) in {path}",
-                      path + "." + shown_key)
+            run.structure(f"Unknown element {shown_key!r} ({len(key)} characters) in {path}",
+                          path + "." + shown_key)
             return
         if key == "resourceType":
-            message = (f"'resourceType' is not allowed in {path}: it belongs only at the root of a resource "
-                       "(top level, contained, Bundle.entry.resource, …)")
+            run.structure(f"'resourceType' is not allowed in {path}: it belongs only at the root of a "
+                          "resource (top level, contained, Bundle.entry.resource, …)", path + "." + key)
+            return
+        hint = ""
+        for element in structure.elements:
+            if not element.is_choice:
+                continue
+            base = element.name[:-3]
+            rest = key[len(base):]
+            if key.startswith(base) and (rest in ("", "[x]") or rest[0].isupper()):
+                choices = ", ".join(element.json_names[:8]) + (", …" if len(element.json_names) > 8 else "")
+                if rest in ("", "[x]"):
+                    hint = f"; {element.name} needs a typed name: use one of {choices}"
+                else:
+                    hint = f"; {key!r} is not an allowed type for {element.name}: use one of {choices}"
+                break
         else:
-            hint = ""
-            for element in structure.elements:
-                base = element.name[:-3]
-                rest = key[len(base):]
-                if element.is_choice and key.startswith(base) and (rest in ("", "[x]") or rest[0].isupper()):
-                    choices = ", ".join(element.json_names[:8]) + (", …" if len(element.json_names) > 8 else "")
-                    hint = (f"; {element.name} needs a typed name" if rest in ("", "[x]")
-                            else f"; {key!r} is not an allowed type for {element.name}") + f": use one of {choices}"
-                    break
-            else:
-                close = difflib.get_close_matches(key, list(structure.slots), n=1, cutoff=0.75)
-                if close:
-                    hint = f"; did you mean {close[0]!r}?"
-            shown = ", ".join(allowed[:25]) + (", …" if len(allowed) > 25 else "")
-            message = (f"Unknown element {key!r} in {path}{hint} (elements allowed here: {shown})")
-        run.error("structure", message, path + "." + key)
+            close = difflib.get_close_matches(key, list(structure.slots), n=1, cutoff=0.75)
+            if close:
+                hint = f"; did you mean {close[0]!r}?"
+        allowed = [e.name for e in structure.elements]
+        shown = ", ".join(allowed[:25]) + (", …" if len(allowed) > 25 else "")
+        run.structure(f"Unknown element {key!r} in {path}{hint} (elements allowed here: {shown})",
+                      path + "." + key)
 
     def _bad_companion(self, key: str, base: Slot | None, structure: Structure, path: str, run: _Run) -> None:
         """A `_name` property that is not the companion of a primitive element."""
         name = key[1:]
         if base is None:
-            self._unknown(key, structure, path, run, False)
+            self._unknown(key, structure, path, run)
         elif base.kind == SYSTEM:
-            run.error("structure", f"{key!r} is not allowed: {name} is a plain JSON property that cannot carry "
-                                   "an id or extensions", path + "." + key)
+            run.structure(f"{key!r} is not allowed: {name} is a plain JSON property that cannot carry an id "
+                          "or extensions", path + "." + key)
         else:
-            run.error("structure", f"{key!r} is not allowed: a '_' companion exists only for primitive elements, "
-                                   f"and {base.element.path} is a {base.type.code}; put extensions inside "
-                                   f"{name!r} itself", path + "." + key)
+            run.structure(f"{key!r} is not allowed: a '_' companion exists only for primitive elements, and "
+                          f"{base.element.path} is a {base.type.code}; put extensions inside {name!r} itself",
+                          path + "." + key)
 
     # -- complex elements and resources -------------------------------------------------------
     def _complex(self, slot: Slot, value: Any, path: str, run: _Run, depth: int) -> None:
@@ -303,29 +335,28 @@ class StructuralValidator:
                 self._not_array(slot, value, path, run)
                 return
             if not value:
-                run.error("structure", f"Empty array for {element.name}: leave the element out instead", path)
+                run.structure(f"Empty array for {element.name}: leave the element out instead", path)
                 return
             if element.max is not None and len(value) > element.max:
                 self._too_many(slot, len(value), path, run)
             for i, item in enumerate(value):
                 self._complex_item(slot, item, f"{path}[{i}]", run, depth)
+        elif isinstance(value, list):
+            self._unexpected_array(slot, path, run)
         else:
-            if isinstance(value, list):
-                self._unexpected_array(slot, path, run)
-                return
             self._complex_item(slot, value, path, run, depth)
 
     def _complex_item(self, slot: Slot, item: Any, path: str, run: _Run, depth: int) -> None:
         if not isinstance(item, dict):
             if item is None:
-                run.error("structure", f"null is not allowed for {slot.element.name}: leave the element out", path)
+                run.structure(f"null is not allowed for {slot.element.name}: leave the element out", path)
             else:
                 what = "a resource" if slot.kind == RESOURCE else f"a {slot.type.code}"
-                run.error("structure", f"{slot.element.path} must be a JSON object ({what}), not {describe(item)}",
-                          path)
+                run.structure(f"{slot.element.path} must be a JSON object ({what}), not {describe(item)}",
+                              path)
             return
         if not item:
-            run.error("structure", f"Empty object for {slot.element.name}: leave the element out instead", path)
+            run.structure(f"Empty object for {slot.element.name}: leave the element out instead", path)
             return
         if slot.kind == RESOURCE:
             self._resource(item, path, run, depth + 1, slot)
@@ -336,114 +367,115 @@ class StructuralValidator:
 
     # -- primitives ----------------------------------------------------------------------------
     def _primitive(self, slot: Slot, value: Any, companion: Any, path: str, run: _Run, depth: int) -> None:
-        element = slot.element
-        check = slot.primitive.check  # type: ignore[union-attr]
-        name = slot.json_name
-        if element.is_array:
-            values = None
-            if value is not _MISSING:
-                if not isinstance(value, list):
-                    self._not_array(slot, value, path, run)
-                elif not value:
-                    run.error("structure", f"Empty array for {name}: leave the element out instead", path)
-                else:
-                    values = value
-                    if element.max is not None and len(value) > element.max:
-                        self._too_many(slot, len(value), path, run)
-            extras = None
-            if companion is not _MISSING:
-                if not isinstance(companion, list):
-                    run.error("structure", f"'_{name}' must be an array (aligned with {name!r}, null where an "
-                                           f"item has no id or extension), not {describe(companion)}", path)
-                elif not companion:
-                    run.error("structure", f"Empty array for '_{name}': leave it out instead", path)
-                else:
-                    extras = companion
-                    if values is not None and len(values) != len(extras):
-                        run.error("structure", f"'{name}' has {len(values)} items but '_{name}' has {len(extras)}: "
-                                               "both arrays must have the same length (use null as filler)", path)
-                    elif values is None and value is _MISSING and element.max is not None \
-                            and len(extras) > element.max:
-                        self._too_many(slot, len(extras), path, run)
-            if values is not None:
-                for i, item in enumerate(values):
-                    if item is None:
-                        if extras is None or i >= len(extras) or extras[i] is None:
-                            run.error("structure", f"null is not allowed in {name!r} unless '_{name}' has an id "
-                                                   "or extension at the same position", f"{path}[{i}]")
-                        continue
-                    if isinstance(item, dict) or isinstance(item, list):
-                        run.error("value", f"The items of {name!r} must be {slot.type.code} values, "
-                                           f"not {describe(item)}", f"{path}[{i}]")
-                        continue
-                    message = check(item)
-                    if message is not None:
-                        run.error("value", message, f"{path}[{i}]")
-                    elif self.element_checks:
-                        self._run_element_checks(element, item, f"{path}[{i}]", run)
-            if extras is not None:
-                structure = slot.type.model.element_structure  # type: ignore[union-attr]
-                for i, extra in enumerate(extras):
-                    if extra is None:
-                        if values is None or i >= len(values):
-                            run.error("structure", f"null in '_{name}' without a value in {name!r} at the same "
-                                                   "position", f"{path}[{i}]")
-                        continue
-                    self._element_extra(name, extra, structure, f"{path}[{i}]", run, depth)
+        """A primitive element with its `_name` companion (either may be _MISSING)."""
+        if slot.element.is_array:
+            self._primitive_array(slot, value, companion, path, run, depth)
             return
-        # a single primitive
+        name = slot.json_name
         if value is not _MISSING:
             if isinstance(value, list):
                 self._unexpected_array(slot, path, run)
             elif value is None:
-                run.error("structure", f"null is not allowed for {name!r}: leave the element out", path)
+                run.structure(f"null is not allowed for {name!r}: leave the element out", path)
             elif isinstance(value, dict):
                 hint = f" (extensions of a primitive go in '_{name}')" if slot.kind == PRIMITIVE else ""
-                run.error("value", f"{name!r} must be a {slot.type.code} value, not an object{hint}", path)
+                run.value(f"{name!r} must be a {slot.type.code} value, not an object{hint}", path)
             else:
-                message = check(value)
+                message = slot.primitive.check(value)  # type: ignore[union-attr]
                 if message is not None:
-                    run.error("value", message, path)
+                    run.value(message, path)
                 elif self.element_checks:
-                    self._run_element_checks(element, value, path, run)
+                    self._run_element_checks(slot.element, value, path, run)
         if companion is not _MISSING:
-            self._element_extra(name, companion, slot.type.model.element_structure,  # type: ignore[union-attr]
-                                path, run, depth)
+            structure = slot.type.model.element_structure  # type: ignore[union-attr]
+            self._element_extra(name, companion, structure, path, run, depth)
 
-    def _element_extra(self, name: str, extra: Any, structure: Structure, path: str, run: _Run, depth: int) -> None:
+    def _primitive_array(self, slot: Slot, value: Any, companion: Any, path: str, run: _Run,
+                         depth: int) -> None:
+        element = slot.element
+        name = slot.json_name
+        values = None
+        if value is not _MISSING:
+            if not isinstance(value, list):
+                self._not_array(slot, value, path, run)
+            elif not value:
+                run.structure(f"Empty array for {name}: leave the element out instead", path)
+            else:
+                values = value
+                if element.max is not None and len(value) > element.max:
+                    self._too_many(slot, len(value), path, run)
+        extras = None
+        if companion is not _MISSING:
+            if not isinstance(companion, list):
+                run.structure(f"'_{name}' must be an array (aligned with {name!r}, null where an item has no "
+                              f"id or extension), not {describe(companion)}", path)
+            elif not companion:
+                run.structure(f"Empty array for '_{name}': leave it out instead", path)
+            else:
+                extras = companion
+                if values is not None and len(values) != len(extras):
+                    run.structure(f"'{name}' has {len(values)} items but '_{name}' has {len(extras)}: both "
+                                  "arrays must have the same length (use null as filler)", path)
+                elif value is _MISSING and element.max is not None and len(extras) > element.max:
+                    self._too_many(slot, len(extras), path, run)
+        if values is not None:
+            check = slot.primitive.check  # type: ignore[union-attr]
+            for i, item in enumerate(values):
+                if item is None:
+                    if extras is None or i >= len(extras) or extras[i] is None:
+                        run.structure(f"null is not allowed in {name!r} unless '_{name}' has an id or "
+                                      "extension at the same position", f"{path}[{i}]")
+                    continue
+                if isinstance(item, (dict, list)):
+                    run.value(f"The items of {name!r} must be {slot.type.code} values, not {describe(item)}",
+                              f"{path}[{i}]")
+                    continue
+                message = check(item)
+                if message is not None:
+                    run.value(message, f"{path}[{i}]")
+                elif self.element_checks:
+                    self._run_element_checks(element, item, f"{path}[{i}]", run)
+        if extras is not None:
+            structure = slot.type.model.element_structure  # type: ignore[union-attr]
+            for i, extra in enumerate(extras):
+                if extra is None:
+                    if values is None or i >= len(values):
+                        run.structure(f"null in '_{name}' without a value in {name!r} at the same position",
+                                      f"{path}[{i}]")
+                    continue
+                self._element_extra(name, extra, structure, f"{path}[{i}]", run, depth)
+
+    def _element_extra(self, name: str, extra: Any, structure: Structure, path: str, run: _Run,
+                       depth: int) -> None:
         """The `_name` companion of a primitive: an object with `id` and/or `extension`."""
         if not isinstance(extra, dict):
-            run.error("structure", f"'_{name}' must hold JSON objects with id and/or extension, "
-                                   f"not {describe(extra)}", path)
+            run.structure(f"'_{name}' must hold JSON objects with id and/or extension, not {describe(extra)}",
+                          path)
         elif not extra:
-            run.error("structure", f"Empty object in '_{name}': leave it out (or use null in an array)", path)
+            run.structure(f"Empty object in '_{name}': leave it out (or use null in an array)", path)
         else:
             self._object(extra, structure, path, run, depth + 1)
 
     # -- shared messages -----------------------------------------------------------------------
     @staticmethod
     def _not_array(slot: Slot, value: Any, path: str, run: _Run) -> None:
-        element = slot.element
-        run.error("structure", f"{slot.json_name!r} repeats ({element.path} "
-                               f"{element.min}..{'*' if element.max is None else element.max}): "
-                               f"it must be a JSON array, not {describe(value)}; wrap the value in [ ]", path)
+        run.structure(f"{slot.json_name!r} repeats ({_cardinality(slot.element)}): it must be a JSON array, "
+                      f"not {describe(value)}; wrap the value in [ ]", path)
 
     @staticmethod
     def _unexpected_array(slot: Slot, path: str, run: _Run) -> None:
-        element = slot.element
-        run.error("structure", f"{slot.json_name!r} does not repeat ({element.path} {element.min}.."
-                               f"{'*' if element.max is None else element.max}): give a single value, not an array",
-                  path)
+        run.structure(f"{slot.json_name!r} does not repeat ({_cardinality(slot.element)}): give a single "
+                      "value, not an array", path)
 
     @staticmethod
     def _too_many(slot: Slot, count: int, path: str, run: _Run) -> None:
-        element = slot.element
-        run.error("structure", f"{slot.json_name!r} has {count} items but at most {element.max} are allowed "
-                               f"({element.path} {element.min}..{element.max})", path)
+        run.structure(f"{slot.json_name!r} has {count} items but at most {slot.element.max} are allowed "
+                      f"({_cardinality(slot.element)})", path)
 
     def _run_element_checks(self, element: ElementModel, value: Any, path: str, run: _Run) -> None:
         checks = self._checks_of.get(id(element))
         if checks is None:
-            checks = self._checks_of[id(element)] = tuple(c for c in self.element_checks if c.applies_to(element))
+            checks = tuple(c for c in self.element_checks if c.applies_to(element))
+            self._checks_of[id(element)] = checks
         for check in checks:
             check.check(element, value, path, run.issues)

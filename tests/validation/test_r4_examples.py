@@ -12,8 +12,8 @@ from pathlib import Path
 
 from fhir_server import jsonio
 
-EXCEPTIONS: dict[str, str] = json.loads(
-    (Path(__file__).resolve().parent.parent / "data" / "r4-example-exceptions.json").read_text(encoding="utf-8"))
+EXCEPTIONS_FILE = Path(__file__).resolve().parent.parent / "data" / "r4-example-exceptions.json"
+EXCEPTIONS: dict[str, str] = json.loads(EXCEPTIONS_FILE.read_text(encoding="utf-8"))
 
 
 def test_example(example_file, core_package, validator):
