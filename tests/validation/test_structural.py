@@ -10,7 +10,7 @@ import pytest
 
 from fhir_server import jsonio
 from fhir_server.definitions.registry import FHIR_BASE
-from fhir_server.validation.model import COMPLEX, PRIMITIVE, RESOURCE, SYSTEM, Models
+from fhir_server.validation.model import COMPLEX, PRIMITIVE, RESOURCE, SYSTEM, Models, models_for
 from fhir_server.validation.structural import StructuralValidator
 
 XHTML = 'http://www.w3.org/1999/xhtml'
@@ -451,6 +451,21 @@ def test_model_elements(definitions):
     ext = models.type_model("Extension")
     assert ext.elements["url"].types[0].code == "uri" and ext.elements["url"].types[0].system
     assert models.type_model("Age").elements["value"].types[0].code == "decimal"
+
+
+@pytest.mark.parametrize("name, base", [("Age", "Quantity"), ("Duration", "Quantity"), ("Count", "Quantity"),
+                                        ("Distance", "Quantity"), ("SimpleQuantity", "Quantity"),
+                                        ("MoneyQuantity", "Quantity")])
+def test_quantity_constraints_use_their_own_definitions(definitions, name, base):
+    models = Models(definitions)
+    model = models.type_model(name)
+    assert model.url == FHIR_BASE + name and model.kind == "complex-type"
+    assert models.derives_from(model, FHIR_BASE + base)
+    assert set(model.elements) == {"id", "extension", "value", "comparator", "unit", "system", "code"}
+
+
+def test_models_are_shared_per_definitions(definitions, validator):
+    assert models_for(definitions) is models_for(definitions) is validator.models
 
 
 def test_primitive_types_from_definitions(definitions):
