@@ -209,13 +209,16 @@ def test_conditional_update_invalid_resource_is_400(client):
     assert created.status_code == 201  # nothing had been stored
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: _format/_pretty in the URL of a conditional update "
-                                       "are taken as search conditions → 400")
-def test_conditional_update_with_format_parameter(client):
+def test_conditional_update_with_format_parameters(client):
+    """_format and _pretty shape the response; they are not conditions."""
     system = identifier_system()
     r = client.put("/Patient", params={"identifier": f"{system}|1", "_format": "json"},
                    json=_with_identifier(system, "1"))
     assert r.status_code == 201, r.text
+    r = client.put("/Patient", params={"identifier": f"{system}|1", "_pretty": "true"},
+                   json=_with_identifier(system, "1", active=True))
+    assert r.status_code == 200, r.text
+    assert r.content.startswith(b'{\n  "resourceType": "Patient"') and r.json()["active"] is True
 
 
 # -- conditional delete -----------------------------------------------------------------------
@@ -260,8 +263,6 @@ def test_conditional_delete_unsupported_condition_is_400(client, params):
     assert_outcome(client.delete("/Patient", params=params), 400)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: _format in the URL of a conditional delete is taken "
-                                       "as a search condition → 400")
 def test_conditional_delete_with_format_parameter(client):
     system = identifier_system()
     existing = _created(client, system, "1")
