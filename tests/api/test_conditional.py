@@ -109,8 +109,9 @@ def test_if_none_exist_and_conditions_that_do_not_all_match_create(client):
     assert r.status_code == 201 and r.json()["id"] != existing["id"]
 
 
-@pytest.mark.parametrize("condition", ["name=Durand", "identifier:missing=true", "foo=bar", "identifier=",
-                                       "birthdate=1970", "identifier:not=x|1"])
+# Conditions no server can honour: unknown parameters (also those of another type), unknown
+# modifiers, empty values, result parameters alone.
+@pytest.mark.parametrize("condition", ["foo=bar", "code=x", "identifier:nonsense=1", "identifier=", "_sort=name"])
 def test_if_none_exist_unsupported_condition_is_400(client, condition):
     system = identifier_system()
     r = client.post("/Patient", json=_with_identifier(system, "1"), headers={"If-None-Exist": condition})
@@ -192,7 +193,7 @@ def test_conditional_update_with_if_match(client):
     assert ok.status_code == 200 and ok.json()["id"] == existing["id"] and ok.headers["etag"] == 'W/"2"'
 
 
-@pytest.mark.parametrize("params", [{"name": "x"}, {"foo": "bar"}, {"identifier:missing": "true"}, {}])
+@pytest.mark.parametrize("params", [{"foo": "bar"}, {"code": "x"}, {"identifier:nonsense": "1"}, {}])
 def test_conditional_update_unsupported_condition_is_400(client, params):
     system = identifier_system()
     r = client.put("/Patient", params=params, json=_with_identifier(system, "1"))
@@ -258,7 +259,7 @@ def test_conditional_delete_two_matches_is_412_and_deletes_nothing(client):
         assert client.get(f"/Patient/{res['id']}").status_code == 200
 
 
-@pytest.mark.parametrize("params", [{"name": "x"}, {"foo": "bar"}, {}, {"identifier": ""}])
+@pytest.mark.parametrize("params", [{"foo": "bar"}, {"identifier:nonsense": "1"}, {}, {"identifier": ""}])
 def test_conditional_delete_unsupported_condition_is_400(client, params):
     assert_outcome(client.delete("/Patient", params=params), 400)
 
