@@ -159,3 +159,17 @@ def test_read_without_accept_header_is_fhir_json(base_url, two_versions):
     id_, _, _ = two_versions
     r = httpx.get(f"{base_url}/Patient/{id_}", headers={"Accept": ""})
     assert r.status_code == 200 and r.headers["content-type"] == FHIR_JSON_UTF8
+
+
+def test_the_same_id_in_two_types_is_two_resources(client):
+    id_ = new_id("twin")
+    p = client.put(f"/Patient/{id_}", json=patient(id_, active=True))
+    o = client.put(f"/Observation/{id_}", json={"resourceType": "Observation", "id": id_, "status": "final",
+                                                  "code": {"text": "x"}})
+    assert (p.status_code, o.status_code) == (201, 201)
+    assert client.get(f"/Patient/{id_}").json() == p.json()
+    assert client.get(f"/Observation/{id_}").json() == o.json()
+    client.delete(f"/Patient/{id_}")
+    assert client.get(f"/Patient/{id_}").status_code == 410
+    assert client.get(f"/Observation/{id_}").status_code == 200
+    assert client.get(f"/Observation/{id_}/_history").json()["total"] == 1
