@@ -46,9 +46,9 @@ class FhirServer:
 
     def prepare_type(self, type_: str) -> None:
         """Indexes for the search values of a type, made before its first write."""
-        from fhir_server.search.index import indexed_fields
+        from fhir_server.search.index import INDEXED_FIELDS
 
-        self.store.ensure_type_indexes(type_, indexed_fields(self.search_parameters, type_))
+        self.store.ensure_type_indexes(type_, INDEXED_FIELDS)
 
     def close(self) -> None:
         self.database.close()

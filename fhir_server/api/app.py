@@ -56,11 +56,15 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
     app.state.server = server
     _install_error_handlers(app)
 
-    @app.get(f"{BASE}/metadata")
+    @app.api_route(f"{BASE}/metadata", methods=ALL_METHODS)
     async def metadata(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            raise FhirError(405, Issue("error", "not-supported", f"{request.method} is not supported on "
+                                       f"{BASE}/metadata; use GET"), headers={"Allow": "GET, HEAD"})
         media_type = http.negotiate(request)
         body = await run_in_threadpool(capability_statement, server, _base_url(server, request))
-        return http.fhir_response(200, body, media_type, http.is_pretty(request))
+        return http.fhir_response(200, body, media_type, http.is_pretty(request),
+                                  head=request.method == "HEAD")
 
     @app.api_route(f"{BASE}/_history", methods=ALL_METHODS)
     async def system_history(request: Request) -> Response:

@@ -8,6 +8,7 @@ kept beside the package, so that start-up never has to parse 190 MB of definitio
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -235,9 +237,11 @@ class PackageCache:
         tmp = Path(tempfile.mkdtemp(dir=self._ensure_root()))
         try:
             try:
-                with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+                if data[:2] == b"\x1f\x8b":  # check the whole gzip stream (CRC) before extracting:
+                    data = gzip.decompress(data)  # tarfile stops silently at a damaged member
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
                     tar.extractall(tmp, filter="data")
-            except (tarfile.TarError, OSError, EOFError) as exc:
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise PackageError(f"not a readable package archive: {exc}") from None
             package = open_package(tmp)
             if expect and (package.name, package.version) != expect:

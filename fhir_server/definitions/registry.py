@@ -57,6 +57,14 @@ class Definitions:
             and entry.derivation == "specialization" and not entry.abstract and entry.type
             and entry.url == FHIR_BASE + entry.type))
         self._resource_type_set = frozenset(self.resource_types)
+        # Data types and their parents (canonical → uri, SimpleQuantity → Quantity…), for casts.
+        self._type_parent: dict[str, str | None] = {}
+        for package, entry in self._by_url.values():
+            if (entry.resourceType == "StructureDefinition" and entry.kind in ("primitive-type", "complex-type")
+                    and entry.type and entry.url == FHIR_BASE + entry.type):
+                parent = (entry.baseDefinition or "").rsplit("/", 1)[-1] or None
+                self._type_parent[entry.type] = parent
+        self.data_types: frozenset[str] = frozenset(self._type_parent)
 
     @property
     def core(self) -> Package:
@@ -64,6 +72,16 @@ class Definitions:
 
     def is_resource_type(self, name: str) -> bool:
         return name in self._resource_type_set
+
+    def is_a(self, type_: str, ancestor: str) -> bool:
+        """True if `type_` is `ancestor` or derives from it (`canonical` is a `uri`)."""
+        seen = 0
+        while type_ and seen < 20:
+            if type_ == ancestor:
+                return True
+            type_ = self._type_parent.get(type_)
+            seen += 1
+        return False
 
     def resource(self, url: str) -> dict[str, Any] | None:
         """A conformance resource by canonical URL (`url|version` accepted, version ignored)."""

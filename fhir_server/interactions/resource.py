@@ -39,8 +39,8 @@ def validate(server, resource: dict[str, Any]) -> None:
         raise FhirError(400, issues)
 
 
-def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: datetime) -> bytes:
-    """The JSON to store and serve: server-set id, versionId and lastUpdated, in FHIR order."""
+def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: datetime) -> dict[str, Any]:
+    """The resource to store and serve: server-set id, versionId and lastUpdated, in FHIR order."""
     meta = resource.get("meta")
     meta = {k: v for k, v in meta.items() if k not in _SERVER_META} if isinstance(meta, dict) else {}
     meta = {"versionId": str(version), "lastUpdated": format_instant(last_updated), **meta}
@@ -48,15 +48,15 @@ def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: dateti
     for key, value in resource.items():
         if key not in out:
             out[key] = value
-    return jsonio.dumps(out)
+    return out
 
 
 def new_version(server, resource: dict[str, Any], id_: str, version: int, expected: int | None,
                 last_updated: datetime, method: str) -> Write:
     """The write storing `resource` as version `version` of its type/id, with its search values."""
+    stored = stamp(resource, id_, version, last_updated)
     return Write(resource["resourceType"], id_, version, expected, last_updated, method,
-                 stamp(resource, id_, version, last_updated),
-                 index_values(server.search_parameters, resource))
+                 jsonio.dumps(stored), index_values(server.search_parameters, stored))
 
 
 def outcome_issue(severity: str, code: str, text: str) -> dict[str, Any]:

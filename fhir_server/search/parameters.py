@@ -1,71 +1,183 @@
-"""The SearchParameter registry: every SearchParameter of the loaded packages, by type and code."""
+"""The SearchParameter registry: every SearchParameter of the loaded packages (and those created
+through the API), by resource type and code, with compiled extractors and index rules."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-import fhirpathpy
-from fhirpathpy.models import models
+from fhir_server.search.extract import Extractor, compile_expression
+from fhir_server.search.params import composite, date, number, quantity, reference, special, string, token, uri
 
 log = logging.getLogger(__name__)
 
+MODULES = {"token": token, "string": string, "date": date, "number": number, "quantity": quantity,
+           "reference": reference, "uri": uri, "composite": composite, "special": special}
+# Parameters answered from the stored document itself rather than from `ix`.
+NOT_INDEXED = frozenset({"_id"})
 
-@dataclass(frozen=True)
+
+@dataclass
 class SearchParam:
     code: str
     type: str  # number | date | string | token | reference | composite | quantity | uri | special
     url: str
     expression: str | None
+    base: tuple[str, ...]
     targets: tuple[str, ...] = ()
+    component_defs: tuple[tuple[str, str], ...] = ()  # (definition url, relative expression)
+    resource: dict[str, Any] | None = field(default=None, repr=False)
+    extractor: Extractor | None = field(default=None, repr=False)
+    compiled: bool = False
+    components: list = field(default_factory=list, repr=False)  # [(SearchParam, Extractor)]
 
     @property
     def field(self) -> str:
-        """Where the index values of this parameter live in a stored document."""
         return f"ix.{self.code}"
 
 
 class SearchParameters:
     def __init__(self, definitions):
+        self.definitions = definitions
         self._by_type: dict[str, dict[str, SearchParam]] = {}
-        self._compiled: dict[str, Callable[[Any], list]] = {}
-        self._lock = threading.Lock()
+        self._by_url: dict[str, SearchParam] = {}
+        self._lock = threading.RLock()
+        self.generation = 0  # bumped on every change, so caches keyed on it stay correct
+        bundle = self._core_bundle()
+        for sp in bundle:  # the 1,375 of R4 core, as the spec publishes them
+            self.add(sp)
         for package, entry in definitions.entries("SearchParameter"):
-            self.add(definitions.load_entry(package, entry))
+            if package is definitions.core and bundle:
+                continue  # the core's loose files add examples (one redefines _id): not real parameters
+            if entry.url not in self._by_url:
+                self.add(definitions.load_entry(package, entry))
 
-    def add(self, sp: dict[str, Any]) -> None:
-        if sp.get("status") == "retired":
-            return
-        param = SearchParam(code=sp["code"], type=sp["type"], url=sp["url"],
-                            expression=sp.get("expression"), targets=tuple(sp.get("target") or ()))
-        for base in sp.get("base") or ():
-            self._by_type.setdefault(base, {}).setdefault(param.code, param)
+    def _core_bundle(self) -> list[dict[str, Any]]:
+        """R4 publishes its parameters in `Bundle-searchParams.json`; the package's loose
+        SearchParameter files add examples and extension parameters."""
+        core = self.definitions.core
+        for entry in core.entries("Bundle"):
+            if entry.filename == "Bundle-searchParams.json":
+                return [e["resource"] for e in core.load(entry.filename).get("entry", [])
+                        if e.get("resource", {}).get("resourceType") == "SearchParameter"]
+        return []
+
+    # -- registry ------------------------------------------------------------------------------
+    def add(self, sp: dict[str, Any]) -> SearchParam | None:
+        """Register (or replace, by url) a SearchParameter resource."""
+        if sp.get("status") == "retired" or not sp.get("code") or not sp.get("type"):
+            return None
+        param = SearchParam(
+            code=sp["code"], type=sp["type"], url=sp.get("url") or f"urn:local:{sp.get('id')}",
+            expression=sp.get("expression"), base=tuple(sp.get("base") or ()),
+            targets=tuple(sp.get("target") or ()),
+            component_defs=tuple((c.get("definition", ""), c.get("expression", ""))
+                                 for c in sp.get("component") or ()), resource=sp)
+        with self._lock:
+            old = self._by_url.get(param.url)
+            if old is not None:
+                self._remove(old)
+            self._by_url[param.url] = param
+            for base in param.base:
+                self._by_type.setdefault(base, {})[param.code] = param
+            self.generation += 1
+        return param
+
+    def remove(self, url: str) -> None:
+        with self._lock:
+            old = self._by_url.pop(url, None)
+            if old is not None:
+                self._remove(old)
+                self.generation += 1
+
+    def _remove(self, param: SearchParam) -> None:
+        for base in param.base:
+            if self._by_type.get(base, {}).get(param.code) is param:
+                del self._by_type[base][param.code]
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
-        return (self._by_type.get(resource_type, {}).get(code)
-                or self._by_type.get("DomainResource", {}).get(code)
-                or self._by_type.get("Resource", {}).get(code))
+        for base in (resource_type, "DomainResource", "Resource"):
+            param = self._by_type.get(base, {}).get(code)
+            if param is not None:
+                return self._ready(param)
+        return None
+
+    def by_url(self, url: str) -> SearchParam | None:
+        param = self._by_url.get(url.split("|", 1)[0])
+        return self._ready(param) if param else None
 
     def for_type(self, resource_type: str) -> dict[str, SearchParam]:
         out: dict[str, SearchParam] = {}
         for base in ("Resource", "DomainResource", resource_type):
             out.update(self._by_type.get(base, {}))
+        return {code: self._ready(p) for code, p in out.items()}
+
+    def _ready(self, param: SearchParam) -> SearchParam:
+        """Compile the extractor (and composite components) on first use."""
+        if param.extractor is None:
+            with self._lock:
+                if param.extractor is None:
+                    if param.type == "composite":
+                        param.components = self._components(param)
+                    extractor, param.compiled = (compile_expression(param.expression, self.definitions)
+                                                 if param.expression else ((lambda resource: []), True))
+                    param.extractor = extractor
+        return param
+
+    def _components(self, param: SearchParam) -> list:
+        out = []
+        for url, expression in param.component_defs:
+            sub = self._by_url.get(url)
+            if sub is None or not expression:
+                log.warning("composite %s: component %s is unknown; the parameter is not indexed", param.url, url)
+                return []
+            extractor, _ = compile_expression(expression, self.definitions, relative=True)
+            out.append((sub, extractor))
         return out
 
-    def evaluate(self, param: SearchParam, resource: dict[str, Any]) -> list[Any]:
-        """The values the parameter's expression selects in the resource."""
-        if not param.expression:
-            return []
-        with self._lock:
-            fn = self._compiled.get(param.expression)
-        if fn is None:
-            fn = fhirpathpy.compile(param.expression, models["r4"])
-            with self._lock:
-                self._compiled[param.expression] = fn
-        try:
-            return fn(resource)
-        except Exception as exc:  # fhirpathpy raises bare exceptions for unsupported functions
-            log.debug("cannot evaluate %s: %s", param.expression, exc)
-            return []
+    # -- indexing ------------------------------------------------------------------------------
+    def module(self, param: SearchParam):
+        return MODULES[param.type]
+
+    def index_param(self, param: SearchParam, code: str, items: list) -> dict[str, list[Any]]:
+        module = self.module(param)
+        if param.type == "composite":
+            return module.index(code, items, param.components, self)
+        if param.type == "reference":
+            return module.index(code, items, self.base_urls)
+        return module.index(code, items)
+
+    base_urls: tuple[str, ...] = ()
+
+    def index_resource(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """The `ix` values of a resource: parameter code (+ `:suffix`) → stored values."""
+        out: dict[str, Any] = {}
+        for code, param in self.for_type(resource["resourceType"]).items():
+            if code in NOT_INDEXED or not param.expression:
+                continue
+            items = param.extractor(resource)
+            if items:
+                out.update(self.index_param(param, code, items))
+        return out
+
+    def index_fields(self, resource_type: str) -> list[str]:
+        fields = set()
+        for code, param in self.for_type(resource_type).items():
+            if code in NOT_INDEXED or not param.expression:
+                continue
+            module = self.module(param)
+            names = (module.index_fields(code, param.components, self) if param.type == "composite"
+                     else module.index_fields(code))
+            fields.update(f"ix.{n}" for n in names)
+        return sorted(fields)
+
+    # -- queries -------------------------------------------------------------------------------
+    def term_for(self, param: SearchParam, code: str, modifier: str | None, texts: list[str], ctx):
+        module = self.module(param)
+        if param.type == "reference":
+            return module.term(code, modifier, texts, ctx, param.targets)
+        if param.type == "composite":
+            return module.term(code, modifier, texts, ctx, param.components, self)
+        return module.term(code, modifier, texts, ctx)

@@ -51,9 +51,12 @@ class Database:
         self.client: MongoClient = MongoClient(
             uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
             socketTimeoutMS=max(timeout_ms * 10, 30000), tz_aware=True, retryWrites=True,
-            appname="fhir-server")
+            # An acknowledged write is on disk: without the journal, a crash of the database
+            # right after a 201 loses it (the embedded server flushes its log in the background).
+            w="majority", journal=True, appname="fhir-server")
         self.db: MongoDatabase = self.client[name]
         self._transactions: bool | None = None
+        self._tight_ranges: bool | None = None
         self._indexed = False
         self._lock = threading.Lock()
 
@@ -70,6 +73,14 @@ class Database:
                 log.warning("the database is a standalone server: writes are NOT atomic across the "
                             "current and history collections; use a replica set in production")
         return self._transactions
+
+    @property
+    def tight_multikey_ranges(self) -> bool:
+        """True when a plain range on an array field bounds both ends of the index scan (the
+        embedded server); MongoDB needs `$elemMatch` for that."""
+        if self._tight_ranges is None:
+            self._tight_ranges = "secantusVersion" in self.client.admin.command("buildInfo")
+        return self._tight_ranges
 
     def ping(self) -> None:
         self.client.admin.command("ping")

@@ -77,7 +77,10 @@ class EmbeddedDatabase:
 
     def _spawn(self) -> None:
         cmd = _executable() + ["--host", "127.0.0.1", "--port", str(self.port),
-                               "--storage-path", str(self.data_dir / "db"), "--log-level", "WARNING"]
+                               "--storage-path", str(self.data_dir / "db"), "--log-level", "WARNING",
+                               # fsync the log at each commit: an acknowledged write survives a crash
+                               # (the server ignores j:true inside transactions otherwise)
+                               "--sync-on-commit"]
         if self.test_commands:
             cmd.append("--enable-test-commands")
         log_file = open(self.data_dir / "db.log", "ab")

@@ -136,14 +136,6 @@ def test_single_kill_is_never_a_500(embedded: RunningServer) -> None:
     assert_no_internal_error_logged(embedded)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a create answered 201 is lost if the embedded database crashes right after. The server "
-    "writes with the default write concern (no journal): storage/database.py builds MongoClient "
-    "without w/j, and SecantusDB (like mongod with j:false) flushes its log in the background, so "
-    "a kill -9 within a few ms of the commit loses the acknowledged version (after recovery the "
-    "read is 404). Checked with pymongo directly: the same insert with WriteConcern(j=True) "
-    "survives kill -9. Fix: write with j=True (w='majority', journal=True on the client or the "
-    "transactions), or start the embedded server with --sync-on-commit."))
 def test_acknowledged_writes_survive_a_database_crash(embedded: RunningServer) -> None:
     with fhir_client(embedded, timeout=OUTAGE_TIMEOUT) as client:
         for attempt in range(3):  # three tries, so a lucky background flush cannot hide the gap

@@ -1,0 +1,72 @@
+"""Run terms against one resource type: drive with the cheapest indexed term, check them all.
+
+The driving term's conditions become queries on the single `k` index (or on `_id`), one per
+condition, so the database only ever plans an equality or a bounded range on one field; every
+term's exact predicate then runs on what came back. With no indexed term the collection is
+scanned once (search values only, never the resource JSON).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from fhir_server.search.keys import key_condition
+from fhir_server.search.terms import Term
+from fhir_server.storage.database import translate_errors
+
+# Without the JSON: what the predicates, sorting and includes need.
+META_PROJECTION = {"json": 0, "k": 0}
+# A driving term with more conditions than this is cheaper as a scan.
+MAX_DRIVING_CONDITIONS = 500
+
+
+def plan(terms: list[Term]) -> Term | None:
+    """The indexed term with the lowest estimated cost, or None (scan)."""
+    best, best_cost = None, None
+    for term in terms:
+        if not term.indexed or not term.conditions or len(term.conditions) > MAX_DRIVING_CONDITIONS:
+            continue
+        if term.field != "_id" and any(key_condition(term.field, c) is None for c in term.conditions):
+            continue
+        cost = term.rank + len(term.conditions)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = term, cost
+    return best
+
+
+def queries(database, term: Term) -> list[dict[str, Any]]:
+    if term.field == "_id":
+        ids = list(term.conditions)
+        return [{"_id": ids[0]}] if len(ids) == 1 else [{"_id": {"$in": ids}}]
+    out = []
+    for condition in term.conditions:
+        key = key_condition(term.field, condition)
+        if isinstance(key, dict) and not database.tight_multikey_ranges:
+            key = {"$elemMatch": key}
+        out.append({"k": key})
+    return out
+
+
+@translate_errors
+def find(server, type_: str, terms: list[Term], session: Any = None,
+         projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Current, non-deleted documents of `type_` matching every term (unordered)."""
+    collection = server.store.db[type_]
+    projection = projection or META_PROJECTION
+    if "ix" not in projection and any(projection.values()):
+        projection = {**projection, "ix": 1}
+    if any(projection.values()):
+        projection = {**projection, "del": 1}
+    driver = plan(terms)
+    docs: Iterable[dict[str, Any]]
+    if driver is None:
+        docs = collection.find({}, projection, session=session)
+        rest = terms
+    else:
+        seen: dict[str, dict[str, Any]] = {}
+        for query in queries(server.database, driver):
+            for doc in collection.find(query, projection, session=session):
+                seen.setdefault(doc["_id"], doc)
+        docs = seen.values()
+        rest = terms  # the driver's predicate is exact, its index condition may be a superset
+    return [doc for doc in docs if not doc.get("del") and all(t.match(doc) for t in rest)]

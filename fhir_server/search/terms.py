@@ -1,0 +1,45 @@
+"""A parsed search criterion, in the two forms the executor needs.
+
+- `field`/`conditions`: MongoDB conditions on one indexed field whose union selects a superset
+  of the matches (no field when no index can help, e.g. `:missing=true` or `:not`); one query
+  per condition, since an equality or a range on one field is what every server plans well;
+- `match`: the exact predicate on a stored document's search values.
+
+The executor drives the query with the most selective indexed term and checks every term's
+`match` on what comes back: one single-field index per query, which every MongoDB-compatible
+server plans well, and exact FHIR semantics whatever the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Doc = dict[str, Any]
+
+# Planner ranks: lower is more selective.
+EXACT = 0  # equality on ids/keys
+PREFIX = 10  # string prefix, uri below
+RANGE = 20  # dates, numbers
+SCAN = 100  # no index
+
+
+@dataclass
+class Term:
+    field: str | None
+    conditions: list[Any]
+    match: Callable[[Doc], bool]
+    rank: int = EXACT
+
+    @property
+    def indexed(self) -> bool:
+        return self.field is not None
+
+
+def values(doc: Doc, code: str) -> list[Any]:
+    """The stored search values of one parameter in a document (empty if none)."""
+    return (doc.get("ix") or {}).get(code) or []
+
+
+def never(doc: Doc) -> bool:
+    return False
