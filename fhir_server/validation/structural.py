@@ -266,7 +266,8 @@ class StructuralValidator:
                 if len(element.json_names) > 6:
                     wanted += " or another choice"
                 run.error("required", f"Missing required element {element.name!r} ({element.path}, "
-                                      f"min {element.min}): add {wanted}", path)
+                                      f"min {element.min}): add {wanted}",
+                          f"{path}.{element.name.removesuffix('[x]')}")
 
     @staticmethod
     def _choose(chosen: dict[ElementModel, str], element: ElementModel, key: str, path: str,
