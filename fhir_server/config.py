@@ -37,6 +37,7 @@ class Settings:
     max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "FHIR_MAX_BODY_BYTES", "doc": "Largest request body accepted (413 beyond)"})
     default_count: int = field(default=50, metadata={"env": "FHIR_DEFAULT_COUNT", "doc": "Page size when `_count` is not given"})
     max_count: int = field(default=1000, metadata={"env": "FHIR_MAX_COUNT", "doc": "Largest page size a client may ask for"})
+    search_ttl_s: int = field(default=3600, metadata={"env": "FHIR_SEARCH_TTL_S", "doc": "How long the pages of a search stay available (seconds)"})
     db_timeout_ms: int = field(default=3000, metadata={"env": "FHIR_DB_TIMEOUT_MS", "doc": "How long a request waits for the database before answering 503"})
     embedded_db_port: int = field(default=0, metadata={"env": "FHIR_EMBEDDED_DB_PORT", "doc": "Port of the embedded database (0: any free port)"})
     embedded_test_commands: bool = field(default=False, metadata={"env": "FHIR_EMBEDDED_TEST_COMMANDS", "doc": "Start the embedded database with test commands (fault injection); never in production"})
@@ -54,6 +55,7 @@ class Settings:
             max_body_bytes=_int("FHIR_MAX_BODY_BYTES", default.max_body_bytes),
             default_count=_int("FHIR_DEFAULT_COUNT", default.default_count),
             max_count=_int("FHIR_MAX_COUNT", default.max_count),
+            search_ttl_s=_int("FHIR_SEARCH_TTL_S", default.search_ttl_s),
             db_timeout_ms=_int("FHIR_DB_TIMEOUT_MS", default.db_timeout_ms),
             embedded_db_port=_int("FHIR_EMBEDDED_DB_PORT", default.embedded_db_port),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),

@@ -66,6 +66,14 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
         return http.fhir_response(200, body, media_type, http.is_pretty(request),
                                   head=request.method == "HEAD")
 
+    @app.api_route(BASE, methods=ALL_METHODS)
+    async def system(request: Request) -> Response:
+        return await _dispatch(server, request, "system")
+
+    @app.api_route(f"{BASE}/_search", methods=ALL_METHODS)
+    async def system_search(request: Request) -> Response:
+        return await _dispatch(server, request, "system-search")
+
     @app.api_route(f"{BASE}/_history", methods=ALL_METHODS)
     async def system_history(request: Request) -> Response:
         return await _dispatch(server, request, "system-history")
@@ -73,6 +81,10 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
     @app.api_route(BASE + "/{type}", methods=ALL_METHODS)
     async def type_level(request: Request, type: str) -> Response:
         return await _dispatch(server, request, "type", type)
+
+    @app.api_route(BASE + "/{type}/_search", methods=ALL_METHODS)
+    async def type_search(request: Request, type: str) -> Response:
+        return await _dispatch(server, request, "type-search", type)
 
     @app.api_route(BASE + "/{type}/_history", methods=ALL_METHODS)
     async def type_history(request: Request, type: str) -> Response:
@@ -90,6 +102,10 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
     async def version(request: Request, type: str, id: str, vid: str) -> Response:
         return await _dispatch(server, request, "version", type, id, vid)
 
+    @app.api_route(BASE + "/{type}/{id}/{compartment}", methods=ALL_METHODS)
+    async def compartment(request: Request, type: str, id: str, compartment: str) -> Response:
+        return await _dispatch(server, request, "compartment", type, id, compartment=compartment)
+
     return app
 
 
@@ -98,7 +114,7 @@ def _base_url(server: FhirServer, request: Request) -> str:
 
 
 async def _dispatch(server: FhirServer, request: Request, shape: str, type_: str | None = None,
-                    id_: str | None = None, vid: str | None = None) -> Response:
+                    id_: str | None = None, vid: str | None = None, compartment: str | None = None) -> Response:
     method = "GET" if request.method == "HEAD" else request.method
     if type_ is not None and not server.definitions.is_resource_type(type_):
         raise FhirError(404, Issue("error", "not-supported",
@@ -111,10 +127,16 @@ async def _dispatch(server: FhirServer, request: Request, shape: str, type_: str
                                    f"{request.method} is not supported on this URL; use {', '.join(allowed)}"),
                         headers={"Allow": ", ".join(allowed + (["HEAD"] if "GET" in allowed else []))})
     media_type = http.negotiate(request)
-    body = await http.read_body(request, server.settings.max_body_bytes) if method in ("POST", "PUT", "PATCH") else None
+    if shape.endswith("-search"):
+        body = await http.read_body(request, server.settings.max_body_bytes, form=True)
+    elif method in ("POST", "PUT", "PATCH"):
+        body = await http.read_body(request, server.settings.max_body_bytes)
+    else:
+        body = None
     prefer = http.prefer(request)
     fhir_request = FhirRequest(
         method=method, base_url=_base_url(server, request), type=type_, id=id_, version=vid,
+        compartment=compartment,
         params=list(request.query_params.multi_items()), body=body,
         if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),
         if_modified_since=http.http_date(request.headers.get("if-modified-since")),

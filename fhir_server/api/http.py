@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,8 +46,9 @@ def negotiate(request: Request) -> str:
                                f"application/fhir+json"))
 
 
-async def read_body(request: Request, limit: int) -> Any:
-    """The parsed JSON body (None if empty); 413 past the limit, 415 for other media types."""
+async def read_body(request: Request, limit: int, form: bool = False) -> Any:
+    """The parsed JSON body (None if empty), or with `form` the pairs of a form-encoded body;
+    413 past the limit, 415 for other media types."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -60,6 +62,14 @@ async def read_body(request: Request, limit: int) -> Any:
     if not data.strip():
         return None
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if form:
+        if content_type != "application/x-www-form-urlencoded":
+            raise FhirError(415, Issue("error", "not-supported", "POST _search takes a form body "
+                                       "(application/x-www-form-urlencoded)"))
+        try:
+            return parse_qsl(data.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise FhirError(400, Issue("error", "structure", "the form body is not UTF-8")) from None
     if content_type and content_type not in _JSON_TYPES:
         if content_type in _XML_TYPES:
             raise FhirError(415, Issue("error", "not-supported",

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from fhir_server.interactions import create, delete, history, read, update
+from fhir_server.interactions import create, delete, history, read, search, update
 
 
 @dataclass(frozen=True)
 class Interaction:
     code: str  # the CapabilityStatement interaction code
-    shape: str  # URL shape: system-history | type | type-history | instance | instance-history | version
+    shape: str  # URL shape: system | system-search | system-history | type | type-search | type-history |
+    #            instance | instance-history | version | compartment
     method: str
     handler: Callable
     conditional: bool = False
@@ -32,7 +33,12 @@ INTERACTIONS: tuple[Interaction, ...] = (
     Interaction("update", "type", "PUT", update.conditional_update, conditional=True),
     Interaction("delete", "type", "DELETE", delete.conditional_delete, conditional=True),
     Interaction("history-type", "type-history", "GET", history.history),
+    Interaction("search-type", "type", "GET", search.search),
+    Interaction("search-type", "type-search", "POST", search.search),
+    Interaction("search-type", "compartment", "GET", search.search),
     Interaction("history-system", "system-history", "GET", history.history),
+    Interaction("search-system", "system", "GET", search.search),
+    Interaction("search-system", "system-search", "POST", search.search),
 )
 
 

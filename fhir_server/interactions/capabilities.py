@@ -19,7 +19,10 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
     conditional = {(i.code, i.shape) for i in INTERACTIONS if i.conditional}
     transactions = server.database.supports_transactions
     resources = []
+    params = server.search_parameters
     for type_ in server.definitions.resource_types:
+        search_params = sorted(params.for_type(type_).items())
+        references = [code for code, p in search_params if p.type == "reference"]
         resources.append({
             "type": type_,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
@@ -31,6 +34,10 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "conditionalRead": "full-support",
             "conditionalUpdate": ("update", "type") in conditional,
             "conditionalDelete": "single" if ("delete", "type") in conditional else "not-supported",
+            "searchInclude": ["*"] + [f"{type_}:{code}" for code in references],
+            "searchRevInclude": ["*"],
+            "searchParam": [{"name": code, "definition": p.url, "type": p.type}
+                            for code, p in search_params if p.expression or p.type == "composite"],
         })
     documentation = ("FHIR R4 server for coordinated care. Writes are atomic (current version and "
                      "history in one MongoDB transaction)." if transactions else

@@ -26,6 +26,7 @@ class FhirRequest:
     type: str | None = None
     id: str | None = None
     version: str | None = None
+    compartment: str | None = None  # Patient/123/CarePlan → "CarePlan" ("*": every type)
     params: list[tuple[str, str]] = field(default_factory=list)
     body: Any = None
     if_match: str | None = None

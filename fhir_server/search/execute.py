@@ -16,6 +16,7 @@ from fhir_server.storage.database import translate_errors
 
 # Without the JSON: what the predicates, sorting and includes need.
 META_PROJECTION = {"json": 0, "k": 0}
+FULL_PROJECTION = {"json": 1, "ix": 1, "v": 1, "ts": 1, "del": 1}
 # A driving term with more conditions than this is cheaper as a scan.
 MAX_DRIVING_CONDITIONS = 500
 
@@ -26,7 +27,7 @@ def plan(terms: list[Term]) -> Term | None:
     for term in terms:
         if not term.indexed or not term.conditions or len(term.conditions) > MAX_DRIVING_CONDITIONS:
             continue
-        if term.field != "_id" and any(key_condition(term.field, c) is None for c in term.conditions):
+        if term.field not in ("_id", "k") and any(key_condition(term.field, c) is None for c in term.conditions):
             continue
         cost = term.rank + len(term.conditions)
         if best_cost is None or cost < best_cost:
@@ -38,6 +39,8 @@ def queries(database, term: Term) -> list[dict[str, Any]]:
     if term.field == "_id":
         ids = list(term.conditions)
         return [{"_id": ids[0]}] if len(ids) == 1 else [{"_id": {"$in": ids}}]
+    if term.field == "k":  # raw keys, e.g. a compartment's `patient=Patient/1` OR `performer=Patient/1`
+        return [{"k": key} for key in term.conditions]
     out = []
     for condition in term.conditions:
         key = key_condition(term.field, condition)
@@ -70,3 +73,18 @@ def find(server, type_: str, terms: list[Term], session: Any = None,
         docs = seen.values()
         rest = terms  # the driver's predicate is exact, its index condition may be a superset
     return [doc for doc in docs if not doc.get("del") and all(t.match(doc) for t in rest)]
+
+
+@translate_errors
+def fetch(server, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """Full current documents for `Type/id` keys, one `_id` lookup per type; deleted ones left out."""
+    by_type: dict[str, list[str]] = {}
+    for key in keys:
+        type_, id_ = key.split("/", 1)
+        by_type.setdefault(type_, []).append(id_)
+    out = {}
+    for type_, ids in by_type.items():
+        for doc in server.store.db[type_].find({"_id": {"$in": ids}}, FULL_PROJECTION):
+            if not doc.get("del"):
+                out[f"{type_}/{doc['_id']}"] = doc
+    return out

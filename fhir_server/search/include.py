@@ -1,0 +1,115 @@
+"""`_include` and `_revinclude` (with `:iterate` and `*`): the resources a page brings along.
+
+References are read from the stored search values (`ix`), so a forward include is one `_id`
+lookup per target type and a reverse include one keyed query per source type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.errors import FhirError, Issue
+from fhir_server.search.execute import FULL_PROJECTION, find
+from fhir_server.search.params import reference
+from fhir_server.search.params.token import keys_term
+from fhir_server.search.terms import values
+
+MAX_ROUNDS = 4  # :iterate depth
+MAX_INCLUDED = 5000
+
+
+@dataclass(frozen=True)
+class Include:
+    source: str  # resource type, or "*"
+    code: str  # reference parameter code, or "*"
+    target: str | None
+    iterate: bool
+
+    def text(self) -> str:
+        out = "*" if self.source == "*" and self.code == "*" else f"{self.source}:{self.code}"
+        return out + (f":{self.target}" if self.target else "")
+
+
+def parse(server, name: str, value: str) -> Include:
+    iterate = name.endswith(":iterate") or name.endswith(":recurse")
+    if value == "*":
+        return Include("*", "*", None, iterate)
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not server.definitions.is_resource_type(parts[0]):
+        raise FhirError(400, Issue("error", "invalid", f"{name}={value}: expected Type:parameter[:targetType]"))
+    source, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if code != "*":
+        param = server.search_parameters.get(source, code)
+        if param is None or param.type != "reference":
+            raise FhirError(400, Issue("error", "invalid", f"{name}={value}: {code!r} is not a reference "
+                                                           f"parameter of {source}"))
+    if target is not None and not server.definitions.is_resource_type(target):
+        raise FhirError(400, Issue("error", "invalid", f"{name}={value}: {target!r} is not a resource type"))
+    return Include(source, code, target, iterate)
+
+
+def _reference_codes(server, type_: str, code: str) -> list[str]:
+    if code != "*":
+        return [code]
+    return [c for c, p in server.search_parameters.for_type(type_).items() if p.type == "reference"]
+
+
+def included(server, matches: list[tuple[str, dict[str, Any]]], includes: list[Include],
+             revincludes: list[Include], session: Any = None) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    """Resources to add with search.mode=include, and whether the cap cut the list short."""
+    seen = {f"{t}/{d['_id']}" for t, d in matches}
+    out: list[tuple[str, dict[str, Any]]] = []
+    frontier = matches
+    for round_ in range(MAX_ROUNDS + 1):
+        fwd = [i for i in includes if round_ == 0 or i.iterate]
+        rev = [i for i in revincludes if round_ == 0 or i.iterate]
+        if not (fwd or rev) or not frontier:
+            break
+        new = _forward(server, frontier, fwd, seen, session) + _reverse(server, frontier, rev, seen, session)
+        out.extend(new)
+        if len(out) > MAX_INCLUDED:
+            return out[:MAX_INCLUDED], True
+        frontier = new
+    return out, False
+
+
+def _forward(server, docs, includes, seen, session):
+    wanted: dict[str, set[str]] = {}
+    for type_, doc in docs:
+        for inc in includes:
+            if inc.source not in ("*", type_):
+                continue
+            for code in _reference_codes(server, type_, inc.code):
+                for key in values(doc, code):
+                    local = reference.local_type(key)
+                    if local and (inc.target is None or inc.target == local[0]) and key not in seen \
+                            and server.definitions.is_resource_type(local[0]):
+                        wanted.setdefault(local[0], set()).add(local[1])
+    out = []
+    for type_, ids in sorted(wanted.items()):
+        for doc in server.store.db[type_].find({"_id": {"$in": sorted(ids)}}, FULL_PROJECTION, session=session):
+            key = f"{type_}/{doc['_id']}"
+            if not doc.get("del") and key not in seen:
+                seen.add(key)
+                out.append((type_, doc))
+    return out
+
+
+def _reverse(server, docs, revincludes, seen, session):
+    out = []
+    targets = {f"{t}/{d['_id']}" for t, d in docs}
+    for inc in revincludes:
+        types = server.definitions.resource_types if inc.source == "*" else (inc.source,)
+        for type_ in types:
+            for code in _reference_codes(server, type_, inc.code):
+                keys = {k for k in targets if inc.target is None or k.startswith(inc.target + "/")}
+                if not keys:
+                    continue
+                for doc in find(server, type_, [keys_term(code, keys)], session=session, projection=FULL_PROJECTION):
+                    key = f"{type_}/{doc['_id']}"
+                    if key not in seen:
+                        seen.add(key)
+                        out.append((type_, doc))
+    return out
