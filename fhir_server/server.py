@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 
+from fhir_server import jsonio
 from fhir_server.config import Settings
 from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions, ensure_core
@@ -40,9 +41,31 @@ class FhirServer:
 
     @cached_property
     def search_parameters(self):
+        from fhir_server.search import custom
         from fhir_server.search.parameters import SearchParameters
 
-        return SearchParameters(self.definitions)
+        params = SearchParameters(self.definitions)
+        self.__dict__["search_parameters"] = params  # custom.load_stored registers into it
+        try:
+            count = custom.load_stored(self)
+            if count:
+                log.info("%d SearchParameter resources loaded from the database", count)
+        except Exception as exc:  # noqa: BLE001 - the database may come later; the watcher catches up
+            log.warning("stored SearchParameters not loaded: %s", exc)
+        return params
+
+    def transact(self, work, guards=()):
+        """Commit a unit of work (see ResourceStore.transact), then let what depends on the
+        written resources follow (SearchParameters take effect at once)."""
+        from fhir_server.search import custom
+
+        versions = self.store.transact(work, guards)
+        for version in versions:
+            if version.type == custom.TYPE:
+                previous = None if version.json else self.store.vread(version.type, version.id, version.version - 1)
+                url = jsonio.loads(previous.json).get("url") if previous and previous.json else None
+                custom.apply(self, jsonio.loads(version.json) if version.json else None, url)
+        return versions
 
     def prepare_type(self, type_: str) -> None:
         """Indexes for the search values of a type, made before its first write."""

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server import interactions
+from fhir_server import interactions, operations
 from fhir_server.api import http
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
@@ -43,11 +43,17 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from fhir_server.search.custom import Watcher
+
         try:
             await run_in_threadpool(server.database.ensure_indexes)
         except FhirError as exc:  # the database may come later; writes retry the indexes
             log.warning("indexes not checked at start: %s", exc)
+        await run_in_threadpool(lambda: server.search_parameters)
+        watcher = Watcher(server)
+        watcher.start()
         yield
+        watcher.stop()
         server.close()
 
     app = FastAPI(title="fhir-server", description="FHIR R4 server for coordinated care",
@@ -116,6 +122,9 @@ def _base_url(server: FhirServer, request: Request) -> str:
 async def _dispatch(server: FhirServer, request: Request, shape: str, type_: str | None = None,
                     id_: str | None = None, vid: str | None = None, compartment: str | None = None) -> Response:
     method = "GET" if request.method == "HEAD" else request.method
+    operation = _operation_call(shape, type_, id_, compartment)
+    if operation is not None:
+        return await _run_operation(server, request, method, *operation)
     if type_ is not None and not server.definitions.is_resource_type(type_):
         raise FhirError(404, Issue("error", "not-supported",
                                    f"{type_!r} is not a FHIR R4 resource type this server knows "
@@ -143,6 +152,39 @@ async def _dispatch(server: FhirServer, request: Request, shape: str, type_: str
         if_none_exist=request.headers.get("if-none-exist"),
         prefer_return=prefer.get("return"), prefer_handling=prefer.get("handling"))
     result: FhirResponse = await run_in_threadpool(interaction.handler, server, fhir_request)
+    return _respond(result, media_type, http.is_pretty(request), head=request.method == "HEAD")
+
+
+def _operation_call(shape: str, type_: str | None, id_: str | None, last: str | None):
+    """(level, name, type, id) when the URL names an operation (`$name`), else None."""
+    if shape == "type" and type_ and type_.startswith("$"):
+        return "system", type_[1:], None, None
+    if shape == "instance" and id_ and id_.startswith("$"):
+        return "type", id_[1:], type_, None
+    if shape == "compartment" and last and last.startswith("$"):
+        return "instance", last[1:], type_, id_
+    return None
+
+
+async def _run_operation(server: FhirServer, request: Request, method: str, level: str, name: str,
+                         type_: str | None, id_: str | None) -> Response:
+    if type_ is not None and not server.definitions.is_resource_type(type_):
+        raise FhirError(404, Issue("error", "not-supported", f"{type_!r} is not a FHIR R4 resource type"))
+    operation = operations.find(name, level, type_)
+    if operation is None:
+        raise FhirError(404, Issue("error", "not-supported",
+                                   f"${name} is not an operation of this server at the {level} level "
+                                   f"(see {BASE}/metadata)"))
+    if method not in operation.methods:
+        raise FhirError(405, Issue("error", "not-supported", f"${name} takes {' or '.join(operation.methods)}"),
+                        headers={"Allow": ", ".join(operation.methods)})
+    media_type = http.negotiate(request)
+    body = await http.read_body(request, server.settings.max_body_bytes) if method == "POST" else None
+    fhir_request = FhirRequest(method=method, base_url=_base_url(server, request), type=type_, id=id_,
+                               params=list(request.query_params.multi_items()), body=body,
+                               prefer_return=http.prefer(request).get("return"),
+                               prefer_handling=http.prefer(request).get("handling"))
+    result = await run_in_threadpool(operation.handler, server, fhir_request)
     return _respond(result, media_type, http.is_pretty(request), head=request.method == "HEAD")
 
 

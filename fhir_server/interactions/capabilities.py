@@ -6,6 +6,7 @@ from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.interactions import INTERACTIONS
+from fhir_server.operations import OPERATIONS
 from fhir_server.storage.store import format_instant, now
 
 _TYPE_LEVEL = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
@@ -17,7 +18,10 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
     type_codes = sorted({c for c in codes if c in _TYPE_LEVEL})
     system_codes = sorted({c for c in codes if c not in _TYPE_LEVEL})
     conditional = {(i.code, i.shape) for i in INTERACTIONS if i.conditional}
-    transactions = server.database.supports_transactions
+    try:
+        transactions = server.database.supports_transactions
+    except Exception:  # noqa: BLE001 - the statement is served even while the database is away
+        transactions = None
     resources = []
     params = server.search_parameters
     for type_ in server.definitions.resource_types:
@@ -40,7 +44,7 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
                             for code, p in search_params if p.expression or p.type == "composite"],
         })
     documentation = ("FHIR R4 server for coordinated care. Writes are atomic (current version and "
-                     "history in one MongoDB transaction)." if transactions else
+                     "history in one MongoDB transaction)." if transactions in (True, None) else
                      "FHIR R4 server for coordinated care. WARNING: the database is a standalone "
                      "MongoDB without transactions, so a write is not atomic across current version "
                      "and history; run a replica set.")
@@ -60,5 +64,7 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "documentation": documentation,
             "resource": resources,
             "interaction": [{"code": c} for c in system_codes],
+            "operation": [{"name": op.name, "definition": op.definition or f"{base_url}/OperationDefinition/{op.name}"}
+                          for op in OPERATIONS if "system" in op.levels or "type" in op.levels],
         }],
     }

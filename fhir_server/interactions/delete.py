@@ -24,7 +24,7 @@ def delete(server, req: FhirRequest) -> FhirResponse:
                                        f"{current.version if current else 'none'}, not {expected}"))
         return _tombstones([current] if current and not current.deleted else [])
 
-    written = server.store.transact(work)
+    written = server.transact(work)
     return _answer(req, written, f"{req.type}/{req.id}")
 
 
@@ -38,7 +38,7 @@ def conditional_delete(server, req: FhirRequest) -> FhirResponse:
         conditional.at_most_one(found, req.type, text)
         return _tombstones(found)
 
-    written = server.store.transact(work)
+    written = server.transact(work)
     return _answer(req, written, f"{req.type}?{text}")
 
 

@@ -37,6 +37,10 @@ def validate(server, resource: dict[str, Any]) -> None:
               if i.severity in ("error", "fatal")]
     if issues:
         raise FhirError(400, issues)
+    if resource["resourceType"] == "SearchParameter":
+        from fhir_server.search import custom
+
+        custom.check(server, resource)
 
 
 def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: datetime) -> dict[str, Any]:

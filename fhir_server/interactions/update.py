@@ -29,7 +29,7 @@ def update(server, req: FhirRequest) -> FhirResponse:
     def work(session):
         return [_next_version(server, req, session, req.id, resource, expected)]
 
-    written = server.store.transact(work)[0]
+    written = server.transact(work)[0]
     return versioned_response(req, written, 201 if written.version == 1 else 200,
                               location=written.version == 1)
 
@@ -55,7 +55,7 @@ def conditional_update(server, req: FhirRequest) -> FhirResponse:
             id_ = check_id(body_id) if body_id is not None else str(uuid.uuid4())
         return [_next_version(server, req, session, id_, resource, expected)]
 
-    written = server.store.transact(work, [conditional.guard_key(req.type, query)])[0]
+    written = server.transact(work, [conditional.guard_key(req.type, query)])[0]
     return versioned_response(req, written, 201 if written.version == 1 else 200,
                               location=written.version == 1)
 

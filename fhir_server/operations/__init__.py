@@ -1,0 +1,34 @@
+"""FHIR operations (`$name`), one module each, gathered in one table like the interactions.
+
+The HTTP router dispatches `[base]/$op`, `[base]/[type]/$op` and `[base]/[type]/[id]/$op`
+through this table, and the CapabilityStatement lists what it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fhir_server.operations import reindex
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # without the $
+    levels: tuple[str, ...]  # system | type | instance
+    methods: tuple[str, ...]
+    handler: Callable
+    definition: str | None = None  # canonical URL of its OperationDefinition, when one exists
+    types: tuple[str, ...] = ()  # resource types it applies to at type/instance level (empty: all)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("reindex", ("system", "type"), ("GET", "POST"), reindex.reindex),
+)
+
+
+def find(name: str, level: str, type_: str | None = None) -> Operation | None:
+    for op in OPERATIONS:
+        if op.name == name and level in op.levels and (not op.types or type_ in op.types or type_ is None):
+            return op
+    return None
