@@ -8,7 +8,8 @@ import pytest
 
 from .support import FHIR_JSON_UTF8, assert_outcome, new_id
 
-TYPE_INTERACTIONS = {"read", "vread", "update", "delete", "history-instance", "history-type", "create"}
+TYPE_INTERACTIONS = {"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+SYSTEM_INTERACTIONS = {"history-system", "search-system"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def test_capability_statement_header(capability, base_url):
     assert cs["implementation"]["url"] == base_url
     assert cs["software"]["name"] and cs["date"]
     assert len(cs["rest"]) == 1 and cs["rest"][0]["mode"] == "server"
-    assert [i["code"] for i in cs["rest"][0]["interaction"]] == ["history-system"]
+    codes = [i["code"] for i in cs["rest"][0]["interaction"]]
+    assert len(codes) == len(set(codes)) and set(codes) == SYSTEM_INTERACTIONS
 
 
 def test_every_r4_resource_type_is_declared(capability, r4_resource_types):
@@ -81,9 +83,6 @@ def test_metadata_formats(client, capability):
     assert_outcome(client.get("/metadata", params={"_format": "xml"}), 406)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: /fhir/metadata is routed for GET only; HEAD (and POST) fall "
-                                       "through to the [type] route → 404 \"'metadata' is not a FHIR R4 "
-                                       "resource type\"")
 def test_metadata_head_and_other_methods(client):
     head = client.head("/metadata")
     assert head.status_code == 200 and head.content == b""
@@ -111,7 +110,7 @@ SAMPLES = {
 
 
 @pytest.mark.parametrize("type_", sorted(SAMPLES))
-def test_declared_interactions_work(client, capability, type_):
+def test_declared_interactions_work(client, base_url, capability, type_):
     declared = next(r for r in capability["rest"][0]["resource"] if r["type"] == type_)
     codes = {i["code"] for i in declared["interaction"]}
     sample = SAMPLES[type_]
@@ -132,6 +131,12 @@ def test_declared_interactions_work(client, capability, type_):
     assert len(type_history["entry"]) == 2
     system = client.get("/_history", params={"_since": since}).json()  # history-system
     assert sum(1 for e in system["entry"] if e["fullUrl"].endswith(f"/{type_}/{id_}")) == 2
+    found = client.get(f"/{type_}", params={"_id": id_})  # search-type
+    assert found.status_code == 200 and found.json()["type"] == "searchset"
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [id_]
+    everywhere = client.get(base_url, params={"_id": id_})  # search-system: GET [base]?…
+    assert everywhere.status_code == 200, everywhere.text
+    assert [e["fullUrl"] for e in everywhere.json()["entry"]] == [f"{base_url}/{type_}/{id_}"]
     assert client.delete(f"/{type_}/{id_}").status_code == 200  # delete
     assert_outcome(client.get(f"/{type_}/{id_}"), 410)
     # updateCreate
