@@ -13,11 +13,12 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.search import include as includes
 from fhir_server.search import sort as sorting
-from fhir_server.search.execute import fetch, find
+from fhir_server.search.execute import fetch, find, find_contained, stored_types
 from fhir_server.search.query import RESULT_PARAMS, Context, build_terms
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.search.terms import EXACT, Term, values
@@ -34,6 +35,7 @@ def search(server, req: FhirRequest) -> FhirResponse:
     types = _types(server, req, form, ctx)
     compartment = _compartment_terms(server, req) if req.id is not None else None
     matches: list[tuple[str, dict[str, Any]]] = []
+    contained_keys: list[str] = []
     applied: list[tuple[str, str]] = []
     for type_ in types:
         extra = compartment.get(type_) if compartment is not None else None
@@ -41,10 +43,17 @@ def search(server, req: FhirRequest) -> FhirResponse:
             continue
         terms, applied_here = build_terms(ctx, type_, form.criteria)
         applied = applied_here if not applied else applied
-        docs = find(server, type_, terms + ([extra] if extra else []))
-        matches.extend((type_, d) for d in docs)
-    matches = _order(server, form, matches, types)
-    keys = [f"{t}/{d['_id']}" for t, d in matches]
+        terms += [extra] if extra else []
+        if form.contained in ("false", "both"):
+            matches.extend((type_, d) for d in find(server, type_, terms))
+        if form.contained in ("true", "both"):
+            for ctype, cdoc, inner in find_contained(server, type_, terms, stored_types(server)):
+                if form.contained_type == "container":
+                    matches.append((ctype, cdoc))
+                else:
+                    contained_keys.append(f"{ctype}/{cdoc['_id']}#{inner}")
+    matches = _order(server, form, _unique(matches), types)
+    keys = [f"{t}/{d['_id']}" for t, d in matches] + sorted(contained_keys)
     info = {"params": form.self_params(applied), "count": form.count, "summary": form.summary,
             "elements": form.elements, "total": form.total,
             "includes": [[i.source, i.code, i.target, i.iterate] for i in form.includes],
@@ -69,6 +78,8 @@ class _Form:
         self.includes: list[includes.Include] = []
         self.revincludes: list[includes.Include] = []
         self.type_filter: list[str] | None = None
+        self.contained = "false"  # false | true | both
+        self.contained_type = "container"  # container | contained
         self.controls: list[tuple[str, str]] = []
         for name, value in params:
             base = name.split(":", 1)[0]
@@ -107,13 +118,14 @@ class _Form:
             self.revincludes.append(includes.parse(server, name, value))
         elif base == "_type":
             self.type_filter = [t for v in value.split(",") for t in [v.strip()] if t]
-        elif base in ("_contained", "_containedType"):
-            if (base, value) not in (("_contained", "false"), ("_containedType", "container")):
-                text = f"{name}={value} is not supported: contained resources are searched with their container only"
-                if ctx.strict:
-                    raise FhirError(400, Issue("error", "not-supported", text))
-                ctx.warnings.append(Issue("warning", "not-supported", text + "; ignored"))
-                return
+        elif base == "_contained":
+            if value not in ("false", "true", "both"):
+                raise bad_request("_contained must be false, true or both", code="value")
+            self.contained = value
+        elif base == "_containedType":
+            if value not in ("container", "contained"):
+                raise bad_request("_containedType must be container or contained", code="value")
+            self.contained_type = value
         self.controls.append((name, value))
 
     def self_params(self, applied: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -159,6 +171,15 @@ def _compartment_terms(server, req: FhirRequest) -> dict[str, Term]:
         out[entry["code"]] = Term("k", keys, match, EXACT)
     if req.compartment != "*" and req.compartment not in out:
         raise FhirError(400, Issue("error", "invalid", f"{req.compartment} is not in the {req.type} compartment"))
+    return out
+
+
+def _unique(matches):
+    seen, out = set(), []
+    for type_, doc in matches:
+        if (type_, doc["_id"]) not in seen:
+            seen.add((type_, doc["_id"]))
+            out.append((type_, doc))
     return out
 
 
@@ -221,10 +242,16 @@ def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str
     entries = []
     if info["summary"] != "count":
         page_keys = keys[offset:offset + count]
-        docs = fetch(server, page_keys)
+        docs = fetch(server, [k.split("#", 1)[0] for k in page_keys])
         page = [(k.split("/", 1)[0], docs[k]) for k in page_keys if k in docs]
-        for type_, doc in page:
-            entries.append(_entry(server, base, type_, doc, "match", info))
+        for key in page_keys:
+            container = docs.get(key.split("#", 1)[0])
+            if container is None:
+                continue
+            if "#" in key:
+                entries.append(_contained_entry(server, base, key, container, info))
+            else:
+                entries.append(_entry(server, base, key.split("/", 1)[0], container, "match", info))
         inc = [includes.Include(*i) for i in info["includes"]]
         rev = [includes.Include(*i) for i in info["revincludes"]]
         if inc or rev:
@@ -240,6 +267,15 @@ def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str
     if entries:
         bundle["entry"] = entries
     return FhirResponse(200, bundle)
+
+
+def _contained_entry(server, base: str, key: str, container: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
+    inner_id = key.split("#", 1)[1]
+    resource = next((r for r in jsonio.loads(container["json"]).get("contained") or ()
+                     if isinstance(r, dict) and r.get("id") == inner_id), None)
+    json = subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
+    return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
 
 
 def _entry(server, base: str, type_: str, doc: dict[str, Any], mode: str, info: dict[str, Any]) -> dict[str, Any]:

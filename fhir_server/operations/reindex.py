@@ -17,8 +17,8 @@ from pymongo import UpdateOne
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.search.execute import stored_types
 from fhir_server.search.index import index_values
-from fhir_server.storage.database import translate_errors
 from fhir_server.storage.store import format_instant, now
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ BATCH = 500
 def reindex(server, req: FhirRequest) -> FhirResponse:
     if req.method == "GET":
         return _status(server, req)
-    types = [req.type] if req.type else _stored_types(server)
+    types = [req.type] if req.type else stored_types(server)
     job = {"_id": uuid.uuid4().hex, "kind": "reindex", "status": "in-progress", "types": types,
            "processed": 0, "total": 0, "started": now(), "done": []}
     server.store.db[JOBS].insert_one(job)
@@ -37,12 +37,6 @@ def reindex(server, req: FhirRequest) -> FhirResponse:
                      daemon=True).start()
     url = f"{req.base_url}/{req.type + '/' if req.type else ''}$reindex?_job={job['_id']}"
     return FhirResponse(202, _report(job), content_location=url)
-
-
-@translate_errors
-def _stored_types(server) -> list[str]:
-    names = set(server.store.db.list_collection_names())
-    return [t for t in server.definitions.resource_types if t in names]
 
 
 def _status(server, req: FhirRequest) -> FhirResponse:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from fhir_server.search.keys import key_condition
+from fhir_server.search.keys import contained_prefix, key_condition, prefixed
+from fhir_server.errors import FhirError, Issue
 from fhir_server.search.terms import Term
 from fhir_server.storage.database import translate_errors
 
@@ -21,11 +22,13 @@ FULL_PROJECTION = {"json": 1, "ix": 1, "v": 1, "ts": 1, "del": 1}
 MAX_DRIVING_CONDITIONS = 500
 
 
-def plan(terms: list[Term]) -> Term | None:
+def plan(terms: list[Term], keyed_only: bool = False) -> Term | None:
     """The indexed term with the lowest estimated cost, or None (scan)."""
     best, best_cost = None, None
     for term in terms:
         if not term.indexed or not term.conditions or len(term.conditions) > MAX_DRIVING_CONDITIONS:
+            continue
+        if keyed_only and term.field == "_id":
             continue
         if term.field not in ("_id", "k") and any(key_condition(term.field, c) is None for c in term.conditions):
             continue
@@ -88,3 +91,33 @@ def fetch(server, keys: list[str]) -> dict[str, dict[str, Any]]:
             if not doc.get("del"):
                 out[f"{type_}/{doc['_id']}"] = doc
     return out
+
+
+@translate_errors
+def find_contained(server, type_: str, terms: list[Term], containers: list[str]) -> list[tuple[str, dict[str, Any], str]]:
+    """Resources of `type_` contained in resources of the `containers` types, matching every term:
+    (container type, container document, contained id). Needs one keyed term to drive with."""
+    driver = plan(terms, keyed_only=True)
+    if driver is None:
+        raise FhirError(400, Issue("error", "too-costly", "_contained searches need at least one indexed "
+                                   "search parameter (not only _id, :missing=true, :not or :contains)"))
+    prefix = contained_prefix(type_)
+    found: dict[tuple[str, str, str], tuple[str, dict[str, Any], str]] = {}
+    for container in containers:
+        collection = server.store.db[container]
+        for query in queries(server.database, driver):
+            for doc in collection.find({"k": prefixed(query["k"], prefix)}, FULL_PROJECTION | {"cix": 1}):
+                if doc.get("del"):
+                    continue
+                for entry in doc.get("cix") or ():
+                    pseudo = {"_id": entry["id"], "ix": entry["ix"]}
+                    if entry["t"] == type_ and all(t.match(pseudo) for t in terms):
+                        found.setdefault((container, doc["_id"], entry["id"]), (container, doc, entry["id"]))
+    return list(found.values())
+
+
+@translate_errors
+def stored_types(server) -> list[str]:
+    """Resource types that have a collection in the database."""
+    names = set(server.store.db.list_collection_names())
+    return [t for t in server.definitions.resource_types if t in names]

@@ -102,3 +102,15 @@ def key_condition(field: str, condition: Any) -> Any | None:
         else:
             return None
     return {low_op: low, high_op: high}
+
+
+def contained_prefix(resource_type: str) -> str:
+    """Keys of a contained resource, stored in its container's `k`: `#Medication:code=…`."""
+    return f"#{resource_type}:"
+
+
+def prefixed(condition: Any, prefix: str) -> Any:
+    """A `k` condition moved under a prefix (strings, ranges and `$elemMatch` alike)."""
+    if isinstance(condition, str):
+        return prefix + condition
+    return {op: prefixed(value, prefix) for op, value in condition.items()}
