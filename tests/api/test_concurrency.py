@@ -135,6 +135,9 @@ def test_concurrent_conditional_creates_create_once(client, base_url):
     check = client.post("/Patient", json={"resourceType": "Patient"}, headers={"If-None-Exist": f"identifier={system}|x"})
     assert check.status_code == 200 and check.json()["id"] == id_
     assert client.get(f"/Patient/{id_}/_history").json()["total"] == 1
+    found = client.get("/Patient", params={"identifier": f"{system}|x"})
+    assert found.status_code == 200
+    assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [id_]
 
 
 def test_concurrent_conditional_updates_create_once(client, base_url):
@@ -151,6 +154,9 @@ def test_concurrent_conditional_updates_create_once(client, base_url):
     assert sorted(s for s, _, _ in results) == [200] * (THREADS - 1) + [201]
     assert len({id_ for _, id_, _ in results}) == 1
     assert sorted(v for _, _, v in results) == list(range(1, THREADS + 1))
+    found = client.get("/Patient", params={"identifier": f"{system}|x"})
+    assert found.status_code == 200
+    assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [results[0][1]]
 
 
 def test_concurrent_update_as_create_of_one_id(client, base_url):
