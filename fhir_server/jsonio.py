@@ -42,7 +42,16 @@ def _reject_constant(name: str) -> Any:
     raise JSONError(f"{name} is not a valid JSON number")
 
 
-_decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise JSONError(f"the key {duplicate!r} appears twice in one JSON object")
+    return obj
+
+
+_decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_object)
 
 
 def loads(data: bytes | str) -> Any:

@@ -28,7 +28,7 @@ from fhir_server.server import FhirServer
 
 log = logging.getLogger(__name__)
 
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 BASE = "/fhir"
 
 
@@ -64,6 +64,8 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
 
     @app.api_route(f"{BASE}/metadata", methods=ALL_METHODS)
     async def metadata(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": "GET, HEAD"})
         if request.method not in ("GET", "HEAD"):
             raise FhirError(405, Issue("error", "not-supported", f"{request.method} is not supported on "
                                        f"{BASE}/metadata; use GET"), headers={"Allow": "GET, HEAD"})
@@ -129,6 +131,9 @@ async def _dispatch(server: FhirServer, request: Request, shape: str, type_: str
         raise FhirError(404, Issue("error", "not-supported",
                                    f"{type_!r} is not a FHIR R4 resource type this server knows "
                                    f"(see {BASE}/metadata)"))
+    if method == "OPTIONS":
+        allowed = interactions.methods(shape)
+        return Response(status_code=204, headers={"Allow": ", ".join(allowed + (["HEAD"] if "GET" in allowed else []))})
     interaction = interactions.find(shape, method)
     if interaction is None:
         allowed = interactions.methods(shape)

@@ -19,7 +19,7 @@ def delete(server, req: FhirRequest) -> FhirResponse:
 
     def work(session):
         current = server.store.read_in(session, req.type, req.id)
-        if expected is not None and (current is None or str(current.version) != expected):
+        if expected is not None and (current is None or expected not in ("*", str(current.version))):
             raise FhirError(412, Issue("error", "conflict", f"{req.type}/{req.id} is at version "
                                        f"{current.version if current else 'none'}, not {expected}"))
         return _tombstones([current] if current and not current.deleted else [])

@@ -134,7 +134,7 @@ def _entry(base: str, v: Version) -> dict[str, Any]:
     entry: dict[str, Any] = {"fullUrl": f"{base}/{v.type}/{v.id}"}
     if v.json is not None:
         entry["resource"] = orjson.Fragment(v.json)
-    status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "201 Created" if v.version == 1 else "200 OK")
+    status = {"POST": "201 Created", "DELETE": "200 OK"}.get(method, "201 Created" if v.version == 1 else "200 OK")
     entry["request"] = {"method": method, "url": v.type if method == "POST" else f"{v.type}/{v.id}"}
     entry["response"] = {"status": status, "etag": etag(v.version), "lastModified": format_instant(v.last_updated)}
     return entry

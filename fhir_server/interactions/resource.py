@@ -7,7 +7,7 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
-from fhir_server.interactions.request import FhirRequest
+from fhir_server.interactions.request import ID_RE, FhirRequest
 from fhir_server.search.index import index_values
 from fhir_server.storage.store import Write, format_instant
 
@@ -25,9 +25,16 @@ def require_body(req: FhirRequest) -> dict[str, Any]:
         raise bad_request(f"the body must be a JSON object (a {req.type} resource), not a JSON "
                           f"{type(body).__name__}", code="structure")
     kind = body.get("resourceType")
+    if kind is None:
+        raise bad_request(f"the body has no resourceType; add \"resourceType\": \"{req.type}\"", code="required",
+                          expression="resourceType")
     if kind != req.type:
         raise bad_request(f"resourceType is {kind!r} but the URL is for {req.type}", code="invalid",
-                          expression="resourceType" if kind is not None else None)
+                          expression="resourceType")
+    for i, inner in enumerate(body.get("contained") or ()):
+        if isinstance(inner, dict) and isinstance(inner.get("id"), str) and not ID_RE.match(inner["id"]):
+            raise bad_request(f"contained resource id {inner['id']!r} is not a valid FHIR id: 1 to 64 letters, "
+                              f"digits, '-' or '.'", code="value", expression=f"{req.type}.contained[{i}].id")
     return body
 
 

@@ -71,7 +71,7 @@ def _next_version(server, req: FhirRequest, session, id_: str, resource: dict, e
         if current is None:
             raise FhirError(412, Issue("error", "not-found",
                                        f"If-Match {req.if_match} given but {req.type}/{id_} does not exist"))
-        if str(current.version) != expected:
+        if expected != "*" and str(current.version) != expected:
             raise FhirError(412, Issue("error", "conflict",
                                        f"{req.type}/{id_} is at version {current.version}, not {expected}: "
                                        f"read it again and apply your change to the current version"))

@@ -150,13 +150,14 @@ class ResourceStore:
         collection = self.db[HISTORY]
         floor, ceiling = lower[0], upper[0]
         found: list[dict[str, Any]] = []
-        window = max(window_hint, 0.001)
+        window = min(max(window_hint, 0.001), 1e11)
         edge = ceiling if newest_first else floor
         while len(found) < count:
-            if newest_first:
-                lo, hi = max(floor, edge - timedelta(seconds=window)), edge
+            span = timedelta(seconds=window)
+            if newest_first:  # clamp before subtracting: the floor may be the year 1
+                lo, hi = (floor if edge - floor <= span else edge - span), edge
             else:
-                lo, hi = edge, min(ceiling, edge + timedelta(seconds=window))
+                lo, hi = edge, (ceiling if ceiling - edge <= span else edge + span)
             first = edge == (ceiling if newest_first else floor)
             found.extend(collection.find(self._time_range(type_, lo, hi, first, newest_first)))
             if (lo <= floor) if newest_first else (hi >= ceiling):

@@ -349,8 +349,6 @@ def test_history_unknown_parameter(hc):
     assert lenient.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: type history with no _since and fewer than _count+1 "
-                                       "entries widens its time window past year 1 → OverflowError → 500")
 def test_type_history_of_a_short_history(hc):
     rec = Recorder(hc)
     rec.post({"resourceType": "Location", "name": "a"})
@@ -360,8 +358,6 @@ def test_type_history_of_a_short_history(hc):
     _same_order(r.json()["entry"], rec.expected("Location"))
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: the last page of a type history walked without _since "
-                                       "→ 500 (same time-window overflow)")
 def test_type_history_walk_without_since_reaches_the_last_page(hc):
     rec = Recorder(hc)
     for i in range(5):
@@ -372,8 +368,6 @@ def test_type_history_walk_without_since_reaches_the_last_page(hc):
     _same_order(entries, rec.expected("Organization"))
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: _since far in the past (year 1) makes the time window "
-                                       "of ResourceStore.history_page underflow → OverflowError → 500")
 def test_type_history_since_the_year_one(hc):
     rec = Recorder(hc)
     rec.post({"resourceType": "Person", "name": [{"family": "A"}]})
@@ -440,8 +434,6 @@ def test_system_history_walk(fresh_server):
                 _current_during(rec.versions, low, low + timedelta(milliseconds=1))
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: system history with no _since on a short history → 500 "
-                                       "(time-window overflow in ResourceStore.history_page)")
 def test_system_history_without_since(fresh_server):
     with httpx.Client(base_url=fresh_server.base_url, timeout=60) as c:
         rec = Recorder(c)

@@ -119,8 +119,6 @@ def test_if_match_on_a_resource_that_does_not_exist_is_412(client):
     assert_outcome(client.get(f"/Patient/{id_}"), 404)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: If-Match: * is compared as a version id ('not *') → 412, "
-                                       "although RFC 9110 §13.1.1 makes it true for any existing resource")
 def test_if_match_star_on_an_existing_resource_updates(client):
     id_ = new_id("ifm")
     client.put(f"/Patient/{id_}", json=patient(id_))
