@@ -19,12 +19,11 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -42,7 +41,7 @@ from fhir_server.storage.embedded import EmbeddedDatabase, _free_port
 SYS = "urn:oid:1.2.250.1.213.1.4.10"
 RPPS = "https://rpps.esante.gouv.fr"
 MSG = "urn:example:message"
-START = datetime(2026, 1, 5, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def dataset(n_patients: int, seed: int = 7):
@@ -87,7 +86,7 @@ def dataset(n_patients: int, seed: int = 7):
 
 def load(db, params: SearchParameters, n_patients: int) -> int:
     """Insert the dataset as the server stores it (stamped JSON, ix and k, history)."""
-    ts = datetime.now(timezone.utc).replace(microsecond=0)
+    ts = datetime.now(UTC).replace(microsecond=0)
     batches: dict[str, list] = {}
     history = []
     count = 0
@@ -215,7 +214,7 @@ def main() -> None:
         ratio = large["queries"][name]["p50_ms"] / small["queries"][name]["p50_ms"]
         print(f"{name:<12} {cells} {ratio:>10.2f}")
     Path(args.out).write_text(json.dumps({"runs": runs, "command": " ".join(sys.argv)}, indent=2))
-    print(f"\nresources: " + ", ".join(f"{r['patients']} patients → {r['resources']} ({r['load_s']:.0f}s to load)" for r in runs))
+    print("\nresources: " + ", ".join(f"{r['patients']} patients → {r['resources']} ({r['load_s']:.0f}s to load)" for r in runs))
 
 
 if __name__ == "__main__":

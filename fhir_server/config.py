@@ -26,24 +26,43 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _setting(env: str, default, doc: str, shown: str | None = None):
+    metadata = {"env": env, "doc": doc}
+    if shown is not None:
+        metadata["shown"] = shown
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
-    mongodb_uri: str | None = field(default=None, metadata={"env": "FHIR_MONGODB_URI", "doc": "MongoDB URI; unset starts the embedded database"})
-    database: str = field(default="fhir", metadata={"env": "FHIR_MONGODB_DATABASE", "doc": "Database name"})
-    data_dir: Path = field(default=Path("fhir-data"), metadata={"env": "FHIR_DATA_DIR", "doc": "Where the embedded database keeps its files"})
-    package_cache: Path = field(default=Path.home() / ".fhir" / "packages", metadata={"env": "FHIR_PACKAGE_CACHE", "doc": "FHIR package cache (the layout other FHIR tools use)", "shown": "~/.fhir/packages"})
-    package_registry: str = field(default="https://packages.fhir.org", metadata={"env": "FHIR_PACKAGE_REGISTRY", "doc": "FHIR package registry used by `packages install`"})
-    base_url: str | None = field(default=None, metadata={"env": "FHIR_BASE_URL", "doc": "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request"})
-    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "FHIR_MAX_BODY_BYTES", "doc": "Largest request body accepted (413 beyond)"})
-    default_count: int = field(default=50, metadata={"env": "FHIR_DEFAULT_COUNT", "doc": "Page size when `_count` is not given"})
-    max_count: int = field(default=1000, metadata={"env": "FHIR_MAX_COUNT", "doc": "Largest page size a client may ask for"})
-    search_ttl_s: int = field(default=3600, metadata={"env": "FHIR_SEARCH_TTL_S", "doc": "How long the pages of a search stay available (seconds)"})
-    db_timeout_ms: int = field(default=3000, metadata={"env": "FHIR_DB_TIMEOUT_MS", "doc": "How long a request waits for the database before answering 503"})
-    embedded_db_port: int = field(default=0, metadata={"env": "FHIR_EMBEDDED_DB_PORT", "doc": "Port of the embedded database (0: any free port)"})
-    embedded_test_commands: bool = field(default=False, metadata={"env": "FHIR_EMBEDDED_TEST_COMMANDS", "doc": "Start the embedded database with test commands (fault injection); never in production"})
+    mongodb_uri: str | None = _setting(
+        "FHIR_MONGODB_URI", None, "MongoDB URI; unset starts the embedded database")
+    database: str = _setting("FHIR_MONGODB_DATABASE", "fhir", "Database name")
+    data_dir: Path = _setting("FHIR_DATA_DIR", Path("fhir-data"), "Where the embedded database keeps its files")
+    package_cache: Path = _setting(
+        "FHIR_PACKAGE_CACHE", Path.home() / ".fhir" / "packages",
+        "FHIR package cache (the layout other FHIR tools use)", shown="~/.fhir/packages")
+    package_registry: str = _setting(
+        "FHIR_PACKAGE_REGISTRY", "https://packages.fhir.org", "FHIR package registry used by `packages install`")
+    base_url: str | None = _setting(
+        "FHIR_BASE_URL", None,
+        "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request")
+    max_body_bytes: int = _setting(
+        "FHIR_MAX_BODY_BYTES", 16 * 1024 * 1024, "Largest request body accepted (413 beyond)")
+    default_count: int = _setting("FHIR_DEFAULT_COUNT", 50, "Page size when `_count` is not given")
+    max_count: int = _setting("FHIR_MAX_COUNT", 1000, "Largest page size a client may ask for")
+    search_ttl_s: int = _setting(
+        "FHIR_SEARCH_TTL_S", 3600, "How long the pages of a search stay available (seconds)")
+    db_timeout_ms: int = _setting(
+        "FHIR_DB_TIMEOUT_MS", 3000, "How long a request waits for the database before answering 503")
+    embedded_db_port: int = _setting(
+        "FHIR_EMBEDDED_DB_PORT", 0, "Port of the embedded database (0: any free port)")
+    embedded_test_commands: bool = _setting(
+        "FHIR_EMBEDDED_TEST_COMMANDS", False,
+        "Start the embedded database with test commands (fault injection); never in production")
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         default = cls()
         return cls(
             mongodb_uri=_env("FHIR_MONGODB_URI"),

@@ -19,7 +19,7 @@ class Decimal(float):
 
     __slots__ = ("text",)
 
-    def __new__(cls, text: str) -> "Decimal":
+    def __new__(cls, text: str) -> Decimal:
         obj = float.__new__(cls, text)
         obj.text = text
         return obj

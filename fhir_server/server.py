@@ -27,7 +27,7 @@ class FhirServer:
         self.store = ResourceStore(database)
 
     @classmethod
-    def open(cls, settings: Settings, mongodb_uri: str) -> "FhirServer":
+    def open(cls, settings: Settings, mongodb_uri: str) -> FhirServer:
         cache = PackageCache(settings.package_cache, settings.package_registry)
         definitions = Definitions([ensure_core(cache)])
         database = Database(mongodb_uri, settings.database, settings.db_timeout_ms)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -105,7 +105,7 @@ def http_date(value: str | None) -> datetime | None:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def is_pretty(request: Request) -> bool:
@@ -128,4 +128,4 @@ def fhir_response(status: int, body: bytes | dict | None, media_type: str, prett
 
 
 def last_modified_header(value: datetime) -> str:
-    return format_datetime(value.astimezone(timezone.utc), usegmt=True)
+    return format_datetime(value.astimezone(UTC), usegmt=True)

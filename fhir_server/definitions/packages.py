@@ -21,10 +21,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -123,7 +124,8 @@ class Package:
             url = res.get("url")
             entries.append(IndexEntry(
                 filename=path.name, resourceType=res["resourceType"], id=res.get("id"),
-                url=url if isinstance(url, str) else None, version=res.get("version") if isinstance(res.get("version"), str) else None,
+                url=url if isinstance(url, str) else None,
+                version=res.get("version") if isinstance(res.get("version"), str) else None,
                 **extra))
         return entries
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from fhir_server.definitions.packages import IndexEntry, Package, PackageCache, PackageError
 
@@ -59,7 +60,7 @@ class Definitions:
         self._resource_type_set = frozenset(self.resource_types)
         # Data types and their parents (canonical → uri, SimpleQuantity → Quantity…), for casts.
         self._type_parent: dict[str, str | None] = {}
-        for package, entry in self._by_url.values():
+        for _package, entry in self._by_url.values():
             if (entry.resourceType == "StructureDefinition" and entry.kind in ("primitive-type", "complex-type")
                     and entry.type and entry.url == FHIR_BASE + entry.type):
                 parent = (entry.baseDefinition or "").rsplit("/", 1)[-1] or None

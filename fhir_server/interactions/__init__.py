@@ -7,8 +7,8 @@ declare.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fhir_server.interactions import create, delete, history, read, search, update
 

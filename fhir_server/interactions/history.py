@@ -8,7 +8,7 @@ pages a client is walking through.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +22,7 @@ from fhir_server.storage.store import Version, format_instant, now
 
 _PARAMS = {"_count", "_since", "_at", "_page", "_format", "_pretty", "_summary", "_elements"}
 _TOP_KEY = "\U0010ffff"  # sorts after every key: "everything at this instant"
-_EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def history(server, req: FhirRequest) -> FhirResponse:

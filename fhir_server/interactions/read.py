@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
+from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.storage.store import Version, format_instant
 
 
@@ -28,7 +29,18 @@ def read(server, req: FhirRequest) -> FhirResponse:
         raise gone(stored)
     if _not_modified(req, stored):
         return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
-    return FhirResponse(200, stored.json, etag=etag(stored.version), last_modified=stored.last_updated)
+    return FhirResponse(200, _subset(server, req, stored.json), etag=etag(stored.version),
+                        last_modified=stored.last_updated)
+
+
+def _subset(server, req: FhirRequest, json: bytes) -> bytes:
+    """`_summary` / `_elements` on a read, as on a search."""
+    summary, elements = req.param("_summary"), req.param("_elements")
+    if summary is None and elements is None:
+        return json
+    if summary is not None and summary not in SUMMARY_VALUES or summary == "count":
+        raise bad_request("_summary must be one of true, text, data, false on a read", code="value")
+    return subset(server.definitions, json, summary, [e.strip() for e in elements.split(",")] if elements else None)
 
 
 def vread(server, req: FhirRequest) -> FhirResponse:

@@ -89,7 +89,7 @@ class _Form:
             self._control(server, ctx, name, base, value)
 
     @classmethod
-    def read(cls, server, req: FhirRequest, ctx: Context) -> "_Form":
+    def read(cls, server, req: FhirRequest, ctx: Context) -> _Form:
         params = list(req.params)
         if isinstance(req.body, list):  # POST _search: the form body's parameters
             params += req.body

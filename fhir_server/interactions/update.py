@@ -6,8 +6,13 @@ import uuid
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
-from fhir_server.interactions.request import (FhirRequest, FhirResponse, check_id, parse_etag,
-                                              versioned_response)
+from fhir_server.interactions.request import (
+    FhirRequest,
+    FhirResponse,
+    check_id,
+    parse_etag,
+    versioned_response,
+)
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.storage.store import Write, next_instant
 

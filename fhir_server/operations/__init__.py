@@ -6,8 +6,8 @@ through this table, and the CapabilityStatement lists what it holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fhir_server.operations import reindex
 

@@ -7,7 +7,7 @@ are read as UTC (the spec leaves the zone to the server; we document UTC).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 _DATE_RE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -25,7 +25,7 @@ def period(value: str) -> tuple[datetime, datetime]:
         raise DateError(f"{value!r} is not a FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD, "
                         f"YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm])")
     g = match.groupdict()
-    tz = timezone.utc
+    tz = UTC
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
         tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][4:6])))
@@ -62,8 +62,8 @@ def instant(value: str) -> datetime:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _max() -> datetime:
-    return datetime.max.replace(tzinfo=timezone.utc)
+    return datetime.max.replace(tzinfo=UTC)

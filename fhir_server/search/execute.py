@@ -8,10 +8,11 @@ scanned once (search values only, never the resource JSON).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from fhir_server.search.keys import contained_prefix, key_condition, prefixed
 from fhir_server.errors import FhirError, Issue
+from fhir_server.search.keys import contained_prefix, key_condition, prefixed
 from fhir_server.search.terms import Term
 from fhir_server.storage.database import translate_errors
 
@@ -94,7 +95,8 @@ def fetch(server, keys: list[str]) -> dict[str, dict[str, Any]]:
 
 
 @translate_errors
-def find_contained(server, type_: str, terms: list[Term], containers: list[str]) -> list[tuple[str, dict[str, Any], str]]:
+def find_contained(server, type_: str, terms: list[Term],
+                   containers: list[str]) -> list[tuple[str, dict[str, Any], str]]:
     """Resources of `type_` contained in resources of the `containers` types, matching every term:
     (container type, container document, contained id). Needs one keyed term to drive with."""
     driver = plan(terms, keyed_only=True)

@@ -15,8 +15,9 @@ Not keyed (answered by a scan, then the exact predicate): modifier-specific valu
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 _TOP = "\U0010ffff"
 _KEYED_SUFFIXES = (":identifier",)
@@ -35,7 +36,7 @@ def encode(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if isinstance(value, (int, float)):
         return sortable_number(float(value))
     return None

@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.search.extract import Extractor, compile_expression
-from fhir_server.search.params import composite, date, number, quantity, reference, special, string, token, uri
+from fhir_server.search.params import (
+    composite,
+    date,
+    number,
+    quantity,
+    reference,
+    special,
+    string,
+    token,
+    uri,
+)
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,8 @@ class Context:
         self.warnings.append(Issue("warning", "not-supported", text + "; it was ignored"))
 
 
-def build_terms(ctx: Context, type_: str, criteria: list[tuple[str, str]], depth: int = 0) -> tuple[list[Term], list[tuple[str, str]]]:
+def build_terms(ctx: Context, type_: str, criteria: list[tuple[str, str]],
+                depth: int = 0) -> tuple[list[Term], list[tuple[str, str]]]:
     """Terms for the criteria on one type, and the criteria actually applied (for `self`)."""
     terms, applied = [], []
     for name, value in criteria:

@@ -6,8 +6,6 @@ Which elements are "summary" and which are mandatory comes from the StructureDef
 
 from __future__ import annotations
 
-from typing import Any
-
 from fhir_server import jsonio
 from fhir_server.validation.model import models_for
 

@@ -7,7 +7,8 @@ that says so: a search must not silently match nothing.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 MAX_CODES = 10000
 

@@ -12,8 +12,9 @@ server plans well, and exact FHIR semantics whatever the database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Doc = dict[str, Any]
 

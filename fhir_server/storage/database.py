@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database as MongoDatabase

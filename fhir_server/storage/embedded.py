@@ -145,7 +145,7 @@ class EmbeddedDatabase:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> "EmbeddedDatabase":
+    def __enter__(self) -> EmbeddedDatabase:
         self.start()
         return self
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -35,7 +36,7 @@ _TXN_DEADLINE_S = 15.0
 
 def now() -> datetime:
     """Server time at the database's resolution (milliseconds), always UTC."""
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
@@ -48,7 +49,7 @@ def next_instant(previous: datetime | None) -> datetime:
 
 
 def format_instant(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,10 @@ class ResourceStore:
     @translate_errors
     def history_scan(self, type_: str | None, until: datetime) -> Iterable[Version]:
         """Every history entry up to `until`, metadata only, newest first (for `_at`)."""
-        query = {"ts": {"$lte": until}} if type_ is None else {"tk": {"$gte": f"{type_}|", "$lte": f"{type_}|{format_instant(until)}"}}
+        if type_ is None:
+            query: dict[str, Any] = {"ts": {"$lte": until}}
+        else:
+            query = {"tk": {"$gte": f"{type_}|", "$lte": f"{type_}|{format_instant(until)}"}}
         docs = list(self.db[HISTORY].find(query, {"json": 0}))
         docs.sort(key=lambda d: (d["ts"], d["_id"]), reverse=True)
         for doc in docs:

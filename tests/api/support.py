@@ -7,9 +7,9 @@ the server's process.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 import uuid
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx

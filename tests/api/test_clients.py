@@ -17,7 +17,6 @@ from fhirpy.base.exceptions import ResourceNotFound
 
 from .support import identifier_system, new_id
 
-
 # -- fhirpy -----------------------------------------------------------------------------------
 
 @pytest.fixture

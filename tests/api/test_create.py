@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .support import (FHIR_JSON_UTF8, INSTANT_RE, assert_outcome, body_of, etag_version, exact, http_date,
-                      new_id, patient)
+from .support import (
+    FHIR_JSON_UTF8,
+    INSTANT_RE,
+    assert_outcome,
+    body_of,
+    etag_version,
+    exact,
+    http_date,
+    new_id,
+    patient,
+)
 
 
 def test_create_returns_201_with_location_etag_and_last_modified(client, base_url):

@@ -7,7 +7,7 @@ exactly what the test wrote and can be compared entry by entry.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -35,7 +35,7 @@ def _instant(text: str) -> datetime:
 
 
 def _fmt(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 class Recorder:
@@ -145,7 +145,7 @@ def test_instance_history_has_every_version_newest_first(hc, hserver):
     assert link(bundle, "first") is not None
     assert link(bundle, "next") is None and link(bundle, "previous") is None
     assert [_key(e) for e in bundle["entry"]] == [("Patient", id_, v) for v in (5, 4, 3, 2, 1)]
-    for entry, recorded in zip(bundle["entry"], reversed(rec.versions)):
+    for entry, recorded in zip(bundle["entry"], reversed(rec.versions), strict=False):
         _check_entry(entry, recorded, hserver.base_url)
     for entry in bundle["entry"]:
         if "resource" in entry:

@@ -12,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pymongo import MongoClient
@@ -132,7 +133,7 @@ class OwnDatabase:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self, timeout: float = 60) -> "OwnDatabase":
+    def start(self, timeout: float = 60) -> OwnDatabase:
         log = open(self.storage_path.parent / f"own-db-{self.port}.log", "ab")
         self.process = subprocess.Popen(
             [secantusd(), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
@@ -189,7 +190,7 @@ class HoldDown:
             self._kill_all()
             self._stop.wait(0.01)
 
-    def __enter__(self) -> "HoldDown":
+    def __enter__(self) -> HoldDown:
         self._kill_all()
         self._thread.start()
         return self

@@ -17,8 +17,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lifecycle.support import (HoldDown, OwnDatabase, RunningServer, children_db_processes, create_patient,
-                               db_processes, fhir_client, fsync, start_server, wait_until)
+from lifecycle.support import (
+    HoldDown,
+    OwnDatabase,
+    RunningServer,
+    children_db_processes,
+    create_patient,
+    db_processes,
+    fhir_client,
+    fsync,
+    start_server,
+    wait_until,
+)
 
 OUTAGE_TIMEOUT = 10.0  # seconds a client waits for an answer while the database is down
 RECOVERY_TIMEOUT = 90.0  # the watchdog backs off up to 10 s between restarts

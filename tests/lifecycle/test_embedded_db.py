@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.support import (RunningServer, create_patient, db_processes, fhir_client, start_server,
-                               wait_until)
+from lifecycle.support import (
+    RunningServer,
+    create_patient,
+    db_processes,
+    fhir_client,
+    start_server,
+    wait_until,
+)
 
 
 def stop_and_check(server: RunningServer, storage_path: Path, sig: int = signal.SIGTERM) -> int:

@@ -46,7 +46,7 @@ def term(code: str, modifier: str | None, texts: list[str], ctx, components, reg
         if len(parts) != len(components):
             raise ctx.error(f"{code} needs {len(components)} values separated by $, got {text!r}")
         alternatives.append([registry.term_for(param, SUB, None, [part], ctx)
-                             for (param, _), part in zip(components, parts)])
+                             for (param, _), part in zip(components, parts, strict=True)])
 
     def match(doc) -> bool:
         for entry in values(doc, code):

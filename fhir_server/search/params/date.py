@@ -7,14 +7,14 @@ rule is checked on the stored ranges.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_server.search.dates import DateError, period
 from fhir_server.search.terms import RANGE, SCAN, Term, values
 
-MIN = datetime(1, 1, 1, tzinfo=timezone.utc)
-MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+MIN = datetime(1, 1, 1, tzinfo=UTC)
+MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
@@ -82,7 +82,7 @@ def rule(prefix: str, a, b, now: datetime | None = None):
     if prefix == "eb":
         return "h", {"$lte": a}, lambda lo, hi: hi <= a
     # ap: overlap with the value widened by 10% of its distance from now (at least a day)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     slack = max(abs(now - a) / 10, timedelta(days=1))
     wa, wb = a - slack, b + slack
     return "h", {"$gt": wa}, lambda lo, hi: lo < wb and hi > wa

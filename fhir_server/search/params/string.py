@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.search.normalize import fold
-from fhir_server.search.params.token import keys_term, prefix_term, unescape
-from fhir_server.search.terms import SCAN, Term, values
+from fhir_server.search.params.token import prefix_term, unescape
+from fhir_server.search.terms import EXACT, SCAN, Term, values
 
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
@@ -49,8 +49,10 @@ def index_fields(code: str) -> list[str]:
 
 
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
-    if modifier == "exact":
-        return keys_term(f"{code}:exact", {unescape(t) for t in texts})
+    if modifier == "exact":  # driven by the folded key, then compared exactly
+        exact = {unescape(t) for t in texts}
+        return Term(f"ix.{code}", sorted({fold(t) for t in exact}),
+                    lambda doc: any(v in exact for v in values(doc, f"{code}:exact")), EXACT)
     if modifier == "contains":
         needles = [fold(unescape(t)) for t in texts]
         return Term(None, [], lambda doc: any(n in v for v in values(doc, code) for n in needles), SCAN)

@@ -103,14 +103,16 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier == "text":
         folded = [fold(unescape(t)) for t in texts]
         return prefix_term(f"{code}:text", folded)
-    if modifier == "of-type":
-        wanted = set()
+    if modifier == "of-type":  # driven by the identifier value's key, then the type is checked
+        wanted, plain = set(), set()
         for t in texts:
             parts = [unescape(p) for p in _BAR.split(t)]
             if len(parts) != 3:
                 raise ctx.error(f"{code}:of-type needs system|code|value, got {t!r}")
             wanted.add("|".join(parts))
-        return keys_term(f"{code}:of-type", wanted)
+            plain.add(parts[2])
+        return Term(f"ix.{code}", sorted(plain),
+                    lambda doc: any(v in wanted for v in values(doc, f"{code}:of-type")), EXACT)
     if modifier in ("in", "not-in", "above", "below"):
         wanted = set()
         for t in texts:
