@@ -15,6 +15,7 @@ from fhir_server.errors import FhirError, Issue
 
 FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "json", "text/json"}
+_PATCH_TYPES = {"application/json-patch+json"}
 _XML_TYPES = {"application/fhir+xml", "application/xml", "application/xml+fhir", "xml", "text/xml"}
 _ANY = {"*/*", "application/*", "text/*"}
 
@@ -70,7 +71,7 @@ async def read_body(request: Request, limit: int, form: bool = False) -> Any:
             return parse_qsl(data.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise FhirError(400, Issue("error", "structure", "the form body is not UTF-8")) from None
-    if content_type and content_type not in _JSON_TYPES:
+    if content_type and content_type not in _JSON_TYPES and content_type not in _PATCH_TYPES:
         if content_type in _XML_TYPES:
             raise FhirError(415, Issue("error", "not-supported",
                                        "XML bodies are not supported yet; send application/fhir+json"))

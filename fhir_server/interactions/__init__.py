@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir_server.interactions import create, delete, history, read, search, update
+from fhir_server.interactions import create, delete, history, patch, read, search, update
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,12 @@ INTERACTIONS: tuple[Interaction, ...] = (
     Interaction("vread", "version", "GET", read.vread),
     Interaction("update", "instance", "PUT", update.update),
     Interaction("delete", "instance", "DELETE", delete.delete),
+    Interaction("patch", "instance", "PATCH", patch.patch),
     Interaction("history-instance", "instance-history", "GET", history.history),
     Interaction("create", "type", "POST", create.create),
     Interaction("update", "type", "PUT", update.conditional_update, conditional=True),
     Interaction("delete", "type", "DELETE", delete.conditional_delete, conditional=True),
+    Interaction("patch", "type", "PATCH", patch.conditional_patch, conditional=True),
     Interaction("history-type", "type-history", "GET", history.history),
     Interaction("search-type", "type", "GET", search.search),
     Interaction("search-type", "type-search", "POST", search.search),

@@ -59,6 +59,7 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
                            "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "documentation": documentation,

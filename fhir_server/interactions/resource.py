@@ -38,12 +38,13 @@ def require_body(req: FhirRequest) -> dict[str, Any]:
     return body
 
 
-def validate(server, resource: dict[str, Any]) -> None:
-    """Structural validation against the R4 definitions; 400 listing every problem found."""
+def validate(server, resource: dict[str, Any], status: int = 400) -> None:
+    """Structural validation against the R4 definitions; 400 (422 for a patched resource)
+    listing every problem found."""
     issues = [i for i in server.validator.validate(resource, resource["resourceType"])
               if i.severity in ("error", "fatal")]
     if issues:
-        raise FhirError(400, issues)
+        raise FhirError(status, issues)
     if resource["resourceType"] == "SearchParameter":
         from fhir_server.search import custom
 

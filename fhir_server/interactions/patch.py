@@ -1,0 +1,80 @@
+"""patch (PATCH [type]/[id] and conditional PATCH [type]?query): JSON Patch or FHIRPath Patch.
+
+The patch is applied to the current version inside the write's transaction, the result is
+validated whole (422 if it is not a valid resource) and stored as the next version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions import conditional
+from fhir_server.interactions.read import gone, unknown
+from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, parse_etag, versioned_response
+from fhir_server.interactions.resource import new_version, validate
+from fhir_server.patch import fhirpath_patch, json_patch
+from fhir_server.storage.store import Version, Write, next_instant
+
+
+def patch(server, req: FhirRequest) -> FhirResponse:
+    check_id(req.id)
+    changes = _changes(req.body)
+    expected = parse_etag(req.if_match) if req.if_match is not None else None
+
+    def work(session):
+        current = server.store.read_in(session, req.type, req.id)
+        return [patched_version(server, req.type, req.id, current, changes, expected, req.if_match)]
+
+    server.prepare_type(req.type)
+    return versioned_response(req, server.transact(work)[0], 200)
+
+
+def conditional_patch(server, req: FhirRequest) -> FhirResponse:
+    changes = _changes(req.body)
+    text = conditional.query_string(req.params)
+    query = conditional.parse(server, req.type, text, "the URL")
+    expected = parse_etag(req.if_match) if req.if_match is not None else None
+
+    def work(session):
+        found = conditional.matches(server, req.type, query, session)
+        conditional.at_most_one(found, req.type, text)
+        if not found:
+            raise FhirError(404, Issue("error", "not-found", f"no {req.type} matches {text!r}"))
+        current = server.store.read_in(session, req.type, found[0].id)
+        return [patched_version(server, req.type, found[0].id, current, changes, expected, req.if_match)]
+
+    server.prepare_type(req.type)
+    return versioned_response(req, server.transact(work)[0], 200)
+
+
+def _changes(body: Any) -> tuple[str, Any]:
+    if isinstance(body, list):
+        return "json", body
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        return "fhirpath", body
+    if body is None:
+        raise bad_request("PATCH needs a body: a JSON Patch array (application/json-patch+json) or a "
+                          "FHIRPath Patch Parameters resource", code="required")
+    raise bad_request("a PATCH body is a JSON Patch array or a FHIRPath Patch Parameters resource")
+
+
+def patched_version(server, type_: str, id_: str, current: Version | None, changes: tuple[str, Any],
+                    expected: str | None, if_match: str | None) -> Write:
+    """The next version of type/id with the patch applied, validated whole (422 otherwise)."""
+    if current is None:
+        raise unknown(type_, id_)
+    if current.deleted:
+        raise gone(current)
+    if expected is not None and expected not in ("*", str(current.version)):
+        raise FhirError(412, Issue("error", "conflict", f"{type_}/{id_} is at version {current.version}, "
+                                                        f"not {expected} (If-Match {if_match})"))
+    resource = jsonio.loads(current.json)
+    kind, body = changes
+    result = json_patch.apply(resource, body) if kind == "json" else fhirpath_patch.apply(resource, body)
+    if not isinstance(result, dict) or result.get("resourceType") != type_ or result.get("id") != id_:
+        raise FhirError(422, Issue("error", "business-rule", "a patch may not change resourceType or id"))
+    validate(server, result, status=422)
+    return new_version(server, result, id_, current.version + 1, current.version,
+                       next_instant(current.last_updated), "PATCH")

@@ -1,0 +1,242 @@
+"""FHIRPath Patch (a `Parameters` resource of `operation`s: add, insert, delete, replace, move).
+
+Paths are located with a small evaluator that knows where each value lives (container, key,
+index), which a value-returning FHIRPath engine cannot tell: element names, choice names,
+`[n]`, `first()`, `last()` and `where(a.b = 'literal')`. Anything else is refused with a clear
+400 rather than guessed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.errors import FhirError, Issue
+
+_STEP = re.compile(r"""\s*(?:
+    (?P<where>where\((?P<cond>(?:[^()']|'(?:[^'\\]|\\.)*')*)\))
+  | (?P<fn>first|last)\(\)
+  | (?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?
+)\s*""", re.VERBOSE)
+_COND = re.compile(r"^\s*(?P<path>[A-Za-z][A-Za-z0-9_.]*)\s*=\s*(?P<lit>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?|true|false)\s*$")
+
+
+def _bad(message: str, status: int = 400) -> FhirError:
+    return FhirError(status, Issue("error", "invalid" if status == 400 else "processing", f"FHIRPath Patch: {message}"))
+
+
+@dataclass
+class _Loc:
+    container: Any  # dict (or None for the resource itself)
+    key: str | None
+    index: int | None
+
+    def get(self, root):
+        if self.container is None:
+            return root
+        value = self.container[self.key]
+        return value[self.index] if self.index is not None else value
+
+
+def _split_steps(path: str) -> list[str]:
+    steps, depth, quote, current = [], 0, False, ""
+    for ch in path:
+        if ch == "'" and depth:
+            quote = not quote
+        if not quote:
+            depth += ch == "("
+            depth -= ch == ")"
+        if ch == "." and depth == 0 and not quote:
+            steps.append(current)
+            current = ""
+        else:
+            current += ch
+    steps.append(current)
+    return steps
+
+
+def locate(resource: dict[str, Any], path: str) -> list[_Loc]:
+    steps = _split_steps(path.strip())
+    if not steps or steps[0] != resource.get("resourceType"):
+        raise _bad(f"the path {path!r} must start with {resource.get('resourceType')}")
+    locs = [_Loc(None, None, None)]
+    for text in steps[1:]:
+        match = _STEP.fullmatch(text)
+        if not match:
+            raise _bad(f"{text!r} in {path!r} is beyond what this server evaluates in a patch path "
+                       f"(names, [n], first(), last(), where(x = 'literal'))")
+        if match["where"]:
+            cond = _COND.match(match["cond"])
+            if not cond:
+                raise _bad(f"where({match['cond']}) is not of the form where(element = 'literal')")
+            locs = [loc for loc in locs if _holds(loc.get(resource), cond["path"], _literal(cond["lit"]))]
+        elif match["fn"]:
+            locs = locs[:1] if match["fn"] == "first" else locs[-1:]
+        else:
+            locs = _children(resource, locs, match["name"])
+            if match["index"] is not None:
+                n = int(match["index"])
+                locs = locs[n:n + 1]
+    return locs
+
+
+def _children(root, locs: list[_Loc], name: str) -> list[_Loc]:
+    out = []
+    for loc in locs:
+        value = loc.get(root)
+        if not isinstance(value, dict):
+            continue
+        key = name if name in value else next(
+            (k for k in value if k.startswith(name) and len(k) > len(name) and k[len(name)].isupper()), None)
+        if key is None:
+            continue
+        if isinstance(value[key], list):
+            out.extend(_Loc(value, key, i) for i in range(len(value[key])))
+        else:
+            out.append(_Loc(value, key, None))
+    return out
+
+
+def _holds(value: Any, path: str, literal: Any) -> bool:
+    current = [value]
+    for name in path.split("."):
+        nxt = []
+        for v in current:
+            if isinstance(v, dict) and name in v:
+                nxt.extend(v[name] if isinstance(v[name], list) else [v[name]])
+        current = nxt
+    return literal in current
+
+
+def _literal(text: str) -> Any:
+    if text.startswith("'"):
+        return text[1:-1].replace("\\'", "'")
+    if text in ("true", "false"):
+        return text == "true"
+    return float(text) if "." in text else int(text)
+
+
+def _parts(parameter: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for part in parameter.get("part") or ():
+        out[part.get("name")] = part
+    return out
+
+
+def _value(part: dict[str, Any] | None) -> Any:
+    """The value of a `value` part: its `value[x]`, or an element built from its own parts."""
+    if part is None:
+        raise _bad("the operation has no value")
+    for key, value in part.items():
+        if key.startswith("value") and len(key) > 5:
+            return value
+    if part.get("part"):
+        return {p["name"]: _value(p) for p in part["part"]}
+    raise _bad(f"the part {part.get('name')!r} has no value[x] and no parts")
+
+
+def apply(resource: dict[str, Any], parameters: Any) -> dict[str, Any]:
+    if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
+        raise _bad("a FHIRPath Patch body is a Parameters resource")
+    result = copy.deepcopy(resource)
+    for number, parameter in enumerate(parameters.get("parameter") or ()):
+        if parameter.get("name") != "operation":
+            raise _bad(f"parameter {number} is {parameter.get('name')!r}, expected 'operation'")
+        parts = _parts(parameter)
+        kind = (parts.get("type") or {}).get("valueCode")
+        path = (parts.get("path") or {}).get("valueString")
+        if not kind or not path:
+            raise _bad(f"operation {number} needs a type and a path")
+        _operation(result, kind, path, parts, number)
+    return result
+
+
+def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: int) -> None:
+    if kind == "add":
+        name = (parts.get("name") or {}).get("valueString")
+        if not name:
+            raise _bad(f"operation {number} (add) needs a name")
+        targets = _one_or_more(resource, path, number)
+        for loc in targets:
+            target = loc.get(resource)
+            if not isinstance(target, dict):
+                raise _bad(f"operation {number}: {path} is not an element that can hold {name!r}", 422)
+            value = _value(parts.get("value"))
+            if name in target and isinstance(target[name], list):
+                target[name].append(value)
+            elif name in target:
+                raise _bad(f"operation {number}: {path}.{name} already has a value; use replace", 422)
+            else:
+                target[name] = value
+    elif kind == "replace":
+        loc = _exactly_one(resource, path, number)
+        if loc.container is None:
+            raise _bad(f"operation {number}: the resource itself cannot be replaced", 422)
+        value = _value(parts.get("value"))
+        if loc.index is not None:
+            loc.container[loc.key][loc.index] = value
+        else:
+            loc.container[loc.key] = value
+    elif kind == "delete":
+        locs = locate(resource, path)
+        if len(locs) > 1:
+            raise _bad(f"operation {number}: {path} matches {len(locs)} elements; delete takes one", 422)
+        for loc in locs:
+            _remove(loc)
+    elif kind in ("insert", "move"):
+        container, key = _list_of(resource, path, number)
+        items = container.setdefault(key, [])
+        if kind == "insert":
+            index = _index(parts, "index", number, len(items))
+            items.insert(index, _value(parts.get("value")))
+        else:
+            source = _index(parts, "source", number, len(items) - 1)
+            destination = _index(parts, "destination", number, len(items) - 1)
+            items.insert(destination, items.pop(source))
+    else:
+        raise _bad(f"operation {number}: type {kind!r} is not add, insert, delete, replace or move")
+
+
+def _one_or_more(resource, path: str, number: int) -> list[_Loc]:
+    locs = locate(resource, path)
+    if not locs:
+        raise _bad(f"operation {number}: {path} matches nothing", 422)
+    return locs
+
+
+def _exactly_one(resource, path: str, number: int) -> _Loc:
+    locs = _one_or_more(resource, path, number)
+    if len(locs) > 1:
+        raise _bad(f"operation {number}: {path} matches {len(locs)} elements, expected one", 422)
+    return locs[0]
+
+
+def _list_of(resource, path: str, number: int) -> tuple[dict[str, Any], str]:
+    """insert/move: `path` names a repeating element; (its parent, its name)."""
+    steps = _split_steps(path)
+    if len(steps) < 2 or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", steps[-1]):
+        raise _bad(f"operation {number}: {path} must end with the name of a repeating element")
+    parent = _exactly_one(resource, ".".join(steps[:-1]), number).get(resource)
+    if not isinstance(parent, dict) or not isinstance(parent.get(steps[-1], []), list):
+        raise _bad(f"operation {number}: {path} is not a list", 422)
+    return parent, steps[-1]
+
+
+def _index(parts, name: str, number: int, highest: int) -> int:
+    value = (parts.get(name) or {}).get("valueInteger")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > highest:
+        raise _bad(f"operation {number}: {name} must be an integer from 0 to {highest}", 422)
+    return value
+
+
+def _remove(loc: _Loc) -> None:
+    if loc.container is None:
+        raise _bad("the resource itself cannot be deleted by a patch", 422)
+    if loc.index is None:
+        del loc.container[loc.key]
+        return
+    del loc.container[loc.key][loc.index]
+    if not loc.container[loc.key]:
+        del loc.container[loc.key]
