@@ -49,6 +49,8 @@ class Settings:
         "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request")
     max_body_bytes: int = _setting(
         "FHIR_MAX_BODY_BYTES", 16 * 1024 * 1024, "Largest request body accepted (413 beyond)")
+    max_bundle_entries: int = _setting(
+        "FHIR_MAX_BUNDLE_ENTRIES", 10000, "Most entries a batch or transaction Bundle may hold (413 beyond)")
     default_count: int = _setting("FHIR_DEFAULT_COUNT", 50, "Page size when `_count` is not given")
     max_count: int = _setting("FHIR_MAX_COUNT", 1000, "Largest page size a client may ask for")
     search_ttl_s: int = _setting(
@@ -72,6 +74,7 @@ class Settings:
             package_registry=_env("FHIR_PACKAGE_REGISTRY", default.package_registry).rstrip("/"),
             base_url=(_env("FHIR_BASE_URL") or "").rstrip("/") or None,
             max_body_bytes=_int("FHIR_MAX_BODY_BYTES", default.max_body_bytes),
+            max_bundle_entries=_int("FHIR_MAX_BUNDLE_ENTRIES", default.max_bundle_entries),
             default_count=_int("FHIR_DEFAULT_COUNT", default.default_count),
             max_count=_int("FHIR_MAX_COUNT", default.max_count),
             search_ttl_s=_int("FHIR_SEARCH_TTL_S", default.search_ttl_s),

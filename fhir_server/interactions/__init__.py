@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir_server.interactions import create, delete, history, patch, read, search, update
+from fhir_server.interactions import bundle, create, delete, history, patch, read, search, update
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ INTERACTIONS: tuple[Interaction, ...] = (
     Interaction("search-type", "compartment", "GET", search.search),
     Interaction("history-system", "system-history", "GET", history.history),
     Interaction("search-system", "system", "GET", search.search),
+    Interaction("transaction", "system", "POST", bundle.process),
+    Interaction("batch", "system", "POST", bundle.process),
     Interaction("search-system", "system-search", "POST", search.search),
 )
 

@@ -22,7 +22,7 @@ def delete(server, req: FhirRequest) -> FhirResponse:
         if expected is not None and (current is None or expected not in ("*", str(current.version))):
             raise FhirError(412, Issue("error", "conflict", f"{req.type}/{req.id} is at version "
                                        f"{current.version if current else 'none'}, not {expected}"))
-        return _tombstones([current] if current and not current.deleted else [])
+        return tombstones([current] if current and not current.deleted else [])
 
     written = server.transact(work)
     return _answer(req, written, f"{req.type}/{req.id}")
@@ -36,13 +36,13 @@ def conditional_delete(server, req: FhirRequest) -> FhirResponse:
     def work(session):
         found = conditional.matches(server, req.type, query, session)
         conditional.at_most_one(found, req.type, text)
-        return _tombstones(found)
+        return tombstones(found)
 
     written = server.transact(work)
     return _answer(req, written, f"{req.type}?{text}")
 
 
-def _tombstones(current: list[Version]) -> list[Write]:
+def tombstones(current: list[Version]) -> list[Write]:
     return [Write(v.type, v.id, v.version + 1, v.version, next_instant(v.last_updated), "DELETE", None)
             for v in current]
 

@@ -18,21 +18,13 @@ from fhir_server.storage.store import Write, next_instant
 
 
 def update(server, req: FhirRequest) -> FhirResponse:
-    check_id(req.id)
-    resource = require_body(req)
-    body_id = resource.get("id")
-    if body_id is None:
-        raise bad_request(f"the resource has no id; PUT {req.type}/{req.id} needs \"id\": \"{req.id}\" in "
-                          f"the body", code="required", expression=f"{req.type}.id")
-    if body_id != req.id:
-        raise bad_request(f"the body's id {body_id!r} does not match the URL's id {req.id!r}",
-                          code="invariant", expression=f"{req.type}.id")
+    resource = update_body(req)
     validate(server, resource)
     server.prepare_type(req.type)
     expected = _if_match(req)
 
     def work(session):
-        return [_next_version(server, req, session, req.id, resource, expected)]
+        return [next_version(server, req, session, req.id, resource, expected)]
 
     written = server.transact(work)[0]
     return versioned_response(req, written, 201 if written.version == 1 else 200,
@@ -58,18 +50,32 @@ def conditional_update(server, req: FhirRequest) -> FhirResponse:
             id_ = found[0].id
         else:
             id_ = check_id(body_id) if body_id is not None else str(uuid.uuid4())
-        return [_next_version(server, req, session, id_, resource, expected)]
+        return [next_version(server, req, session, id_, resource, expected)]
 
     written = server.transact(work, [conditional.guard_key(req.type, query)])[0]
     return versioned_response(req, written, 201 if written.version == 1 else 200,
                               location=written.version == 1)
 
 
+def update_body(req: FhirRequest) -> dict:
+    """The body of `PUT [type]/[id]`: a resource of the type whose id is the URL's."""
+    check_id(req.id)
+    resource = require_body(req)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise bad_request(f"the resource has no id; PUT {req.type}/{req.id} needs \"id\": \"{req.id}\" in "
+                          f"the body", code="required", expression=f"{req.type}.id")
+    if body_id != req.id:
+        raise bad_request(f"the body's id {body_id!r} does not match the URL's id {req.id!r}",
+                          code="invariant", expression=f"{req.type}.id")
+    return resource
+
+
 def _if_match(req: FhirRequest) -> str | None:
     return parse_etag(req.if_match) if req.if_match is not None else None
 
 
-def _next_version(server, req: FhirRequest, session, id_: str, resource: dict, expected: str | None) -> Write:
+def next_version(server, req: FhirRequest, session, id_: str, resource: dict, expected: str | None) -> Write:
     """The write that makes `resource` the next version of type/id, honouring If-Match."""
     current = server.store.read_in(session, req.type, id_)
     if expected is not None:

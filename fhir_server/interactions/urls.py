@@ -1,0 +1,62 @@
+"""A request URL relative to the FHIR base, split as the router does: the shape and its parts.
+
+Used for the entries of batch and transaction bundles, whose `request.url` names the
+interaction the same way an HTTP request line does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from fhir_server.errors import bad_request
+
+
+@dataclass
+class Target:
+    shape: str
+    type: str | None = None
+    id: str | None = None
+    version: str | None = None
+    compartment: str | None = None
+    operation: str | None = None
+    params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse(url: str, base_url: str) -> Target:
+    if url.startswith(base_url.rstrip("/") + "/"):
+        url = url[len(base_url.rstrip("/")) + 1:]
+    elif "://" in url:
+        raise bad_request(f"request.url {url!r} is not on this server ({base_url}); use a relative URL")
+    parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    segments = [s for s in parts.path.strip("/").split("/") if s]
+    n = len(segments)
+    if n == 0:
+        return Target("system", params=params)
+    if segments[0].startswith("$"):
+        return Target("system-operation", operation=segments[0][1:], params=params)
+    if segments[0] == "_history" and n == 1:
+        return Target("system-history", params=params)
+    if segments[0] == "_search" and n == 1:
+        return Target("system-search", params=params)
+    type_ = segments[0]
+    if n == 1:
+        return Target("type", type_, params=params)
+    if n == 2:
+        if segments[1] == "_history":
+            return Target("type-history", type_, params=params)
+        if segments[1] == "_search":
+            return Target("type-search", type_, params=params)
+        if segments[1].startswith("$"):
+            return Target("type-operation", type_, operation=segments[1][1:], params=params)
+        return Target("instance", type_, segments[1], params=params)
+    if n == 3:
+        if segments[2] == "_history":
+            return Target("instance-history", type_, segments[1], params=params)
+        if segments[2].startswith("$"):
+            return Target("instance-operation", type_, segments[1], operation=segments[2][1:], params=params)
+        return Target("compartment", type_, segments[1], compartment=segments[2], params=params)
+    if n == 4 and segments[2] == "_history":
+        return Target("version", type_, segments[1], segments[3], params=params)
+    raise bad_request(f"request.url {url!r} does not name a FHIR interaction")
