@@ -23,7 +23,6 @@ from fhir_server.interactions.patch import _changes, patched_version
 from fhir_server.interactions.request import FhirRequest, FhirResponse, etag, parse_etag, versioned_response
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.interactions.update import next_version, update_body
-from fhir_server.search.params.reference import local_type
 from fhir_server.storage.store import Version, format_instant, now
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}

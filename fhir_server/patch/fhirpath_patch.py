@@ -20,7 +20,8 @@ _STEP = re.compile(r"""\s*(?:
   | (?P<fn>first|last)\(\)
   | (?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?
 )\s*""", re.VERBOSE)
-_COND = re.compile(r"^\s*(?P<path>[A-Za-z][A-Za-z0-9_.]*)\s*=\s*(?P<lit>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?|true|false)\s*$")
+_COND = re.compile(r"^\s*(?P<path>[A-Za-z][A-Za-z0-9_.]*)\s*=\s*"
+                   r"(?P<lit>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?|true|false)\s*$")
 
 
 def _bad(message: str, status: int = 400) -> FhirError:
