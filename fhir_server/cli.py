@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
+    load = sub.add_parser("load", help="load JSON resources, Bundles and NDJSON files or folders")
+    load.add_argument("paths", nargs="+")
+    load.add_argument("--url", help="a FHIR base URL to load into (default: this server's own database)")
+    load.add_argument("--quiet", action="store_true", help="no progress line")
+
     packages = sub.add_parser("packages", help="install, list or remove FHIR packages in the cache")
     psub = packages.add_subparsers(dest="action", required=True)
     install = psub.add_parser("install", help="NAME@VERSION (registry, then npm) or a .tgz / folder path")
@@ -35,10 +40,51 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings.from_env()
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "load":
+        return _load(settings, args)
     return _packages(settings, args)
+
+
+def _load(settings: Settings, args: argparse.Namespace) -> int:
+    from fhir_server import loader
+
+    if args.url:
+        return _load_report(loader.run(args.paths, loader.http_sender(args.url), args.quiet))
+    from fhir_server.server import FhirServer
+    from fhir_server.storage.embedded import EmbeddedDatabase
+
+    embedded = None
+    uri = settings.mongodb_uri
+    if not uri:
+        embedded = EmbeddedDatabase(settings.data_dir)
+        try:
+            embedded.start()
+        except RuntimeError as exc:
+            log.error("%s\nIf `fhir-server serve` is running on %s, load through it: --url http://HOST:PORT/fhir",
+                      exc, settings.data_dir)
+            return 2
+        uri = embedded.uri
+    try:
+        server = FhirServer.open(settings, uri)
+        try:
+            return _load_report(loader.run(args.paths, loader.local_sender(server), args.quiet))
+        finally:
+            server.close()
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+def _load_report(report) -> int:
+    print(f"{report.loaded} resources loaded in {report.elapsed():.1f}s ({report.rate():.0f}/s); "
+          f"{len(report.failures)} failed")
+    for failure in report.failures:
+        print(f"  FAILED {failure}")
+    return 1 if report.failures else 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
