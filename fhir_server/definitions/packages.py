@@ -32,7 +32,7 @@ import orjson
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".fhir-server.index.json"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 _SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)[@#](?P<version>[A-Za-z0-9][A-Za-z0-9.+_-]*)$")
 
 # Fields of a StructureDefinition worth knowing without opening the file.
@@ -63,6 +63,7 @@ class IndexEntry:
     derivation: str | None = None
     abstract: bool | None = None
     baseDefinition: str | None = None
+    choices: list[str] | None = None  # names of its choice elements (`value` for `value[x]`)
 
 
 class Package:
@@ -120,7 +121,13 @@ class Package:
                 continue
             if not isinstance(res, dict) or "resourceType" not in res:
                 continue
-            extra = {k: res.get(k) for k in _SD_FIELDS} if res["resourceType"] == "StructureDefinition" else {}
+            extra = {}
+            if res["resourceType"] == "StructureDefinition":
+                extra = {k: res.get(k) for k in _SD_FIELDS}
+                elements = (res.get("snapshot") or res.get("differential") or {}).get("element") or ()
+                names = sorted({e["path"].rsplit(".", 1)[-1][:-3] for e in elements
+                                if isinstance(e.get("path"), str) and e["path"].endswith("[x]")})
+                extra["choices"] = names or None
             url = res.get("url")
             entries.append(IndexEntry(
                 filename=path.name, resourceType=res["resourceType"], id=res.get("id"),

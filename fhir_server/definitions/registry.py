@@ -66,6 +66,10 @@ class Definitions:
                 parent = (entry.baseDefinition or "").rsplit("/", 1)[-1] or None
                 self._type_parent[entry.type] = parent
         self.data_types: frozenset[str] = frozenset(self._type_parent)
+        # Names of choice elements anywhere (`value` of `value[x]`): only these can hide behind a
+        # typed JSON name such as `valueQuantity`.
+        self.choice_names: frozenset[str] = frozenset(
+            name for package in self.packages for entry in package.index if entry.choices for name in entry.choices)
 
     @property
     def core(self) -> Package:

@@ -66,6 +66,7 @@ def _choices(types, value: dict[str, Any], name: str) -> Iterator[tuple[Any, str
 
 def _child(types, name: str) -> Step:
     """`.name`: the element, its items if repeating, or the variants of choice `name[x]`."""
+    choice = name in types.choice_names
 
     def step(items: Iterable[Item]) -> Iterator[Item]:
         for value, _ in items:
@@ -76,7 +77,7 @@ def _child(types, name: str) -> Step:
                 for v in found if isinstance(found, list) else (found,):
                     if v is not None:
                         yield v, None
-            else:
+            elif choice:
                 yield from _choices(types, value, name)
 
     return step

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo import ASCENDING, ReplaceOne
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors
 
@@ -214,8 +214,8 @@ class ResourceStore:
         """
         if not self.database.supports_transactions:
             writes = work(None)
-            for write in writes:
-                self._apply(write, None)
+            if writes:
+                self._apply(writes, None)
             return [w.as_version() for w in writes]
         deadline = time.monotonic() + _TXN_DEADLINE_S
         attempt = 0
@@ -228,9 +228,14 @@ class ResourceStore:
                             self.db[GUARDS].update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True,
                                                        session=session)
                         writes = work(session)
-                        for write in writes:
-                            self._apply(write, session)
+                        if writes:
+                            self._apply(writes, session)
                 return [w.as_version() for w in writes]
+            except VersionConflict:
+                # another writer got in first: the work reads again and decides again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
             except OperationFailure as exc:
                 transient = exc.has_error_label("TransientTransactionError") or exc.code == 112
                 if not transient or time.monotonic() > deadline:
@@ -242,25 +247,43 @@ class ResourceStore:
         doc = self.db[type_].find_one({"_id": id_}, _PROJECTION, session=session)
         return _version(type_, id_, doc) if doc else None
 
-    def _apply(self, write: Write, session: Any) -> None:
-        current = {"_id": write.id, "v": write.version, "ts": write.last_updated,
-                   "del": write.json is None, "json": write.json, **write.index}
-        collection = self.db[write.type]
-        if write.expected is None:
-            try:
-                collection.insert_one(current, session=session)
-            except DuplicateKeyError:
-                raise VersionConflict(write, self._current_version(write, session)) from None
-        else:
-            result = collection.replace_one({"_id": write.id, "v": write.expected}, current, session=session)
-            if result.matched_count != 1:
-                raise VersionConflict(write, self._current_version(write, session))
-        self.db[HISTORY].insert_one({
-            "_id": f"{write.type}/{write.id}/{write.version}", "r": f"{write.type}/{write.id}",
-            "t": write.type, "tk": f"{write.type}|{format_instant(write.last_updated)}",
-            "v": write.version, "ts": write.last_updated, "m": write.method,
-            "del": write.json is None, "json": write.json,
-        }, session=session)
+    def _apply(self, writes: list[Write], session: Any) -> None:
+        """All the writes, batched: one `insert_many` of new documents and one `bulk_write` of
+        version-checked replacements per type, one `insert_many` into the history."""
+        by_type: dict[str, tuple[list[dict[str, Any]], list[ReplaceOne], list[Write]]] = {}
+        for write in writes:
+            inserts, replaces, replaced = by_type.setdefault(write.type, ([], [], []))
+            current = {"_id": write.id, "v": write.version, "ts": write.last_updated,
+                       "del": write.json is None, "json": write.json, **write.index}
+            if write.expected is None:
+                inserts.append(current)
+            else:
+                replaces.append(ReplaceOne({"_id": write.id, "v": write.expected}, current))
+                replaced.append(write)
+        for type_, (inserts, replaces, replaced) in by_type.items():
+            collection = self.db[type_]
+            if inserts:
+                try:
+                    collection.insert_many(inserts, ordered=True, session=session)
+                except BulkWriteError as exc:
+                    if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())):
+                        failed = exc.details["writeErrors"][0]["index"]
+                        write = next(w for w in writes if w.type == type_ and w.id == inserts[failed]["_id"])
+                        raise VersionConflict(write, self._current_version(write, session)) from None
+                    raise
+            if replaces:
+                result = collection.bulk_write(replaces, ordered=True, session=session)
+                if result.matched_count != len(replaces):
+                    for write in replaced:
+                        found = self._current_version(write, session)
+                        if found != write.expected:
+                            raise VersionConflict(write, found)
+        self.db[HISTORY].insert_many([{
+            "_id": f"{w.type}/{w.id}/{w.version}", "r": f"{w.type}/{w.id}",
+            "t": w.type, "tk": f"{w.type}|{format_instant(w.last_updated)}",
+            "v": w.version, "ts": w.last_updated, "m": w.method,
+            "del": w.json is None, "json": w.json,
+        } for w in writes], ordered=True, session=session)
 
     def _current_version(self, write: Write, session: Any) -> int | None:
         doc = self.db[write.type].find_one({"_id": write.id}, {"v": 1}, session=session)
