@@ -9,7 +9,9 @@ out plainly here. Two documented adaptations make fhirpathpy usable on R4 expres
 - `Resource.meta.tag`: fhirpathpy selects nothing from a root named after a base type; the
   oracle evaluates `<the resource's type>.meta.tag`.
 - `X as T`: fhirpathpy refuses `as` on a collection of several items (R4 expressions use it as
-  `ofType`, e.g. `Observation.component.value as Quantity`); the oracle evaluates `X.ofType(T)`.
+  `ofType`, e.g. `Observation.component.value as Quantity`); the oracle evaluates `X.ofType(T)`,
+  and reads the FHIRPath system type names some expressions use (`value.as(DateTime)`) as the
+  FHIR types they mean (`dateTime`), which is what fhirpathpy's R4 model knows.
 
 Composite parameters evaluate each component on each element of the base expression through
 an indexed path (`(Observation.component)[1].value.ofType(Quantity)`), so fhirpathpy keeps the
@@ -37,6 +39,9 @@ _AS_CALL = re.compile(r"\.as\((\w+)\)")
 _REL_REF = re.compile(r"^(?:(?P<base>.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                       r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _COMPILED: dict[str, Any] = {}
+# FHIRPath system type names some R4 expressions cast to (`value.as(DateTime)`): the FHIR types meant
+_FHIR_TYPE = {"DateTime": "dateTime", "String": "string", "Boolean": "boolean", "Integer": "integer",
+              "Decimal": "decimal", "Date": "date", "Time": "time"}
 
 
 # -- FHIRPath ----------------------------------------------------------------------------------
@@ -44,8 +49,8 @@ def rewrite(expression: str) -> str:
     """The oracle's reading of an R4 expression (see the module docstring)."""
     out = _RESOLVE_IS.sub(lambda m: f".where(reference.startsWith('{m[1]}/') or "
                                     f"reference.contains('/{m[1]}/'))", expression)
-    out = _AS.sub(lambda m: f"{m[1]}.ofType({m[2]})", out)
-    return _AS_CALL.sub(lambda m: f".ofType({m[1]})", out)
+    out = _AS.sub(lambda m: f"{m[1]}.ofType({_FHIR_TYPE.get(m[2], m[2])})", out)
+    return _AS_CALL.sub(lambda m: f".ofType({_FHIR_TYPE.get(m[1], m[1])})", out)
 
 
 def evaluate(resource: dict[str, Any], expression: str) -> list[Any]:

@@ -99,9 +99,6 @@ def test_string_on_plain_element(data):
     assert data.ids("/Organization", {"name:contains": "edouard"}) == {org["id"]}
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: search/normalize.py fold() collapses and trims whitespace "
-                                       "in the search value, so 'ab ' (with a trailing space) is searched as 'ab' "
-                                       "and also matches 'abc'")
 def test_trailing_space_is_part_of_the_value(data):
     u = uid("w")
     spaced = data.create(patient(name=[{"family": f"{u}ab cd"}]))
