@@ -286,11 +286,11 @@ def _writes(server, req: FhirRequest, entry: Entry, ids: dict[str, str], session
         current = server.store.read_in(session, type_, id_)
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
-                                entry.request.if_match)]
+                                entry.request.if_match, req.base_url)]
     resource = _rewrite(server, dict(entry.resource), ids, session)
     resource["id"] = id_
     if entry.method == "POST":
-        return [new_version(server, resource, id_, 1, None, now(), "POST")]
+        return [new_version(server, resource, id_, 1, None, now(), "POST", req.base_url)]
     expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
     put_req = FhirRequest("PUT", req.base_url, type_, id_, if_match=entry.request.if_match)
     return [next_version(server, put_req, session, id_, resource, expected)]

@@ -26,7 +26,7 @@ def create(server, req: FhirRequest) -> FhirResponse:
                 return []
         ts = now()
         id_ = str(uuid.uuid4())
-        return [new_version(server, resource, id_, 1, None, ts, "POST")]
+        return [new_version(server, resource, id_, 1, None, ts, "POST", req.base_url)]
 
     guards = [conditional.guard_key(req.type, query)] if query is not None else []
     written = server.transact(work, guards)

@@ -25,7 +25,8 @@ def patch(server, req: FhirRequest) -> FhirResponse:
 
     def work(session):
         current = server.store.read_in(session, req.type, req.id)
-        return [patched_version(server, req.type, req.id, current, changes, expected, req.if_match)]
+        return [patched_version(server, req.type, req.id, current, changes, expected, req.if_match,
+                                req.base_url)]
 
     server.prepare_type(req.type)
     return versioned_response(req, server.transact(work)[0], 200)
@@ -43,7 +44,8 @@ def conditional_patch(server, req: FhirRequest) -> FhirResponse:
         if not found:
             raise FhirError(404, Issue("error", "not-found", f"no {req.type} matches {text!r}"))
         current = server.store.read_in(session, req.type, found[0].id)
-        return [patched_version(server, req.type, found[0].id, current, changes, expected, req.if_match)]
+        return [patched_version(server, req.type, found[0].id, current, changes, expected, req.if_match,
+                                req.base_url)]
 
     server.prepare_type(req.type)
     return versioned_response(req, server.transact(work)[0], 200)
@@ -61,7 +63,7 @@ def _changes(body: Any) -> tuple[str, Any]:
 
 
 def patched_version(server, type_: str, id_: str, current: Version | None, changes: tuple[str, Any],
-                    expected: str | None, if_match: str | None) -> Write:
+                    expected: str | None, if_match: str | None, base_url: str | None = None) -> Write:
     """The next version of type/id with the patch applied, validated whole (422 otherwise)."""
     if current is None:
         raise unknown(type_, id_)
@@ -77,4 +79,4 @@ def patched_version(server, type_: str, id_: str, current: Version | None, chang
         raise FhirError(422, Issue("error", "business-rule", "a patch may not change resourceType or id"))
     validate(server, result, status=422)
     return new_version(server, result, id_, current.version + 1, current.version,
-                       next_instant(current.last_updated), "PATCH")
+                       next_instant(current.last_updated), "PATCH", base_url)

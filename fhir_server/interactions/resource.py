@@ -64,11 +64,13 @@ def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: dateti
 
 
 def new_version(server, resource: dict[str, Any], id_: str, version: int, expected: int | None,
-                last_updated: datetime, method: str) -> Write:
-    """The write storing `resource` as version `version` of its type/id, with its search values."""
+                last_updated: datetime, method: str, base_url: str | None = None) -> Write:
+    """The write storing `resource` as version `version` of its type/id, with its search values
+    (references to this server, written with `base_url` or FHIR_BASE_URL, count as local)."""
     stored = stamp(resource, id_, version, last_updated)
+    base_urls = tuple(u.rstrip("/") for u in (base_url, server.settings.base_url) if u)
     return Write(resource["resourceType"], id_, version, expected, last_updated, method,
-                 jsonio.dumps(stored), index_values(server.search_parameters, stored))
+                 jsonio.dumps(stored), index_values(server.search_parameters, stored, base_urls))
 
 
 def outcome_issue(severity: str, code: str, text: str) -> dict[str, Any]:

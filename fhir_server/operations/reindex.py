@@ -79,13 +79,14 @@ def _run(server, job_id: str, types: list[str]) -> None:
 
 def _reindex_type(server, job_id: str, type_: str) -> None:
     collection = server.store.db[type_]
+    base_urls = (server.settings.base_url,) if server.settings.base_url else ()
     batch: list[UpdateOne] = []
     skipped = 0  # tombstones: counted as processed, nothing to index
     for doc in collection.find({}, {"json": 1, "v": 1, "del": 1}):
         if doc.get("del") or not doc.get("json"):
             skipped += 1
         else:
-            fields = index_values(server.search_parameters, jsonio.loads(doc["json"]))
+            fields = index_values(server.search_parameters, jsonio.loads(doc["json"]), base_urls)
             # only if the version is unchanged: a concurrent write has indexed itself already
             batch.append(UpdateOne({"_id": doc["_id"], "v": doc["v"]}, {"$set": fields}))
         if len(batch) + skipped >= BATCH:

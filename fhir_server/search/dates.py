@@ -25,11 +25,11 @@ def period(value: str) -> tuple[datetime, datetime]:
         raise DateError(f"{value!r} is not a FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD, "
                         f"YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm])")
     g = match.groupdict()
-    tz = UTC
-    if g["tz"] and g["tz"] != "Z":
-        sign = 1 if g["tz"][0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][4:6])))
     try:
+        tz = UTC
+        if g["tz"] and g["tz"] != "Z":
+            sign = 1 if g["tz"][0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][4:6])))
         year = int(g["y"])
         if g["m"] is None:
             low = datetime(year, 1, 1, tzinfo=tz)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.search.keys import contained_prefix, key_condition, prefixed
+from fhir_server.search.keys import contained_prefix, key_condition, prefixed, search_conditions
 from fhir_server.search.terms import Term
 from fhir_server.storage.database import translate_errors
 
@@ -44,13 +44,14 @@ def queries(database, term: Term) -> list[dict[str, Any]]:
         ids = list(term.conditions)
         return [{"_id": ids[0]}] if len(ids) == 1 else [{"_id": {"$in": ids}}]
     if term.field == "k":  # raw keys, e.g. a compartment's `patient=Patient/1` OR `performer=Patient/1`
-        return [{"k": key} for key in term.conditions]
+        return [{"k": key if isinstance(key, str) or database.tight_multikey_ranges else {"$elemMatch": key}}
+                for key in term.conditions]
     out = []
     for condition in term.conditions:
-        key = key_condition(term.field, condition)
-        if isinstance(key, dict) and not database.tight_multikey_ranges:
-            key = {"$elemMatch": key}
-        out.append({"k": key})
+        for key in search_conditions(term.field, condition) or ():
+            if isinstance(key, dict) and not database.tight_multikey_ranges:
+                key = {"$elemMatch": key}
+            out.append({"k": key})
     return out
 
 

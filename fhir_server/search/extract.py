@@ -83,7 +83,17 @@ def _child(types, name: str) -> Step:
     return step
 
 
+def _fhir_type(types, name: str) -> str:
+    """`DateTime` (a FHIRPath system type name) → `dateTime` (the FHIR type)."""
+    if name in types.data_types:
+        return name
+    lower = name[:1].lower() + name[1:]
+    return lower if lower in types.data_types else name
+
+
 def _cast(types, type_: str) -> Step:
+    type_ = _fhir_type(types, type_)
+
     def step(items: Iterable[Item]) -> Iterator[Item]:
         for value, known in items:
             if known is not None and types.is_a(known, type_):
@@ -94,6 +104,7 @@ def _cast(types, type_: str) -> Step:
 
 def _cast_choice(types, name: str, type_: str) -> Step:
     """`X.name as T` / `.as(T)` on a choice element: the variants of type T (or derived)."""
+    type_ = _fhir_type(types, type_)
 
     def step(items: Iterable[Item]) -> Iterator[Item]:
         for value, _ in items:

@@ -16,17 +16,17 @@ from fhir_server.search.parameters import SearchParameters
 INDEXED_FIELDS = ("k",)
 
 
-def index_values(params: SearchParameters, resource: dict[str, Any]) -> dict[str, Any]:
+def index_values(params: SearchParameters, resource: dict[str, Any], base_urls: tuple[str, ...] = ()) -> dict[str, Any]:
     """The fields to store beside the resource's JSON.
 
     Contained resources are indexed too, for `_contained` searches: their values under `cix`
     (`[{"t": type, "id": id, "ix": {...}}]`) and their keys in `k` prefixed with `#Type:`."""
-    ix = params.index_resource(resource)
+    ix = params.index_resource(resource, base_urls)
     keys = flatten(ix)
     contained = []
     for inner in resource.get("contained") or ():
         if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str) and isinstance(inner.get("id"), str):
-            inner_ix = params.index_resource(inner)
+            inner_ix = params.index_resource(inner, base_urls)
             contained.append({"t": inner["resourceType"], "id": inner["id"], "ix": inner_ix})
             keys.extend(contained_prefix(inner["resourceType"]) + k for k in flatten(inner_ix))
     out: dict[str, Any] = {"ix": ix, "k": keys}

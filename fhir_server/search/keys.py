@@ -10,16 +10,22 @@ Every indexed condition of a search term becomes an equality or a range inside o
 Not keyed (answered by a scan, then the exact predicate): modifier-specific values
 (`:text`, `:exact`, `:of-type`), and the derived token forms `|code` and `system|`, which the
 `code` and `system|code` keys already answer.
+
+Ranges keep few keys, since each key is an index entry every write pays for: a range's high
+end (`.h`) is keyed only when the range is long (over a day for times, above a point for
+numbers); a condition on the high end also looks at the low ends, shifted by that length
+(`search_conditions`), and the exact predicate sorts out the rest.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _TOP = "\U0010ffff"
+SHORT_TIME = timedelta(days=1)  # ranges up to this long are keyed by their low end only
 _KEYED_SUFFIXES = (":identifier",)
 
 
@@ -62,8 +68,11 @@ def _flatten(prefix: str, stored: Any) -> Iterator[str]:
         for item in stored:
             yield from _flatten(prefix, item)
     elif isinstance(stored, dict):
+        short = _short_range(stored)
         for sub, value in stored.items():
             if (sub.isdigit() and sub != "0") or not is_keyed(sub):  # composites: first component
+                continue
+            if sub == "h" and short:
                 continue
             yield from _flatten(f"{prefix}.{sub}", value)
     elif isinstance(stored, str):
@@ -73,6 +82,29 @@ def _flatten(prefix: str, stored: Any) -> Iterator[str]:
         encoded = encode(stored)
         if encoded is not None:
             yield f"{prefix}={encoded}"
+
+
+def _short_range(stored: dict[str, Any]) -> bool:
+    low, high = stored.get("l"), stored.get("h")
+    if isinstance(low, datetime) and isinstance(high, datetime):
+        return high - low <= SHORT_TIME
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        return high == low
+    return False
+
+
+def search_conditions(field: str, condition: Any) -> list[Any] | None:
+    """The `k` conditions that together select a superset of `condition` on `ix.<field>`;
+    None if the field is not keyed. A condition on a high end (`….h`) also reads the low ends."""
+    main = key_condition(field, condition)
+    if main is None or not field.endswith(".h"):
+        return None if main is None else [main]
+    shifted = condition
+    if isinstance(condition, dict):
+        shifted = {op: (v - SHORT_TIME if isinstance(v, datetime) and op in ("$gt", "$gte") else v)
+                   for op, v in condition.items()}
+    low = key_condition(field[:-2] + ".l", shifted)
+    return [main] if low is None else [main, low]
 
 
 def key_condition(field: str, condition: Any) -> Any | None:

@@ -7,8 +7,12 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=65536)
-def fold(text: str) -> str:
-    """`Hélène  D'Aubigné` → `helene d'aubigne`: NFKD, no combining marks, casefolded, spaces collapsed."""
+def fold(text: str, keep_trailing_space: bool = False) -> str:
+    """`Hélène  D'Aubigné` → `helene d'aubigne`: NFKD, no combining marks, casefolded, spaces
+    collapsed. A search value keeps one trailing space (`ab ` must not match `abc`)."""
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(stripped.casefold().split())
+    folded = " ".join(stripped.casefold().split())
+    if keep_trailing_space and folded and text[-1:].isspace():
+        folded += " "
+    return folded

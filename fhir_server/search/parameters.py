@@ -151,25 +151,25 @@ class SearchParameters:
     def module(self, param: SearchParam):
         return MODULES[param.type]
 
-    def index_param(self, param: SearchParam, code: str, items: list) -> dict[str, list[Any]]:
+    def index_param(self, param: SearchParam, code: str, items: list,
+                    base_urls: tuple[str, ...] = ()) -> dict[str, list[Any]]:
         module = self.module(param)
         if param.type == "composite":
             return module.index(code, items, param.components, self)
         if param.type == "reference":
-            return module.index(code, items, self.base_urls)
+            return module.index(code, items, base_urls)
         return module.index(code, items)
 
-    base_urls: tuple[str, ...] = ()
-
-    def index_resource(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """The `ix` values of a resource: parameter code (+ `:suffix`) → stored values."""
+    def index_resource(self, resource: dict[str, Any], base_urls: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The `ix` values of a resource: parameter code (+ `:suffix`) → stored values.
+        References to `base_urls` (this server's) are indexed as `Type/id`."""
         out: dict[str, Any] = {}
         for code, param in self.for_type(resource["resourceType"]).items():
             if code in NOT_INDEXED or not param.expression:
                 continue
             items = param.extractor(resource)
             if items:
-                out.update(self.index_param(param, code, items))
+                out.update(self.index_param(param, code, items, base_urls))
         return out
 
     def index_fields(self, resource_type: str) -> list[str]:

@@ -113,8 +113,9 @@ def criterion_term(ctx: Context, type_: str, name: str, value: str, depth: int =
 def _missing_term(code: str, value: str, ctx: Context) -> Term:
     if value not in ("true", "false"):
         raise ctx.error(f"{code}:missing takes true or false, not {value!r}")
-    if value == "false":  # has a value: any key of this parameter
-        return Term(f"ix.{code}", [{"$gte": ""}], lambda doc: bool(values(doc, code)), RANGE)
+    if value == "false":  # has a value: any key of this parameter (`code=…`, `code.l=…`, `code:…=`)
+        keyed = [{"$gte": f"{code}.", "$lt": f"{code}=\U0010ffff"}]
+        return Term("k", keyed, lambda doc: bool(values(doc, code)), RANGE)
     return Term(None, [], lambda doc: not values(doc, code), SCAN)
 
 

@@ -43,9 +43,12 @@ def index_fields(code: str) -> list[str]:
 
 def parse_number(text: str) -> tuple[float, float, float]:
     """(value, low, high) of the implicit precision range: `1.5` → (1.5, 1.45, 1.55)."""
-    number = Decimal(text)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
     if not number.is_finite():
-        raise InvalidOperation(text)
+        raise ValueError(f"{text!r} is not a number")
     exponent = number.as_tuple().exponent
     half = Decimal(5) * Decimal(10) ** (exponent - 1) if isinstance(exponent, int) else Decimal(0)
     return float(number), float(number - half), float(number + half)
@@ -53,9 +56,15 @@ def parse_number(text: str) -> tuple[float, float, float]:
 
 def rule(prefix: str, v: float, a: float, b: float):
     """(field suffix, index condition, predicate on (low, high)) for one prefixed value."""
+    if prefix in ("eq", "ne") and not a < b:  # more digits than a double holds: the range is the value
+        a, b = v, v
     if prefix == "eq":
+        if a == b:
+            return "l", {"$gte": a, "$lte": b}, lambda lo, hi: lo >= a and hi <= b
         return "l", {"$gte": a, "$lt": b}, lambda lo, hi: lo >= a and hi < b
     if prefix == "ne":
+        if a == b:
+            return None, None, lambda lo, hi: not (lo >= a and hi <= b)
         return None, None, lambda lo, hi: not (lo >= a and hi < b)
     if prefix in ("gt", "sa"):
         return "h", {"$gt": v}, lambda lo, hi: hi > v
@@ -75,7 +84,7 @@ def parse_rules(code: str, texts: list[str], ctx) -> list:
         prefix, value = split_prefix(text)
         try:
             v, a, b = parse_number(value)
-        except (InvalidOperation, ValueError):
+        except ValueError:
             raise ctx.error(f"{code}: {value!r} is not a number") from None
         rules.append(rule(prefix, v, a, b))
     return rules

@@ -85,7 +85,7 @@ def term(code: str, modifier: str | None, texts: list[str], ctx, targets: tuple[
             keys.update(f"{t}/{value}" for t in types)
             continue
         value = ctx.relative(value)
-        found = keys_of(value, ())
+        found = [value] if "|" in value else keys_of(value, ())  # `url|version`: that version only
         if modifier:
             found = [k for k in found if k.startswith(f"{modifier}/")] or [f"{modifier}/{value}"]
         keys.update(found)

@@ -58,4 +58,4 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
         return Term(None, [], lambda doc: any(n in v for v in values(doc, code) for n in needles), SCAN)
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)
-    return prefix_term(code, [fold(unescape(t)) for t in texts])
+    return prefix_term(code, [fold(unescape(t), keep_trailing_space=True) for t in texts])

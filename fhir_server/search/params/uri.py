@@ -39,4 +39,5 @@ def _ancestors(uri: str) -> list[str]:
     if not sep:
         return [uri]
     parts = rest.rstrip("/").split("/")
-    return [f"{scheme}://{'/'.join(parts[:i])}" for i in range(len(parts), 0, -1)]
+    bases = [f"{scheme}://{'/'.join(parts[:i])}" for i in range(len(parts), 0, -1)]
+    return [uri] + [form for base in bases for form in (base, base + "/")]
