@@ -55,6 +55,7 @@ class SearchParameters:
         self._by_url: dict[str, SearchParam] = {}
         self._lock = threading.RLock()
         self.generation = 0  # bumped on every change, so caches keyed on it stay correct
+        self._systems: dict[tuple[str, str], str | None] = {}
         bundle = self._core_bundle()
         for sp in bundle:  # the 1,375 of R4 core, as the spec publishes them
             self.add(sp)
@@ -151,14 +152,42 @@ class SearchParameters:
     def module(self, param: SearchParam):
         return MODULES[param.type]
 
-    def index_param(self, param: SearchParam, code: str, items: list,
-                    base_urls: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+    def index_param(self, param: SearchParam, code: str, items: list, base_urls: tuple[str, ...] = (),
+                    resource_type: str | None = None) -> dict[str, list[Any]]:
         module = self.module(param)
         if param.type == "composite":
             return module.index(code, items, param.components, self)
         if param.type == "reference":
             return module.index(code, items, base_urls)
+        if param.type == "token" and resource_type:
+            return module.index(code, items, self.implied_system(resource_type, param))
         return module.index(code, items)
+
+    def implied_system(self, resource_type: str, param: SearchParam) -> str | None:
+        """The code system of a plain `code` element, implied by its required binding to a value
+        set drawn from one code system (`Patient.gender` → administrative-gender), so that
+        `gender=http://hl7.org/fhir/administrative-gender|male` and `:in` find it."""
+        key = (resource_type, param.code)
+        if key not in self._systems:
+            self._systems[key] = self._implied_system(resource_type, param)
+        return self._systems[key]
+
+    def _implied_system(self, resource_type: str, param: SearchParam) -> str | None:
+        from fhir_server.validation.model import models_for
+
+        model = models_for(self.definitions).resource(resource_type)
+        for part in (param.expression or "").split("|"):
+            element = model.element(part.strip()) if model else None
+            if element is None or element.type_codes != ("code",):
+                continue
+            binding = element.definition.get("binding") or {}
+            valueset = self.definitions.resource(binding.get("valueSet", "")) if binding.get("strength") == "required" \
+                else None
+            includes = ((valueset or {}).get("compose") or {}).get("include") or ()
+            systems = {i.get("system") for i in includes}
+            if len(systems) == 1 and None not in systems and not any(i.get("valueSet") for i in includes):
+                return systems.pop()
+        return None
 
     def index_resource(self, resource: dict[str, Any], base_urls: tuple[str, ...] = ()) -> dict[str, Any]:
         """The `ix` values of a resource: parameter code (+ `:suffix`) → stored values.
@@ -169,7 +198,7 @@ class SearchParameters:
                 continue
             items = param.extractor(resource)
             if items:
-                out.update(self.index_param(param, code, items, base_urls))
+                out.update(self.index_param(param, code, items, base_urls, resource["resourceType"]))
         return out
 
     def index_fields(self, resource_type: str) -> list[str]:

@@ -46,8 +46,8 @@ def index(code: str, items: list[tuple[Any, str | None]], base_urls: tuple[str, 
             keys.update(keys_of(value, base_urls))
         elif isinstance(value, dict):
             ref = value.get("reference")
-            if isinstance(ref, str) and not ref.startswith("#"):
-                keys.update(keys_of(ref, base_urls))
+            if isinstance(ref, str):  # `#id` (a contained resource) is kept as written
+                keys.update([ref] if ref.startswith("#") else keys_of(ref, base_urls))
             if isinstance(value.get("identifier"), dict):
                 identifiers.update(token.keys_of(value["identifier"]))
     out: dict[str, list[Any]] = {}

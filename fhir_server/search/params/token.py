@@ -63,10 +63,13 @@ def _of_type(value: Any) -> list[str]:
             for c in value["type"].get("coding") or () if isinstance(c, dict)]
 
 
-def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]]:
+def index(code: str, items: list[tuple[Any, str | None]], implied_system: str | None = None) -> dict[str, list[Any]]:
+    """`implied_system`: the code system of plain codes (from the element's required binding)."""
     keys, texts, types = set(), set(), set()
     for value, _ in items:
         keys.update(keys_of(value))
+        if implied_system and isinstance(value, str):
+            keys.update((f"{implied_system}|{value}", f"{implied_system}|"))
         texts.update(_texts(value))
         types.update(_of_type(value))
     out: dict[str, list[Any]] = {}
