@@ -64,6 +64,8 @@ class Data:
         params = list(params.items()) if isinstance(params, dict) else list(params)
         if tagged:
             params.append(("_tag", self.tag))
+        if path.strip("/") == "":  # the base itself (httpx would add a trailing slash)
+            path = str(self.client.base_url).rstrip("/")
         return self.client.get(path, params=params, headers=headers)
 
     def bundle(self, path: str, params: Any = (), tagged: bool = True, headers: dict | None = None) -> dict[str, Any]:
