@@ -224,7 +224,7 @@ def check_written(client, pb: PatientBundle, entries: list[dict[str, Any]], prov
     assert patient["name"][0]["family"] == pb.family
     first_encounter = pb.encounters[0][0]
     assert patient["extension"] == [{"url": BIRTH_ENCOUNTER, "valueReference": {"reference": ids[first_encounter]}}]
-    assert patient["generalPractitioner"][0]["reference"] in ref.values()
+    assert patient["generalPractitioner"][0]["reference"] in ref.values(), patient["generalPractitioner"]
     assert patient["managingOrganization"]["reference"] in ref.values()
     for enc, pr, og in pb.encounters:
         resource = read(client, ids[enc])
