@@ -113,7 +113,7 @@ def test_each_entry_answers_as_the_same_request_alone(client, base_url):
                for method, url, body, extra in cases]
     items = response_bundle(batch(client, base_url, entries), "batch-response", len(cases))
     in_batch = [status(i) for i in items]
-    assert in_batch == alone, list(zip([f"{c[0]} {c[1]}" for c in cases], alone, in_batch))
+    assert in_batch == alone, list(zip([f"{c[0]} {c[1]}" for c in cases], alone, in_batch, strict=True))
     assert alone[:3] == [200, 410, 404] and all(code >= 400 for code in alone[4:])
 
 
