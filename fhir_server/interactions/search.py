@@ -213,6 +213,7 @@ def _stored_page(server, req: FhirRequest) -> FhirResponse:
     if stored is None or not offset.isdigit():
         raise FhirError(410, Issue("error", "not-found", "this page of search results has expired or never "
                                                          "existed; run the search again"))
+    stored["params"] = [tuple(pair) for pair in stored["params"]]  # BSON gives lists back
     return _page(server, req, stored["keys"], int(offset), stored, search_id)
 
 

@@ -11,13 +11,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
-
-# Known server bugs shared by several test modules (see the reasons).
-PAGING_BUG = pytest.mark.xfail(
-    strict=True, reason="server bug: every stored page (the `_page=…` next/previous/first/last links) of a search "
-                        "with parameters answers 500: interactions/search.py _page() gives urlencode() the "
-                        "`params` read back from MongoDB, a list of lists, and urlencode wants 2-tuples (TypeError)")
 
 TAG_SYSTEM = "urn:test:search"
 
