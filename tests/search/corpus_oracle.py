@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import fhirpathpy
 from fhirpathpy.models import models
@@ -95,10 +96,13 @@ def composite_elements(resource: dict[str, Any], expression: str,
         for i in range(len(evaluate(resource, path))):
             row = []
             for comp in components:
-                if comp.startswith("%resource"):
-                    row.append(evaluate(resource, comp))
-                else:
-                    row.append(evaluate(resource, f"({path})[{i}].{comp}"))
+                values: list[Any] = []
+                for branch in split_union(comp):  # `value.as(Quantity) | value.as(Range)`: both relative
+                    if branch.startswith("%resource"):
+                        values += evaluate(resource, branch)
+                    else:
+                        values += evaluate(resource, f"({path})[{i}].{branch}")
+                row.append(values)
             out.append(row)
     return out
 
@@ -111,8 +115,8 @@ def fold(text: str) -> str:
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
                    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
-EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def date_range(text: str) -> tuple[datetime, datetime] | None:
@@ -121,7 +125,7 @@ def date_range(text: str) -> tuple[datetime, datetime] | None:
     if not m:
         return None
     y, mo, d, hh, mi, ss, frac, tz = m.groups()
-    zone = timezone.utc
+    zone = UTC
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         zone = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
@@ -142,7 +146,7 @@ def date_range(text: str) -> tuple[datetime, datetime] | None:
         micro = int((digits + "000000")[:6]) if digits else 0
         low = datetime(int(y), int(mo), int(d), int(hh), int(mi), int(ss), micro, tzinfo=zone)
         high = low + (timedelta(microseconds=10 ** (6 - min(len(digits), 6))) if digits else timedelta(seconds=1))
-    return low.astimezone(timezone.utc), high.astimezone(timezone.utc)
+    return low.astimezone(UTC), high.astimezone(UTC)
 
 
 def target_date_ranges(value: Any) -> list[tuple[datetime, datetime]]:

@@ -90,6 +90,31 @@ def test_code_value_date(data):
     assert data.ids("/Observation", {"code-value-date": f"{s}|lmp$gt2021-03-04"}) == set()
 
 
+def _sequence(data, s):
+    return data.create({"resourceType": "MolecularSequence", "coordinateSystem": 0,
+                        "referenceSeq": {"referenceSeqId": {"coding": [{"system": s, "code": "NC_1"}]},
+                                         "windowStart": 10, "windowEnd": 20},
+                        "variant": [{"start": 100, "end": 200}]})["id"]
+
+
+def test_composite_of_three_components(data):
+    s = system()
+    seq = _sequence(data, s)
+    assert data.ids("/MolecularSequence", {"referenceseqid-window-coordinate": f"{s}|NC_1$10$20"}) == {seq}
+    assert data.ids("/MolecularSequence", {"referenceseqid-window-coordinate": f"{s}|NC_1$10$21"}) == set()
+    assert data.ids("/MolecularSequence", {"referenceseqid-window-coordinate": f"{s}|NC_1$lt11$gt19"}) == {seq}
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: the component `%resource.referenceSeq.referenceSeqId` of "
+                                       "referenceseqid-variant-coordinate cannot be evaluated (search/extract.py "
+                                       "falls back to fhirpathpy without a %resource variable), so the composite "
+                                       "is never indexed and finds nothing")
+def test_composite_with_a_resource_level_component(data):
+    s = system()
+    seq = _sequence(data, s)
+    assert data.ids("/MolecularSequence", {"referenceseqid-variant-coordinate": f"{s}|NC_1$100$200"}) == {seq}
+
+
 @pytest.mark.parametrize("value", ["onlyone", "a$b$c"])
 def test_wrong_number_of_components_is_400(data, value):
     r = data.get("/Observation", {"code-value-quantity": value})

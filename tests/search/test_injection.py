@@ -38,7 +38,7 @@ def literal(client_module):
     data = Data(client_module)
     s = system()
     made = {}
-    for i, text in enumerate(['{"$gt": ""}', ".*", "$where", "\\"]):
+    for text in ['{"$gt": ""}', ".*", "$where", "\\"]:
         made[text] = data.create(patient(identifier=[{"system": s, "value": text}], name=[{"family": text}]))["id"]
     return data, s, made
 

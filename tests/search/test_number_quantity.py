@@ -89,7 +89,7 @@ def quantities(data):
     (f"5.40|{UCUM}|mg", ("mg", "milligram")),
     (f"5|{UCUM}|mg", ("mg", "milligram")),  # [4.5, 5.5)
     (f"5.4|{UCUM}|g", ()),
-    (f"5.4|http://example.org/units|mg", ("other",)),
+    ("5.4|http://example.org/units|mg", ("other",)),
     (f"gt5.4|{UCUM}|mg", ("six",)),
     ("lt6||mg", ("mg", "milligram", "other")),
     ("ge5.4||mg", ("mg", "milligram", "six", "other")),
