@@ -50,6 +50,16 @@ class Data:
             assert r.status_code == 201, r.text
         return r.json()
 
+    def create_later(self, resource: dict[str, Any], than: str) -> dict[str, Any]:
+        """Create `resource` until its meta.lastUpdated is after the instant `than` (timestamps
+        have millisecond precision: two quick writes may share one)."""
+        for _ in range(50):
+            made = self.create(resource)
+            if made["meta"]["lastUpdated"] > than:
+                return made
+            assert self.client.delete(f"/{made['resourceType']}/{made['id']}").status_code in (200, 204)
+        raise AssertionError(f"no lastUpdated after {than}")
+
     def ref(self, resource: dict[str, Any]) -> str:
         return f"{resource['resourceType']}/{resource['id']}"
 

@@ -159,8 +159,8 @@ def test_approximately(data):
 
 def test_last_updated(data):
     p = data.create(patient())
-    other = data.create(patient())
     stamp = p["meta"]["lastUpdated"]
+    other = data.create_later(patient(), stamp)
     assert data.ids("/Patient", {"_lastUpdated": stamp}) == {p["id"]}
     assert data.ids("/Patient", {"_lastUpdated": f"ge{stamp}"}) == {p["id"], other["id"]}
     assert data.ids("/Patient", {"_lastUpdated": f"gt{stamp}"}) == {other["id"]}

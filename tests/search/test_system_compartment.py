@@ -60,7 +60,8 @@ def test_id_across_types(data):
 
 
 def test_last_updated_at_system_level(data, mixed):
-    latest = data.create(patient())
+    newest = max(data.client.get(f"/{r}").json()["meta"]["lastUpdated"] for r in mixed.values())
+    latest = data.create_later(patient(), newest)
     stamp = latest["meta"]["lastUpdated"]
     assert data.ids("", {"_lastUpdated": f"ge{stamp}"}) == {data.ref(latest)}
     assert data.ids("", {"_lastUpdated": f"lt{stamp}"}) == set(mixed.values())
