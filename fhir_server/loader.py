@@ -51,7 +51,7 @@ class Report:
         return self.loaded / max(self.elapsed(), 1e-9)
 
 
-def files(paths: list[str]) -> Iterator[Path]:
+def files(paths: list[str], report: Report) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -59,12 +59,12 @@ def files(paths: list[str]) -> Iterator[Path]:
         elif path.exists():
             yield path
         else:
-            raise FileNotFoundError(f"{raw}: no such file or folder")
+            report.failures.append(f"{raw}: no such file or folder")
 
 
 def jobs(paths: list[str], report: Report) -> Iterator[Job]:
     singles: list[tuple[dict[str, Any], Item]] = []
-    for path in files(paths):
+    for path in files(paths, report):
         try:
             if path.suffix == ".ndjson":
                 for number, line in enumerate(path.read_bytes().splitlines(), 1):

@@ -10,6 +10,7 @@ A batch runs each entry on its own, as if it came alone, and reports each outcom
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from fhir_server.interactions.patch import _changes, patched_version
 from fhir_server.interactions.request import FhirRequest, FhirResponse, etag, parse_etag, versioned_response
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.interactions.update import next_version, update_body
+from fhir_server.search.index import index_values
 from fhir_server.storage.store import Version, format_instant, now
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -40,6 +42,7 @@ class Entry:
     # decided inside the transaction
     key: str | None = None  # Type/id the entry writes
     existing: Version | None = None  # If-None-Exist matched this one: nothing written
+    alias: bool = False  # If-None-Exist matched a resource an earlier entry creates
     written: list[Version] = field(default_factory=list)
 
     @property
@@ -126,13 +129,36 @@ def _batch(server, req: FhirRequest, raw: list[Any]) -> FhirResponse:
             parsed.append(_entry(server, req, index, item))
         except FhirError as exc:
             responses[index] = _error_entry(exc)
+    full_urls = {e.full_url: e.index for e in parsed if e.full_url}
     for entry in sorted(parsed, key=lambda e: (_ORDER[e.method], e.index)):
         try:
+            _independent(entry, full_urls)
             result = _dispatch(server, entry)
             responses[entry.index] = _response_entry(req, result)
         except FhirError as exc:
             responses[entry.index] = _error_entry(exc)
     return FhirResponse(200, {"resourceType": "Bundle", "type": "batch-response", "entry": responses})
+
+
+def _independent(entry: Entry, full_urls: dict[str, int]) -> None:
+    """Batch entries may not refer to each other (R4 http.html#brules): that needs a transaction."""
+    for ref in _references(entry.resource):
+        other = full_urls.get(ref)
+        if other is not None and other != entry.index:
+            raise bad_request(f"{entry.where()} refers to entry {other} ({ref}); entries of a batch are independent: "
+                              f"send them as a transaction", code="invariant")
+
+
+def _references(value: Any):
+    if isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, dict):
+        if isinstance(value.get("reference"), str):
+            yield value["reference"]
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                yield from _references(item)
 
 
 def _dispatch(server, entry: Entry) -> FhirResponse:
@@ -143,8 +169,11 @@ def _dispatch(server, entry: Entry) -> FhirResponse:
     if shape.endswith("-operation"):
         level = shape.split("-")[0]
         op = operations.find(entry.target.operation or "", level, entry.target.type)
-        if op is None or (method if method != "HEAD" else "GET") not in op.methods:
-            raise FhirError(400, Issue("error", "not-supported", f"${entry.target.operation} cannot run here"))
+        if op is None:
+            raise FhirError(404, Issue("error", "not-supported", f"${entry.target.operation} is not an operation "
+                                       f"of this server at the {level} level"))
+        if (method if method != "HEAD" else "GET") not in op.methods:
+            raise FhirError(405, Issue("error", "not-supported", f"${op.name} takes {' or '.join(op.methods)}"))
         return op.handler(server, entry.request)
     for interaction in interactions.INTERACTIONS:
         if interaction.shape == shape and interaction.method == (method if method != "HEAD" else "GET"):
@@ -161,7 +190,9 @@ def _transaction(server, req: FhirRequest, raw: list[Any]) -> FhirResponse:
         try:
             entries.append(_entry(server, req, index, item))
         except FhirError as exc:
-            raise _failed(exc, f"entry {index}") from None
+            full_url = item.get("fullUrl") if isinstance(item, dict) else None
+            raise _failed(exc, f"entry {index}" + (f" ({full_url})" if isinstance(full_url, str) else "")) from None
+    _unique_full_urls(entries)
     _check_writes(server, entries)
     writes = [e for e in entries if not e.reads]
     guards = []
@@ -177,10 +208,22 @@ def _transaction(server, req: FhirRequest, raw: list[Any]) -> FhirResponse:
 
     written = server.transact(work, guards) if writes else []
     by_key = {f"{v.type}/{v.id}": v for v in written}
-    responses: list[dict[str, Any]] = []
+    responses = [_transaction_response(server, req, entry, by_key) for entry in entries]
+    out: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction-response"}
+    if responses:
+        out["entry"] = responses
+    return FhirResponse(200, out)
+
+
+def _unique_full_urls(entries: list[Entry]) -> None:
+    seen: dict[str, int] = {}
     for entry in entries:
-        responses.append(_transaction_response(server, req, entry, by_key))
-    return FhirResponse(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": responses})
+        if entry.full_url is None:
+            continue
+        if entry.full_url in seen:
+            raise _failed(bad_request(f"fullUrl {entry.full_url} is also the fullUrl of entry {seen[entry.full_url]}; "
+                                      f"fullUrls must be unique in a bundle (bdl-7)", code="invariant"), entry.where())
+        seen[entry.full_url] = entry.index
 
 
 def _check_writes(server, entries: list[Entry]) -> None:
@@ -213,35 +256,39 @@ def _check_writes(server, entries: list[Entry]) -> None:
 def _plan(server, req: FhirRequest, entries: list[Entry], session) -> list:
     """Inside the transaction: decide every entry's target, rewrite references, build the writes."""
     ids: dict[str, str] = {}
+    planned: list[tuple[str, str, dict[str, Any]]] = []  # what this transaction creates, for conditions
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     for entry in ordered:
-        entry.key, entry.existing, entry.written = None, None, []
+        entry.key, entry.existing, entry.alias, entry.written = None, None, False, []
         try:
-            _resolve_target(server, entry, session)
+            _resolve_target(server, entry, session, planned)
         except FhirError as exc:
             raise _failed(exc, entry.where()) from None
         if entry.full_url and entry.key:
             ids[entry.full_url] = entry.key
-        if entry.key and entry.method in ("POST", "PUT"):
+        if entry.key and entry.method in ("POST", "PUT") and entry.existing is None and not entry.alias:
             # `Patient/123` written in the bundle may be referenced by its absolute URL too
             ids.setdefault(f"{req.base_url}/{entry.key}", entry.key)
+            type_, id_ = entry.key.split("/", 1)
+            ix = index_values(server.search_parameters, {**entry.resource, "id": id_})["ix"]
+            planned.append((type_, id_, ix))
     writes = []
     written_keys: dict[str, int] = {}
     for entry in ordered:
-        if entry.reads or entry.existing is not None or entry.key is None:
+        if entry.reads or entry.existing is not None or entry.alias or entry.key is None:
             continue
         if entry.key in written_keys:
             raise _failed(bad_request(f"{entry.key} is also written by entry {written_keys[entry.key]}: a "
                                       f"transaction may touch a resource once", code="business-rule"), entry.where())
         written_keys[entry.key] = entry.index
         try:
-            writes.extend(_writes(server, req, entry, ids, session))
+            writes.extend(_writes(server, req, entry, ids, session, planned))
         except FhirError as exc:
             raise _failed(exc, entry.where()) from None
     return writes
 
 
-def _resolve_target(server, entry: Entry, session) -> None:
+def _resolve_target(server, entry: Entry, session, planned) -> None:
     type_, target = entry.target.type, entry.target
     if entry.reads:
         return
@@ -252,10 +299,18 @@ def _resolve_target(server, entry: Entry, session) -> None:
         if entry.request.if_none_exist:
             query = conditional.parse(server, type_, entry.request.if_none_exist, "ifNoneExist")
             found = conditional.matches(server, type_, query, session)
-            conditional.at_most_one(found, type_, entry.request.if_none_exist)
+            coming = conditional.matches_planned(server, type_, query, planned)
+            if len(found) + len(coming) > 1:
+                raise FhirError(412, Issue("error", "multiple-matches",
+                                           f"{len(found) + len(coming)} {type_} resources match ifNoneExist "
+                                           f"{entry.request.if_none_exist!r}"))
             if found:
                 entry.existing = found[0]
                 entry.key = f"{type_}/{found[0].id}"
+                return
+            if coming:  # an earlier entry of this transaction creates it
+                entry.alias = True
+                entry.key = f"{type_}/{coming[0]}"
                 return
         entry.key = f"{type_}/{uuid.uuid4()}"
         return
@@ -274,7 +329,7 @@ def _resolve_target(server, entry: Entry, session) -> None:
         entry.key = None
 
 
-def _writes(server, req: FhirRequest, entry: Entry, ids: dict[str, str], session) -> list:
+def _writes(server, req: FhirRequest, entry: Entry, ids: dict[str, str], session, planned) -> list:
     type_, id_ = entry.key.split("/", 1)
     if entry.method == "DELETE":
         current = server.store.read_in(session, type_, id_)
@@ -287,7 +342,7 @@ def _writes(server, req: FhirRequest, entry: Entry, ids: dict[str, str], session
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
                                 entry.request.if_match, req.base_url)]
-    resource = _rewrite(server, dict(entry.resource), ids, session)
+    resource = _rewrite(server, dict(entry.resource), ids, session, planned, _base_of(entry.full_url))
     resource["id"] = id_
     if entry.method == "POST":
         return [new_version(server, resource, id_, 1, None, now(), "POST", req.base_url)]
@@ -296,35 +351,52 @@ def _writes(server, req: FhirRequest, entry: Entry, ids: dict[str, str], session
     return [next_version(server, put_req, session, id_, resource, expected)]
 
 
-def _rewrite(server, value: Any, ids: dict[str, str], session) -> Any:
+_CONDITIONAL_REF = re.compile(r"^[A-Z][A-Za-z]+\?")
+_RESTFUL = re.compile(r"^(?P<base>.+)/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _base_of(full_url: str | None) -> str | None:
+    """`http://x/fhir/Patient/1` → `http://x/fhir`: relative references in that entry are
+    relative to it (R4 bundle.html#references)."""
+    match = _RESTFUL.match(full_url or "")
+    return match["base"] if match and "://" in full_url else None
+
+
+def _rewrite(server, value: Any, ids: dict[str, str], session, planned, base: str | None) -> Any:
     """Every `reference` (nested, in extensions, in contained resources) to a bundle entry or a
     conditional reference, replaced by the resource's `Type/id`."""
     if isinstance(value, list):
-        return [_rewrite(server, v, ids, session) for v in value]
+        return [_rewrite(server, v, ids, session, planned, base) for v in value]
     if not isinstance(value, dict):
         return value
-    out = {k: _rewrite(server, v, ids, session) for k, v in value.items()}
+    out = {k: _rewrite(server, v, ids, session, planned, base) for k, v in value.items()}
     ref = out.get("reference")
     if isinstance(ref, str):
         if ref in ids:
             out["reference"] = ids[ref]
-        elif "?" in ref and not ref.startswith("#") and "://" not in ref:
-            out["reference"] = _conditional_reference(server, ref, session)
+        elif base and f"{base}/{ref}" in ids:
+            out["reference"] = ids[f"{base}/{ref}"]
+        elif _CONDITIONAL_REF.match(ref):
+            out["reference"] = _conditional_reference(server, ref, session, planned)
         elif ref.startswith(("urn:uuid:", "urn:oid:")):
             raise bad_request(f"the reference {ref!r} names no entry of this transaction", code="not-found")
     return out
 
 
-def _conditional_reference(server, ref: str, session) -> str:
+def _conditional_reference(server, ref: str, session, planned) -> str:
     type_, _, query = ref.partition("?")
     if not server.definitions.is_resource_type(type_):
         raise bad_request(f"the conditional reference {ref!r} does not start with a resource type")
     criteria = conditional.parse(server, type_, query, f"the conditional reference {ref!r}")
-    found = conditional.matches(server, type_, criteria, session)
-    if not found:
+    keys = [f"{type_}/{v.id}" for v in conditional.matches(server, type_, criteria, session)]
+    keys += [f"{type_}/{id_}" for id_ in conditional.matches_planned(server, type_, criteria, planned)]
+    keys = list(dict.fromkeys(keys))
+    if not keys:
         raise FhirError(404, Issue("error", "not-found", f"the conditional reference {ref!r} matches nothing"))
-    conditional.at_most_one(found, type_, ref)
-    return f"{type_}/{found[0].id}"
+    if len(keys) > 1:
+        raise FhirError(412, Issue("error", "multiple-matches", f"{len(keys)} {type_} resources match the "
+                                   f"conditional reference {ref!r}; make it selective enough to match one"))
+    return keys[0]
 
 
 def _transaction_response(server, req: FhirRequest, entry: Entry, written: dict[str, Version]) -> dict[str, Any]:
@@ -336,6 +408,8 @@ def _transaction_response(server, req: FhirRequest, entry: Entry, written: dict[
     if entry.existing is not None:
         return _response_entry(req, versioned_response(entry.request, entry.existing, 200, location=True))
     version = written.get(entry.key or "")
+    if entry.alias and version is not None:
+        return _response_entry(req, versioned_response(entry.request, version, 200, location=True))
     if version is None:  # a delete of nothing
         return {"response": {"status": "204 No Content"}}
     if version.deleted:

@@ -51,6 +51,16 @@ def _context(server, session: Any) -> Context:
                    strict_because="a condition must use known search parameters")
 
 
+def matches_planned(server, type_: str, criteria: list[tuple[str, str]],
+                    planned: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """Ids of resources a transaction is about to write (`(type, id, ix)`) meeting the condition."""
+    candidates = [(id_, ix) for t, id_, ix in planned if t == type_]
+    if not candidates:
+        return []
+    terms, _ = build_terms(_context(server, None), type_, criteria)
+    return [id_ for id_, ix in candidates if all(t.match({"_id": id_, "ix": ix}) for t in terms)]
+
+
 def at_most_one(found: list[Version], type_: str, text: str | None) -> None:
     if len(found) > 1:
         raise FhirError(412, Issue("error", "multiple-matches",

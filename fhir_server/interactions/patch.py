@@ -62,6 +62,23 @@ def _changes(body: Any) -> tuple[str, Any]:
     raise bad_request("a PATCH body is a JSON Patch array or a FHIRPath Patch Parameters resource")
 
 
+def element_at(definitions, path: str):
+    """The ElementModel at an element path (`Patient.name.given`), through backbone elements and
+    data types; None if the path leaves the definitions."""
+    from fhir_server.validation.model import models_for
+
+    names = path.split(".")
+    model = models_for(definitions).resource(names[0])
+    elements = model.elements if model else {}
+    element = None
+    for name in names[1:]:
+        element = elements.get(name) or elements.get(f"{name}[x]")
+        if element is None:
+            return None
+        elements = element.child_elements()
+    return element
+
+
 def patched_version(server, type_: str, id_: str, current: Version | None, changes: tuple[str, Any],
                     expected: str | None, if_match: str | None, base_url: str | None = None) -> Write:
     """The next version of type/id with the patch applied, validated whole (422 otherwise)."""
@@ -74,7 +91,10 @@ def patched_version(server, type_: str, id_: str, current: Version | None, chang
                                                         f"not {expected} (If-Match {if_match})"))
     resource = jsonio.loads(current.json)
     kind, body = changes
-    result = json_patch.apply(resource, body) if kind == "json" else fhirpath_patch.apply(resource, body)
+    if kind == "json":
+        result = json_patch.apply(resource, body)
+    else:
+        result = fhirpath_patch.apply(resource, body, lambda path: element_at(server.definitions, path))
     if not isinstance(result, dict) or result.get("resourceType") != type_ or result.get("id") != id_:
         raise FhirError(422, Issue("error", "business-rule", "a patch may not change resourceType or id"))
     validate(server, result, status=422)

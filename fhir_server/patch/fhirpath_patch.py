@@ -3,7 +3,9 @@
 Paths are located with a small evaluator that knows where each value lives (container, key,
 index), which a value-returning FHIRPath engine cannot tell: element names, choice names,
 `[n]`, `first()`, `last()` and `where(a.b = 'literal')`. Anything else is refused with a clear
-400 rather than guessed.
+400 rather than guessed. What an element is (repeating, a choice) comes from the definitions,
+through `element_of(path)`, so `add` makes a one-item array of a repeating element and a choice
+takes the JSON name of its value's type (`deceasedDateTime`).
 """
 
 from __future__ import annotations
@@ -126,6 +128,20 @@ def _parts(parameter: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _value_type(part: dict[str, Any] | None) -> str | None:
+    """`valueDateTime` → `DateTime`: the type suffix a choice element's JSON name takes."""
+    for key in part or {}:
+        if key.startswith("value") and len(key) > 5:
+            return key[5:]
+    return None
+
+
+def _clean(path: str) -> str:
+    """The element path of a patch path: `Patient.name[0].where(use='x').given` → `Patient.name.given`."""
+    return ".".join(_STEP.fullmatch(s)["name"] for s in _split_steps(path)
+                    if _STEP.fullmatch(s) and _STEP.fullmatch(s)["name"])
+
+
 def _value(part: dict[str, Any] | None) -> Any:
     """The value of a `value` part: its `value[x]`, or an element built from its own parts."""
     if part is None:
@@ -138,7 +154,8 @@ def _value(part: dict[str, Any] | None) -> Any:
     raise _bad(f"the part {part.get('name')!r} has no value[x] and no parts")
 
 
-def apply(resource: dict[str, Any], parameters: Any) -> dict[str, Any]:
+def apply(resource: dict[str, Any], parameters: Any, element_of=lambda path: None) -> dict[str, Any]:
+    """`element_of(path)` → the ElementModel at an element path (`Patient.name.given`) or None."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise _bad("a FHIRPath Patch body is a Parameters resource")
     result = copy.deepcopy(resource)
@@ -150,33 +167,46 @@ def apply(resource: dict[str, Any], parameters: Any) -> dict[str, Any]:
         path = (parts.get("path") or {}).get("valueString")
         if not kind or not path:
             raise _bad(f"operation {number} needs a type and a path")
-        _operation(result, kind, path, parts, number)
+        _operation(result, kind, path, parts, number, element_of)
     return result
 
 
-def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: int) -> None:
+def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: int, element_of) -> None:
     if kind == "add":
         name = (parts.get("name") or {}).get("valueString")
         if not name:
             raise _bad(f"operation {number} (add) needs a name")
-        targets = _one_or_more(resource, path, number)
-        for loc in targets:
+        element = element_of(f"{_clean(path)}.{name}")
+        key = name
+        if element is not None and element.is_choice:
+            suffix = _value_type(parts.get("value"))
+            if not suffix or f"{name}{suffix}" not in element.json_names:
+                raise _bad(f"operation {number}: {name} takes a value of type "
+                           f"{', '.join(n[len(name):] for n in element.json_names)}", 422)
+            key = f"{name}{suffix}"
+        for loc in _one_or_more(resource, path, number):
             target = loc.get(resource)
             if not isinstance(target, dict):
                 raise _bad(f"operation {number}: {path} is not an element that can hold {name!r}", 422)
             value = _value(parts.get("value"))
-            if name in target and isinstance(target[name], list):
-                target[name].append(value)
-            elif name in target:
+            if key in target and isinstance(target[key], list):
+                target[key].append(value)
+            elif key in target or (key != name and any(k.startswith(name) for k in target)):
                 raise _bad(f"operation {number}: {path}.{name} already has a value; use replace", 422)
             else:
-                target[name] = value
+                target[key] = [value] if element is not None and element.is_array else value
     elif kind == "replace":
         loc = _exactly_one(resource, path, number)
         if loc.container is None:
             raise _bad(f"operation {number}: the resource itself cannot be replaced", 422)
         value = _value(parts.get("value"))
-        if loc.index is not None:
+        last = _split_steps(path)[-1]
+        suffix = _value_type(parts.get("value"))
+        if loc.index is None and loc.key != last and loc.key.startswith(last) and suffix:
+            # a choice element: the new value's type names the JSON element (deceasedDateTime)
+            del loc.container[loc.key]
+            loc.container[f"{last}{suffix}"] = value
+        elif loc.index is not None:
             loc.container[loc.key][loc.index] = value
         else:
             loc.container[loc.key] = value

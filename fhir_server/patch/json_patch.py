@@ -19,7 +19,11 @@ def apply(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
         return patch.apply(copy.deepcopy(resource))
     except jsonpatch.JsonPatchTestFailed as exc:
         raise FhirError(422, Issue("error", "processing", f"JSON Patch test failed: {exc}")) from None
-    except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
+    except jsonpointer.JsonPointerException as exc:
+        if "start with" in str(exc):  # not a JSON Pointer at all: the document is wrong
+            raise FhirError(400, Issue("error", "invalid", f"not a valid JSON Patch: {exc}")) from None
+        raise FhirError(422, Issue("error", "processing", f"JSON Patch cannot be applied: {exc}")) from None
+    except jsonpatch.JsonPatchConflict as exc:
         raise FhirError(422, Issue("error", "processing", f"JSON Patch cannot be applied: {exc}")) from None
     except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError, KeyError) as exc:
         raise FhirError(400, Issue("error", "invalid", f"not a valid JSON Patch: {exc}")) from None

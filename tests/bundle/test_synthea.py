@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from .support import location, post_bundle, response_bundle, search_ids, status
 from .synthea import NPI, NPI_OID, check_written, patient_bundle, provider_bundle, provider_ids, providers
 
@@ -63,8 +61,6 @@ def test_a_large_synthea_patient(client, base_url):
     assert len(search_ids(client, "Observation", subject=written[pb.patient])) == 100
 
 
-@pytest.mark.xfail(strict=True, reason="conditional references do not see the Practitioner/Organization the same "
-                                       "transaction creates with ifNoneExist → 404 'matches nothing'")
 def test_a_synthea_patient_bundle_creating_its_own_providers(client, base_url):
     rng = random.Random(42)
     practitioners, organizations = providers(rng, 2, 1, npi_system=NPI_OID)
@@ -77,9 +73,6 @@ def test_a_synthea_patient_bundle_creating_its_own_providers(client, base_url):
     check_written(client, pb, entries, ids)
 
 
-@pytest.mark.xfail(strict=True, reason="conditional references with Synthea's own NPI system "
-                                       "(Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|…) are stored "
-                                       "verbatim: bundle._rewrite skips any reference containing '://'")
 def test_synthea_patients_with_the_http_npi_system(client, base_url):
     rng = random.Random(1999)
     practitioners, organizations = providers(rng, 2, 1, npi_system=NPI,

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
@@ -260,9 +259,6 @@ def test_loading_into_the_database_of_a_running_server_is_refused_with_a_hint(tm
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="a path that does not exist ends `load` with a Python traceback "
-                                       "(FileNotFoundError raised from loader.files) and no summary; the files "
-                                       "before it are not loaded either")
 def test_a_missing_path_is_a_reported_failure(tmp_path, client, base_url):
     s = system()
     good = write_json(tmp_path / "good.json", {"resourceType": "Patient", "identifier": [{"system": s, "value": "1"}]})
