@@ -179,7 +179,10 @@ def _dispatch(server, entry: Entry) -> FhirResponse:
         if interaction.shape == shape and interaction.method == (method if method != "HEAD" else "GET"):
             if shape.endswith("-search") and isinstance(entry.request.body, dict):
                 entry.request.body = None
-            return interaction.handler(server, entry.request)
+            result = interaction.handler(server, entry.request)
+            if method == "HEAD":
+                result.body = None
+            return result
     raise FhirError(405, Issue("error", "not-supported", f"{method} {entry.target.shape} is not supported"))
 
 
