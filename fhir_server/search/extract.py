@@ -26,7 +26,7 @@ Step = Callable[[Iterable[Item]], Iterator[Item]]
 Extractor = Callable[[dict[str, Any]], list[Item]]
 
 _NAME = r"[A-Za-z][A-Za-z0-9_]*"
-_TOKEN_RE = re.compile(r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>\d+)|(?P<name>" + _NAME + r")|(?P<op>[().\[\]|=]))")
+_TOKEN_RE = re.compile(r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>\d+)|(?P<name>%?" + _NAME + r")|(?P<op>[().\[\]|=]))")
 
 
 class Unsupported(Exception):
@@ -199,10 +199,12 @@ class _Parser:
 
     def path(self) -> tuple[str, list[Step]]:
         root = self.take()
-        if not re.fullmatch(_NAME, root):
-            raise Unsupported(root)
         steps: list[Step] = []
-        if self.relative and not root[0].isupper():  # a composite component: `value.as(Quantity)`
+        if self.relative and root == "%resource":  # a component reading the whole resource
+            pass
+        elif not re.fullmatch(_NAME, root):
+            raise Unsupported(root)
+        elif self.relative and not root[0].isupper():  # a composite component: `value.as(Quantity)`
             steps.append(_Named(root))
             root = ""
         elif not root[0].isupper():
@@ -281,16 +283,22 @@ def compile_expression(expression: str, types, relative: bool = False) -> tuple[
         compiled = [(root, _finalise(types, steps)) for root, steps in paths]
     except Unsupported:
         return _fhirpath_extractor(expression), False
-    if relative and any(root for root, _ in compiled):
+    if relative and any(root and root != "%resource" for root, _ in compiled):
         return _fhirpath_extractor(expression), False
 
-    def extract(resource: dict[str, Any]) -> list[Item]:
+    def extract(resource: dict[str, Any], root_resource: dict[str, Any] | None = None) -> list[Item]:
+        """`root_resource`: what `%resource` is, for relative (component) expressions."""
         out: list[Item] = []
         rtype = resource.get("resourceType")
         for root, steps in compiled:
-            if root and root != rtype and root not in ("Resource", "DomainResource"):
+            start = resource
+            if root == "%resource":
+                if root_resource is None:
+                    continue
+                start = root_resource
+            elif root and root != rtype and root not in ("Resource", "DomainResource"):
                 continue
-            items: Iterable[Item] = ((resource, None),)
+            items: Iterable[Item] = ((start, None),)
             for step in steps:
                 items = step(items)
             out.extend(items)
@@ -306,7 +314,7 @@ def _fhirpath_extractor(expression: str) -> Extractor:
         log.warning("SearchParameter expression %r cannot be compiled: %s", expression, exc)
         return lambda resource: []
 
-    def extract(resource: dict[str, Any]) -> list[Item]:
+    def extract(resource: dict[str, Any], root_resource: dict[str, Any] | None = None) -> list[Item]:
         try:
             return [(v, None) for v in fn(resource)]
         except Exception as exc:  # noqa: BLE001 - resolve() and other unsupported functions

@@ -153,10 +153,11 @@ class SearchParameters:
         return MODULES[param.type]
 
     def index_param(self, param: SearchParam, code: str, items: list, base_urls: tuple[str, ...] = (),
-                    resource_type: str | None = None) -> dict[str, list[Any]]:
+                    resource: dict[str, Any] | None = None) -> dict[str, list[Any]]:
         module = self.module(param)
+        resource_type = resource.get("resourceType") if resource else None
         if param.type == "composite":
-            return module.index(code, items, param.components, self)
+            return module.index(code, items, param.components, self, resource)
         if param.type == "reference":
             return module.index(code, items, base_urls)
         if param.type == "token" and resource_type:
@@ -198,7 +199,7 @@ class SearchParameters:
                 continue
             items = param.extractor(resource)
             if items:
-                out.update(self.index_param(param, code, items, base_urls, resource["resourceType"]))
+                out.update(self.index_param(param, code, items, base_urls, resource))
         return out
 
     def index_fields(self, resource_type: str) -> list[str]:

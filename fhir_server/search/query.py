@@ -91,9 +91,11 @@ def criterion_term(ctx: Context, type_: str, name: str, value: str, depth: int =
     code, _, modifier = head.partition(":")
     modifier = modifier or None
     if code == "_id":
+        ids = {unescape(v) for v in split_values(value)}
+        if modifier == "not":
+            return Term(None, [], lambda doc: doc["_id"] not in ids, SCAN)
         if modifier:
             raise ctx.unsupported_modifier(code, modifier)
-        ids = {unescape(v) for v in split_values(value)}
         return Term("_id", sorted(ids), lambda doc: doc["_id"] in ids, EXACT)
     if code == "_list":
         return _list_term(ctx, type_, value)
@@ -115,8 +117,14 @@ def _missing_term(code: str, value: str, ctx: Context) -> Term:
         raise ctx.error(f"{code}:missing takes true or false, not {value!r}")
     if value == "false":  # has a value: any key of this parameter (`code=…`, `code.l=…`, `code:…=`)
         keyed = [{"$gte": f"{code}.", "$lt": f"{code}=\U0010ffff"}]
-        return Term("k", keyed, lambda doc: bool(values(doc, code)), RANGE)
-    return Term(None, [], lambda doc: not values(doc, code), SCAN)
+        return Term("k", keyed, lambda doc: _present(doc, code), RANGE)
+    return Term(None, [], lambda doc: not _present(doc, code), SCAN)
+
+
+def _present(doc, code: str) -> bool:
+    """A value under any form of the parameter: `subject`, `subject:identifier`, `code:text`…"""
+    ix = doc.get("ix") or {}
+    return bool(ix.get(code)) or any(k.startswith(f"{code}:") and ix[k] for k in ix)
 
 
 def _chain_term(ctx: Context, type_: str, code: str, modifier: str | None, targets: tuple[str, ...],

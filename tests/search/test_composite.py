@@ -105,10 +105,6 @@ def test_composite_of_three_components(data):
     assert data.ids("/MolecularSequence", {"referenceseqid-window-coordinate": f"{s}|NC_1$lt11$gt19"}) == {seq}
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: the component `%resource.referenceSeq.referenceSeqId` of "
-                                       "referenceseqid-variant-coordinate cannot be evaluated (search/extract.py "
-                                       "falls back to fhirpathpy without a %resource variable), so the composite "
-                                       "is never indexed and finds nothing")
 def test_composite_with_a_resource_level_component(data):
     s = system()
     seq = _sequence(data, s)

@@ -297,10 +297,6 @@ def test_every_search_parameter_agrees_with_the_oracle(outcome):
         f"  {k}\n      {v}" for k, v in sorted(unexplained.items()))
 
 
-@pytest.mark.xfail(strict=True, reason="server bugs the corpus reveals, explained in "
-                                       "tests/data/search-corpus-mismatches.json (entries 'SERVER BUG…'): "
-                                       "logical references (identifier only) count as missing for :missing; "
-                                       "composites with a %resource component are never indexed")
 def test_no_difference_is_a_server_bug(outcome):
     _, differences, explained = outcome
     bugs = sorted(k for k in differences if explained.get(k, "").startswith("SERVER BUG"))

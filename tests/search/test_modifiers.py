@@ -62,9 +62,6 @@ def test_missing_counts_references_to_contained_resources(data):
     assert data.ids("/Observation", {"subject:missing": "true"}) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (minor): a logical reference (Reference.identifier only) is "
-                                       "indexed under `subject:identifier` only and search/query.py _missing_term "
-                                       "looks at `subject`, so :missing=true says the element is absent")
 def test_missing_counts_logical_references(data):
     logical = data.create(observation(subject={"identifier": {"system": system(), "value": "1"}}))["id"]
     assert data.ids("/Observation", {"subject:missing": "false"}) == {logical}

@@ -16,13 +16,14 @@ _DOLLAR = re.compile(r"(?<!\\)\$")
 SUB = "v"  # placeholder code of a component inside a composite entry
 
 
-def index(code: str, items: list[tuple[Any, str | None]], components, registry) -> dict[str, list[Any]]:
-    """`components`: [(SearchParam, extractor)] in definition order."""
+def index(code: str, items: list[tuple[Any, str | None]], components, registry,
+          resource: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """`components`: [(SearchParam, extractor)] in definition order; `resource` is `%resource`."""
     entries = []
     for value, _ in items:
         entry = {}
         for i, (param, extract) in enumerate(components):
-            sub = registry.index_param(param, SUB, extract(value) if isinstance(value, dict) else [])
+            sub = registry.index_param(param, SUB, extract(value, resource) if isinstance(value, dict) else [])
             if not sub:
                 break
             entry[str(i)] = sub
