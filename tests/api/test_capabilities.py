@@ -8,8 +8,9 @@ import pytest
 
 from .support import FHIR_JSON_UTF8, assert_outcome, new_id
 
-TYPE_INTERACTIONS = {"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
-SYSTEM_INTERACTIONS = {"history-system", "search-system"}
+TYPE_INTERACTIONS = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+                     "search-type"}
+SYSTEM_INTERACTIONS = {"history-system", "search-system", "transaction", "batch"}
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +156,13 @@ def test_declared_interactions_work(client, base_url, capability, type_):
     assert client.get(f"/{type_}/{new}", headers={"If-None-Match": live.headers["etag"]}).status_code == 304
     assert client.get(f"/{type_}/{new}",
                       headers={"If-Modified-Since": live.headers["last-modified"]}).status_code == 304
+
+
+@pytest.mark.parametrize("type_", sorted(SAMPLES))
+def test_declared_patch_works(client, type_):
+    created = client.post(f"/{type_}", json=SAMPLES[type_])
+    id_ = created.json()["id"]
+    patched = client.patch(f"/{type_}/{id_}", content=b'[{"op": "add", "path": "/language", "value": "fr"}]',
+                           headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["language"] == "fr" and patched.headers["etag"] == 'W/"2"'
