@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-FR_CORE_TGZ = Path("/work/shared/fhir-packages/hl7.fhir.fr.core-2.2.0.tgz")
+# `shared/` sits beside the repository (as in CI): the French packages are there.
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+FR_CORE_TGZ = SHARED / "fhir-packages" / "hl7.fhir.fr.core-2.2.0.tgz"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,5 +72,5 @@ def registry():
 @pytest.fixture(scope="session")
 def fr_core_tgz() -> Path:
     if not FR_CORE_TGZ.is_file():
-        pytest.fail(f"{FR_CORE_TGZ} is missing: the French packages are expected in /work/shared/fhir-packages")
+        pytest.fail(f"{FR_CORE_TGZ} is missing: the French packages are expected in shared/fhir-packages beside the repository")
     return FR_CORE_TGZ
