@@ -9,6 +9,7 @@ import signal
 import sys
 
 from fhir_server.config import Settings
+from fhir_server.definitions.loading import resolve
 from fhir_server.definitions.packages import PackageCache, PackageError, parse_spec
 
 log = logging.getLogger("fhir_server")
@@ -137,6 +138,8 @@ def _packages(settings: Settings, args: argparse.Namespace) -> int:
                 package = cache.install(spec)
                 print(f"installed {package.name}#{package.version} ({len(package.index)} resources) "
                       f"in {cache.root}")
+                for warning in resolve(cache, [spec], install_dependencies=True).warnings:
+                    print(f"warning: {warning}", file=sys.stderr)
             else:
                 name, version = parse_spec(spec)
                 print(("removed " if cache.remove(name, version) else "not installed: ") + f"{name}#{version}")

@@ -42,6 +42,9 @@ class Settings:
     package_cache: Path = _setting(
         "FHIR_PACKAGE_CACHE", Path.home() / ".fhir" / "packages",
         "FHIR package cache (the layout other FHIR tools use)", shown="~/.fhir/packages")
+    packages: str = _setting(
+        "FHIR_PACKAGES", "", "FHIR packages to load at start, comma-separated: NAME@VERSION or a .tgz/folder path",
+        shown="(none)")
     package_registry: str = _setting(
         "FHIR_PACKAGE_REGISTRY", "https://packages.fhir.org", "FHIR package registry used by `packages install`")
     base_url: str | None = _setting(
@@ -71,6 +74,7 @@ class Settings:
             database=_env("FHIR_MONGODB_DATABASE", default.database),
             data_dir=Path(_env("FHIR_DATA_DIR", str(default.data_dir))),
             package_cache=Path(_env("FHIR_PACKAGE_CACHE", str(default.package_cache))).expanduser(),
+            packages=_env("FHIR_PACKAGES", "") or "",
             package_registry=_env("FHIR_PACKAGE_REGISTRY", default.package_registry).rstrip("/"),
             base_url=(_env("FHIR_BASE_URL") or "").rstrip("/") or None,
             max_body_bytes=_int("FHIR_MAX_BODY_BYTES", default.max_body_bytes),

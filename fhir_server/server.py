@@ -11,8 +11,9 @@ from functools import cached_property
 
 from fhir_server import jsonio
 from fhir_server.config import Settings
+from fhir_server.definitions.loading import load_definitions, parse_packages_setting
 from fhir_server.definitions.packages import PackageCache
-from fhir_server.definitions.registry import Definitions, ensure_core
+from fhir_server.definitions.registry import Definitions
 from fhir_server.storage.database import Database
 from fhir_server.storage.store import ResourceStore
 
@@ -29,7 +30,7 @@ class FhirServer:
     @classmethod
     def open(cls, settings: Settings, mongodb_uri: str) -> FhirServer:
         cache = PackageCache(settings.package_cache, settings.package_registry)
-        definitions = Definitions([ensure_core(cache)])
+        definitions = load_definitions(cache, parse_packages_setting(settings.packages))
         database = Database(mongodb_uri, settings.database, settings.db_timeout_ms)
         return cls(settings, definitions, database)
 

@@ -45,6 +45,7 @@ class Definitions:
         if not packages:
             raise ValueError("at least the core package is needed")
         self.packages = list(packages)
+        self.warnings: list[str] = []  # what could not be loaded (missing dependencies…)
         self._by_url: dict[str, tuple[Package, IndexEntry]] = {}
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -77,6 +78,21 @@ class Definitions:
 
     def is_resource_type(self, name: str) -> bool:
         return name in self._resource_type_set
+
+    def profiles(self, resource_type: str) -> list[str]:
+        """Canonical URLs of the loaded profiles (constraints) on a resource type."""
+        return sorted(entry.url for _, entry in self._by_url.values()
+                      if entry.resourceType == "StructureDefinition" and entry.derivation == "constraint"
+                      and entry.type == resource_type and entry.kind == "resource" and entry.url)
+
+    def implementation_guides(self) -> list[str]:
+        """Canonical URLs of the ImplementationGuides of the loaded packages (not the core's)."""
+        out = []
+        for package in self.packages[1:]:
+            for entry in package.entries("ImplementationGuide"):
+                if entry.url:
+                    out.append(entry.url)
+        return sorted(set(out))
 
     def is_a(self, type_: str, ancestor: str) -> bool:
         """True if `type_` is `ancestor` or derives from it (`canonical` is a `uri`)."""

@@ -43,6 +43,9 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "searchParam": [{"name": code, "definition": p.url, "type": p.type}
                             for code, p in search_params if p.expression or p.type == "composite"],
         })
+        supported = server.definitions.profiles(type_)
+        if supported:
+            resources[-1]["supportedProfile"] = supported
     documentation = ("FHIR R4 server for coordinated care. Writes are atomic (current version and "
                      "history in one MongoDB transaction)." if transactions in (True, None) else
                      "FHIR R4 server for coordinated care. WARNING: the database is a standalone "
@@ -58,6 +61,7 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
         "implementation": {"description": "FHIR R4 interoperability server for coordinated care",
                            "url": base_url},
         "fhirVersion": FHIR_VERSION,
+        **({"implementationGuide": guides} if (guides := server.definitions.implementation_guides()) else {}),
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{

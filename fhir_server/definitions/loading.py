@@ -1,0 +1,105 @@
+"""Which packages the server runs on: the R4 core, then `FHIR_PACKAGES`, with their dependencies.
+
+`FHIR_PACKAGES` is a comma-separated list of `NAME@VERSION` (taken from the cache, installed on
+demand) or paths to a `.tgz` or a folder (installed into the cache). Dependencies are looked
+up in the cache: the exact version, else another version of the same package with a warning;
+a dependency that is nowhere is a warning, never a failure to start. `fhir-server packages
+install` fetches dependencies as well, for those who want them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from fhir_server.definitions.packages import Package, PackageCache, PackageError
+from fhir_server.definitions.registry import CORE_PACKAGES, Definitions, ensure_core
+
+log = logging.getLogger(__name__)
+_CORE_NAMES = {name for name, _ in CORE_PACKAGES}
+
+
+@dataclass
+class Loaded:
+    packages: list[Package]
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve(cache: PackageCache, specs: list[str], install_dependencies: bool = False) -> Loaded:
+    """The core package first, then the named packages, each after its dependencies. One
+    version per package name: canonical URLs are the same across versions, so the highest
+    version asked for wins (with a warning for whoever wanted another)."""
+    core = ensure_core(cache)
+    loaded = Loaded([core])
+    chosen: dict[str, Package] = {}
+    for spec in specs:
+        try:
+            package = cache.install(spec)
+        except PackageError as exc:
+            loaded.warnings.append(f"package {spec} not loaded: {exc}")
+            continue
+        other = chosen.get(package.name)
+        if other is None or _version_key(package.version) > _version_key(other.version):
+            if other is not None:
+                loaded.warnings.append(f"{package.name}: #{package.version} loaded, #{other.version} left out "
+                                       f"(one version per package)")
+            chosen[package.name] = package
+    seen = {n for n in _CORE_NAMES}
+    for package in chosen.values():
+        _add(cache, package, loaded, seen, chosen, install_dependencies)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else -1 for p in version.replace("-", ".").split("."))
+
+
+def _add(cache: PackageCache, package: Package, loaded: Loaded, seen: set[str], chosen: dict[str, Package],
+         install: bool) -> None:
+    if package.name in seen:
+        return
+    seen.add(package.name)
+    for name, version in package.dependencies.items():
+        if name in _CORE_NAMES:
+            continue
+        dependency = chosen.get(name) or _dependency(cache, package, name, version, loaded, install)
+        if dependency is None:
+            continue
+        if dependency.version != version and name in chosen:
+            loaded.warnings.append(f"{package.name}#{package.version} needs {name}#{version}; "
+                                   f"{name}#{dependency.version} is loaded")
+        _add(cache, dependency, loaded, seen, chosen, install)
+    loaded.packages.append(package)
+
+
+def _dependency(cache: PackageCache, parent: Package, name: str, version: str, loaded: Loaded,
+                install: bool) -> Package | None:
+    found = cache.get(name, version)
+    if found is None and install:
+        try:
+            found = cache.install(f"{name}@{version}")
+        except PackageError as exc:
+            log.info("dependency %s@%s of %s: %s", name, version, parent.name, exc)
+    if found is not None:
+        return found
+    others = sorted((v for n, v in cache.installed() if n == name), key=_version_key)
+    if others:
+        loaded.warnings.append(f"{parent.name}#{parent.version} needs {name}#{version}; using {name}#{others[-1]} "
+                               f"from the cache instead")
+        return cache.get(name, others[-1])
+    loaded.warnings.append(f"{parent.name}#{parent.version} needs {name}#{version}, which is not in the cache: "
+                           f"definitions from it are unknown here (fhir-server packages install {name}@{version})")
+    return None
+
+
+def load_definitions(cache: PackageCache, specs: list[str]) -> Definitions:
+    loaded = resolve(cache, specs)
+    definitions = Definitions(loaded.packages)
+    definitions.warnings = loaded.warnings
+    return definitions
+
+
+def parse_packages_setting(value: str | None) -> list[str]:
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
