@@ -36,9 +36,10 @@ class FhirServer:
 
     @cached_property
     def validator(self):
+        from fhir_server.validation.ins import InsCheck
         from fhir_server.validation.structural import StructuralValidator
 
-        return StructuralValidator(self.definitions)
+        return StructuralValidator(self.definitions, resource_checks=[InsCheck()])
 
     @cached_property
     def search_parameters(self):

@@ -38,13 +38,18 @@ def require_body(req: FhirRequest) -> dict[str, Any]:
     return body
 
 
+# Issue codes of a resource that is not well-formed FHIR (400); others break a rule (422).
+_STRUCTURAL = frozenset({"structure", "required", "value", "invalid", "not-supported", "too-costly"})
+
+
 def validate(server, resource: dict[str, Any], status: int = 400) -> None:
-    """Structural validation against the R4 definitions; 400 (422 for a patched resource)
-    listing every problem found."""
+    """Validation against the definitions, listing every problem found: 400 when the resource
+    is not well-formed (422 for a patched resource), 422 when it breaks a rule (INS key…)."""
     issues = [i for i in server.validator.validate(resource, resource["resourceType"])
               if i.severity in ("error", "fatal")]
     if issues:
-        raise FhirError(status, issues)
+        structural = all(i.code in _STRUCTURAL for i in issues)
+        raise FhirError(status if structural else 422, issues)
     if resource["resourceType"] == "SearchParameter":
         from fhir_server.search import custom
 
