@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.keys import contained_prefix, key_condition, prefixed, search_conditions
-from fhir_server.search.terms import Term
+from fhir_server.search.terms import PREFIX, Term
 from fhir_server.storage.database import translate_errors
 
 # Without the JSON: what the predicates, sorting and includes need.
@@ -26,7 +26,7 @@ MAX_DRIVING_CONDITIONS = 500
 def plan(terms: list[Term], keyed_only: bool = False) -> Term | None:
     """The indexed term with the lowest estimated cost, or None (scan)."""
     best, best_cost = None, None
-    for term in terms:
+    for term in terms + _merged_ranges(terms):
         if not term.indexed or not term.conditions or len(term.conditions) > MAX_DRIVING_CONDITIONS:
             continue
         if keyed_only and term.field == "_id":
@@ -37,6 +37,34 @@ def plan(terms: list[Term], keyed_only: bool = False) -> Term | None:
         if best_cost is None or cost < best_cost:
             best, best_cost = term, cost
     return best
+
+
+def _merged_ranges(terms: list[Term]) -> list[Term]:
+    """ANDed range terms on one parameter (`date=ge2024&date=lt2025`) as one bounded range on
+    the low ends, plus the long ranges' high ends when a term needs them: each alone is open
+    on one side and reads a share of the collection, together they read what they match."""
+    groups: dict[str, list[Term]] = {}
+    for term in terms:
+        if term.bounds is not None:
+            groups.setdefault(term.bounds.code, []).append(term)
+    merged = []
+    for code, group in groups.items():
+        if len(group) < 2:
+            continue
+        lows = [t.bounds.low for t in group if t.bounds.low is not None]
+        highs = [t.bounds.high for t in group if t.bounds.high is not None]
+        if not lows or not highs:
+            continue
+        window: dict[str, Any] = {"$gte": max(lows), "$lte": min(highs)}
+        conditions = [key_condition(f"ix.{code}.l", window)]
+        h_lows = [t.bounds.h_low for t in group if t.bounds.h_low is not None]
+        if h_lows:
+            conditions.append(key_condition(f"ix.{code}.h", {"$gt": max(h_lows)}))
+        if any(c is None for c in conditions):
+            continue
+        matches = [t.match for t in group]
+        merged.append(Term("k", conditions, lambda doc, matches=matches: all(m(doc) for m in matches), PREFIX))
+    return merged
 
 
 def queries(database, term: Term) -> list[dict[str, Any]]:

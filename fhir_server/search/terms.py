@@ -25,12 +25,25 @@ RANGE = 20  # dates, numbers
 SCAN = 100  # no index
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What a range term implies for the low ends (`l`) of the stored ranges, and for the high
+    ends (`h`, keyed for long ranges only), so that ANDed terms on one parameter
+    (`date=ge2024&date=lt2025`) can drive together with one bounded range."""
+
+    code: str
+    low: Any = None  # l >= low (None: open)
+    high: Any = None  # l <= high (None: open)
+    h_low: Any = None  # long ranges: h > h_low (None: the l bounds find them too)
+
+
 @dataclass
 class Term:
     field: str | None
     conditions: list[Any]
     match: Callable[[Doc], bool]
     rank: int = EXACT
+    bounds: Bounds | None = None
 
     @property
     def indexed(self) -> bool:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_server.search.dates import DateError, period
-from fhir_server.search.terms import RANGE, SCAN, Term, values
+from fhir_server.search.keys import SHORT_TIME
+from fhir_server.search.terms import RANGE, SCAN, Bounds, Term, values
 
 MIN = datetime(1, 1, 1, tzinfo=UTC)
 MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
@@ -88,10 +89,30 @@ def rule(prefix: str, a, b, now: datetime | None = None):
     return "h", {"$gt": wa}, lambda lo, hi: lo < wb and hi > wa
 
 
+def bounds(code: str, prefix: str, a, b) -> Bounds | None:
+    """The low-end window (and the long ranges' high end) a prefix implies; see terms.Bounds.
+    Ranges up to SHORT_TIME long are keyed by their low end only, so a condition on the high
+    end becomes one on the low end, shifted by that length."""
+    if prefix == "eq":
+        return Bounds(code, a, b)
+    if prefix in ("lt", "eb"):
+        return Bounds(code, None, a)
+    if prefix == "le":
+        return Bounds(code, None, b)
+    if prefix == "sa":
+        return Bounds(code, b, None)
+    if prefix == "gt":
+        return Bounds(code, b - SHORT_TIME, None, b)
+    if prefix == "ge":
+        return Bounds(code, a - SHORT_TIME, None, a)
+    return None
+
+
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)
     rules = []
+    window = None
     for text in texts:
         prefix, value = split_prefix(text)
         try:
@@ -99,6 +120,7 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
         except DateError as exc:
             raise ctx.error(f"{code}: {exc}") from None
         rules.append(rule(prefix, a, b))
+        window = bounds(code, prefix, a, b) if len(texts) == 1 else None
     fields = {r[0] for r in rules}
     indexed = len(fields) == 1 and None not in fields
 
@@ -106,5 +128,5 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
         return any(test(v["l"], v["h"]) for v in values(doc, code) for _, _, test in rules)
 
     if not indexed:
-        return Term(None, [], match, SCAN)
-    return Term(f"ix.{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE)
+        return Term(None, [], match, SCAN, window)
+    return Term(f"ix.{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE, window)

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhir_server.search.params.date import split_prefix
-from fhir_server.search.terms import RANGE, SCAN, Term, values
+from fhir_server.search.terms import RANGE, SCAN, Bounds, Term, values
 
 
 def number_of(value: Any) -> float | None:
@@ -94,11 +94,18 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)
     rules = parse_rules(code, texts, ctx)
+    window = None
+    if len(texts) == 1:  # points are keyed by `l`; Ranges also by `h`
+        prefix, value = split_prefix(texts[0])
+        v, a, b = parse_number(value)
+        window = {"eq": Bounds(code, a, b), "gt": Bounds(code, v, None, v), "sa": Bounds(code, v, None, v),
+                  "ge": Bounds(code, v, None, v), "lt": Bounds(code, None, v), "eb": Bounds(code, None, v),
+                  "le": Bounds(code, None, v)}.get(prefix)
 
     def match(doc) -> bool:
         return any(test(v["l"], v["h"]) for v in values(doc, code) for _, _, test in rules)
 
     fields = {r[0] for r in rules}
     if len(fields) != 1 or None in fields:
-        return Term(None, [], match, SCAN)
-    return Term(f"ix.{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE)
+        return Term(None, [], match, SCAN, window)
+    return Term(f"ix.{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE, window)
