@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from pymongo import MongoClient
 
+from benchmarks.data import test_ins
 from fhir_server import jsonio
 from fhir_server.storage.embedded import EmbeddedDatabase, _free_port
 
@@ -45,7 +46,7 @@ def patient_bundle(n: int, size: int, rnd: random.Random) -> dict:
         return full_url
 
     patient = add({"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.10",
-                                                              "value": f"{n:013d}"}],
+                                                              "value": test_ins(n)}],
                    "name": [{"family": f"Nom{n}", "given": [rnd.choice(["Marie", "Jean", "Lea"])]}],
                    "gender": rnd.choice(["male", "female"]), "birthDate": f"{1940 + n % 60}-05-0{1 + n % 9}"})
     encounters = []

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 from pymongo import MongoClient
 
+from benchmarks.data import test_ins
 from fhir_server import jsonio
 from fhir_server.config import Settings
 from fhir_server.definitions.packages import PackageCache
@@ -36,6 +37,7 @@ from fhir_server.definitions.registry import Definitions, ensure_core
 from fhir_server.interactions.resource import stamp
 from fhir_server.search.index import index_values
 from fhir_server.search.parameters import SearchParameters
+from fhir_server.storage.database import Database
 from fhir_server.storage.embedded import EmbeddedDatabase, _free_port
 
 SYS = "urn:oid:1.2.250.1.213.1.4.10"
@@ -58,7 +60,7 @@ def dataset(n_patients: int, seed: int = 7):
                "organization": {"reference": f"Organization/org{i % 5}"}, "active": True}
     for p in range(n_patients):
         pid = f"pat{p}"
-        yield {"resourceType": "Patient", "id": pid, "identifier": [{"system": SYS, "value": f"{p:013d}"}],
+        yield {"resourceType": "Patient", "id": pid, "identifier": [{"system": SYS, "value": test_ins(p)}],
                "name": [{"family": f"Nom{p}", "given": [rnd.choice(["Marie", "Jean", "Lea", "Paul"])]}],
                "gender": rnd.choice(["male", "female"]), "birthDate": f"{1930 + p % 80}-0{1 + p % 9}-1{p % 9}",
                "generalPractitioner": [{"reference": f"Practitioner/pr{p % 50}"}]}
@@ -123,12 +125,12 @@ def queries(n: int, rnd: random.Random):
     p10 = rnd.randrange(0, n, 10)
     day = START + timedelta(hours=p10)
     return [
-        ("token", f"Patient?identifier={SYS}|{p:013d}", ("Patient", {"k": f"identifier={SYS}|{p:013d}"})),
+        ("token", f"Patient?identifier={SYS}|{test_ins(p)}", ("Patient", {"k": f"identifier={SYS}|{test_ins(p)}"})),
         ("reference", f"CarePlan?subject=Patient/pat{p}", ("CarePlan", {"k": f"subject=Patient/pat{p}"})),
         ("date-range", f"Appointment?date=ge{day:%Y-%m-%dT%H:%M:%SZ}&date=lt{day + timedelta(minutes=30):%Y-%m-%dT%H:%M:%SZ}",
          ("Appointment", {"k": {"$gte": f"date.l={day.strftime('%Y-%m-%dT%H:%M:%S')}",
                                 "$lt": f"date.l={(day + timedelta(minutes=30)).strftime('%Y-%m-%dT%H:%M:%S')}"}})),
-        ("chained", f"CarePlan?subject:Patient.identifier={SYS}|{p:013d}", ("Patient", {"k": f"identifier={SYS}|{p:013d}"})),
+        ("chained", f"CarePlan?subject:Patient.identifier={SYS}|{test_ins(p)}", ("Patient", {"k": f"identifier={SYS}|{test_ins(p)}"})),
         ("_has", f"Patient?_has:Communication:subject:identifier={MSG}|{p}-1", ("Communication", {"k": f"identifier={MSG}|{p}-1"})),
         ("_include", f"Task?patient=Patient/pat{p}&_include=Task:based-on", ("Task", {"k": f"patient=Patient/pat{p}"})),
         ("string", f"Patient?family=Nom{p}&_count=10", ("Patient", {"k": {"$gte": f"family=nom{p}", "$lt": f"family=nom{p}\U0010ffff"}})),
@@ -170,6 +172,7 @@ def run_size(n: int, repeat: int, definitions: Definitions, params: SearchParame
         try:
             client = MongoClient(database.uri)
             db = client["fhir"]
+            Database(database.uri, "fhir").ensure_indexes()  # as a running server has them
             t = time.perf_counter()
             count = load(db, params, n)
             load_s = time.perf_counter() - t
@@ -179,12 +182,13 @@ def run_size(n: int, repeat: int, definitions: Definitions, params: SearchParame
                                        "--log-level", "warning"], env=env)
             try:
                 base_url = f"http://127.0.0.1:{port}/fhir"
-                for _ in range(300):
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
                     try:
                         if httpx.get(f"{base_url}/metadata", timeout=2).status_code == 200:
                             break
                     except httpx.HTTPError:
-                        time.sleep(0.2)
+                        time.sleep(0.5)
                 results = measure(base_url, db, n, repeat)
             finally:
                 server.send_signal(signal.SIGTERM)
