@@ -16,6 +16,13 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _env(name, default)
+    if value not in allowed:
+        raise SystemExit(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _int(name: str, default: int) -> int:
     raw = _env(name)
     if raw is None:
@@ -50,6 +57,11 @@ class Settings:
     base_url: str | None = _setting(
         "FHIR_BASE_URL", None,
         "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request")
+    required_profiles: str = _setting(
+        "FHIR_REQUIRED_PROFILES", "", "Profiles every resource of a type must meet: Type=url, comma-separated (a type may repeat)",
+        shown="(none)")
+    unknown_profile: str = _setting(
+        "FHIR_UNKNOWN_PROFILE", "warning", "A declared meta.profile the server does not know: warning or error")
     max_body_bytes: int = _setting(
         "FHIR_MAX_BODY_BYTES", 16 * 1024 * 1024, "Largest request body accepted (413 beyond)")
     max_bundle_entries: int = _setting(
@@ -77,6 +89,8 @@ class Settings:
             packages=_env("FHIR_PACKAGES", "") or "",
             package_registry=_env("FHIR_PACKAGE_REGISTRY", default.package_registry).rstrip("/"),
             base_url=(_env("FHIR_BASE_URL") or "").rstrip("/") or None,
+            required_profiles=_env("FHIR_REQUIRED_PROFILES", "") or "",
+            unknown_profile=_choice("FHIR_UNKNOWN_PROFILE", ("warning", "error"), default.unknown_profile),
             max_body_bytes=_int("FHIR_MAX_BODY_BYTES", default.max_body_bytes),
             max_bundle_entries=_int("FHIR_MAX_BUNDLE_ENTRIES", default.max_bundle_entries),
             default_count=_int("FHIR_DEFAULT_COUNT", default.default_count),

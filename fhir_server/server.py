@@ -42,6 +42,27 @@ class FhirServer:
         return StructuralValidator(self.definitions, resource_checks=[InsCheck()])
 
     @cached_property
+    def terminology(self):
+        from fhir_server.terminology import Terminology
+
+        return Terminology(self.definitions, self._find_stored)
+
+    def _find_stored(self, resource_type: str, url: str):
+        """A ValueSet/CodeSystem stored through the API, by canonical URL (`url|version` too)."""
+        from fhir_server.search.execute import find
+        from fhir_server.search.params.token import keys_term
+
+        for doc in find(self, resource_type, [keys_term("url", {url})], projection={"json": 1}):
+            return jsonio.loads(doc["json"])
+        return None
+
+    @cached_property
+    def profile_validator(self):
+        from fhir_server.validation.profile import ProfileValidator
+
+        return ProfileValidator(self.definitions, self.terminology)
+
+    @cached_property
     def search_parameters(self):
         from fhir_server.search import custom
         from fhir_server.search.parameters import SearchParameters

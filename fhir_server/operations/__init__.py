@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir_server.operations import reindex
+from fhir_server.operations import reindex, validate
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class Operation:
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("reindex", ("system", "type"), ("GET", "POST"), reindex.reindex),
+    Operation("validate", ("type", "instance"), ("GET", "POST"), validate.validate,
+              "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
 )
 
 
