@@ -58,7 +58,8 @@ class Settings:
         "FHIR_BASE_URL", None,
         "Public base URL (e.g. https://fhir.example.org/fhir); default: taken from each request")
     required_profiles: str = _setting(
-        "FHIR_REQUIRED_PROFILES", "", "Profiles every resource of a type must meet: Type=url, comma-separated (a type may repeat)",
+        "FHIR_REQUIRED_PROFILES", "",
+        "Profiles every resource of a type must meet: Type=url, comma-separated (a type may repeat)",
         shown="(none)")
     unknown_profile: str = _setting(
         "FHIR_UNKNOWN_PROFILE", "warning", "A declared meta.profile the server does not know: warning or error")

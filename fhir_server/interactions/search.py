@@ -9,31 +9,28 @@ changes. Parameters the server does not know are reported (lenient) or refused (
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
-import orjson
-
-from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions import searchset
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.search import include as includes
 from fhir_server.search import sort as sorting
-from fhir_server.search.execute import fetch, find, find_contained, stored_types
+from fhir_server.search.compartments import compartment_terms
+from fhir_server.search.execute import find, find_contained, stored_types
 from fhir_server.search.query import RESULT_PARAMS, Context, build_terms
-from fhir_server.search.summary import SUMMARY_VALUES, subset
-from fhir_server.search.terms import EXACT, Term, values
-from fhir_server.storage.searches import SearchResults
+from fhir_server.search.summary import SUMMARY_VALUES
+from fhir_server.search.terms import Term
 
 _TOTALS = ("none", "estimate", "accurate")
 
 
 def search(server, req: FhirRequest) -> FhirResponse:
     if req.param("_page") is not None:
-        return _stored_page(server, req)
+        return searchset.stored_page(server, req)
     ctx = Context(server, req.base_url, strict=req.prefer_handling == "strict")
     form = _Form.read(server, req, ctx)
     types = _types(server, req, form, ctx)
-    compartment = _compartment_terms(server, req) if req.id is not None else None
+    compartment = _compartment(server, req) if req.id is not None else None
     matches: list[tuple[str, dict[str, Any]]] = []
     contained_keys: list[str] = []
     applied: list[tuple[str, str]] = []
@@ -59,10 +56,7 @@ def search(server, req: FhirRequest) -> FhirResponse:
             "includes": [[i.source, i.code, i.target, i.iterate] for i in form.includes],
             "revincludes": [[i.source, i.code, i.target, i.iterate] for i in form.revincludes],
             "path": _path(req), "warnings": [w.to_json() for w in ctx.warnings]}
-    search_id = None
-    if len(keys) > form.count and form.summary != "count":
-        search_id = SearchResults(server.database, server.settings.search_ttl_s).save(keys, info)
-    return _page(server, req, keys, 0, info, search_id)
+    return searchset.first_page(server, req, keys, info)
 
 
 class _Form:
@@ -151,27 +145,12 @@ def _types(server, req: FhirRequest, form: _Form, ctx: Context) -> list[str]:
     return list(server.definitions.resource_types)
 
 
-def _compartment_terms(server, req: FhirRequest) -> dict[str, Term]:
-    """`Patient/123/CarePlan`: per type, the OR of its compartment parameters = Patient/123."""
+def _compartment(server, req: FhirRequest) -> dict[str, Term]:
     check_id(req.id)
-    definition = server.definitions.resource(f"http://hl7.org/fhir/CompartmentDefinition/{req.type.lower()}")
-    if definition is None or definition.get("code") != req.type:
-        raise FhirError(404, Issue("error", "not-found", f"{req.type} defines no compartment"))
-    target = f"{req.type}/{req.id}"
-    out = {}
-    for entry in definition.get("resource") or ():
-        codes = [c for c in entry.get("param") or () if c != "{def}"]
-        if not codes:
-            continue
-        keys = [f"{c}={target}" for c in codes]
-
-        def match(doc, codes=tuple(codes)) -> bool:
-            return any(target in values(doc, c) for c in codes)
-
-        out[entry["code"]] = Term("k", keys, match, EXACT)
-    if req.compartment != "*" and req.compartment not in out:
+    terms = compartment_terms(server, req.type, req.id)
+    if req.compartment != "*" and req.compartment not in terms:
         raise FhirError(400, Issue("error", "invalid", f"{req.compartment} is not in the {req.type} compartment"))
-    return out
+    return terms
 
 
 def _unique(matches):
@@ -203,83 +182,3 @@ def _order(server, form: _Form, matches, types: list[str]):
 def _path(req: FhirRequest) -> str:
     parts = [p for p in (req.type, req.id, req.compartment) if p]
     return "/".join(parts)
-
-
-def _stored_page(server, req: FhirRequest) -> FhirResponse:
-    token = req.param("_page") or ""
-    search_id, _, offset = token.partition(".")
-    stored = SearchResults(server.database, server.settings.search_ttl_s).load(search_id) \
-        if search_id.isalnum() else None
-    if stored is None or not offset.isdigit():
-        raise FhirError(410, Issue("error", "not-found", "this page of search results has expired or never "
-                                                         "existed; run the search again"))
-    stored["params"] = [tuple(pair) for pair in stored["params"]]  # BSON gives lists back
-    return _page(server, req, stored["keys"], int(offset), stored, search_id)
-
-
-def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],
-          search_id: str | None) -> FhirResponse:
-    count = info["count"]
-    base = req.base_url
-    path = info["path"]
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
-    if info["total"] != "none" or info["summary"] == "count":
-        bundle["total"] = len(keys)
-
-    def url(params: list[tuple[str, str]]) -> str:
-        query = urlencode(params, safe="|:/,$*")
-        return (f"{base}/{path}" if path else base) + (f"?{query}" if query else "")
-
-    links = [{"relation": "self", "url": url(info["params"])}]
-    if search_id is not None:
-        last = max(0, (len(keys) - 1) // count * count) if count else 0
-        links.append({"relation": "first", "url": url([("_page", f"{search_id}.0")])})
-        if offset > 0:
-            links.append({"relation": "previous", "url": url([("_page", f"{search_id}.{max(0, offset - count)}")])})
-        if offset + count < len(keys):
-            links.append({"relation": "next", "url": url([("_page", f"{search_id}.{offset + count}")])})
-        links.append({"relation": "last", "url": url([("_page", f"{search_id}.{last}")])})
-    bundle["link"] = links
-    entries = []
-    if info["summary"] != "count":
-        page_keys = keys[offset:offset + count]
-        docs = fetch(server, [k.split("#", 1)[0] for k in page_keys])
-        page = [(k.split("/", 1)[0], docs[k]) for k in page_keys if k in docs]
-        for key in page_keys:
-            container = docs.get(key.split("#", 1)[0])
-            if container is None:
-                continue
-            if "#" in key:
-                entries.append(_contained_entry(server, base, key, container, info))
-            else:
-                entries.append(_entry(server, base, key.split("/", 1)[0], container, "match", info))
-        inc = [includes.Include(*i) for i in info["includes"]]
-        rev = [includes.Include(*i) for i in info["revincludes"]]
-        if inc or rev:
-            extra, capped = includes.included(server, page, inc, rev)
-            entries.extend(_entry(server, base, t, d, "include", info) for t, d in extra)
-            if capped:
-                info["warnings"].append(Issue("warning", "too-costly", f"only the first {includes.MAX_INCLUDED} "
-                                                                       f"included resources are returned").to_json())
-    if info["warnings"]:
-        entries.append({"fullUrl": "urn:uuid:outcome", "resource": {"resourceType": "OperationOutcome",
-                                                                    "issue": info["warnings"]},
-                        "search": {"mode": "outcome"}})
-    if entries:
-        bundle["entry"] = entries
-    return FhirResponse(200, bundle)
-
-
-def _contained_entry(server, base: str, key: str, container: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
-    inner_id = key.split("#", 1)[1]
-    resource = next((r for r in jsonio.loads(container["json"]).get("contained") or ()
-                     if isinstance(r, dict) and r.get("id") == inner_id), None)
-    json = subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
-    return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
-
-
-def _entry(server, base: str, type_: str, doc: dict[str, Any], mode: str, info: dict[str, Any]) -> dict[str, Any]:
-    json = subset(server.definitions, doc["json"], info["summary"], info["elements"])
-    return {"fullUrl": f"{base}/{type_}/{doc['_id']}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
-

@@ -1,0 +1,109 @@
+"""The searchset Bundle and its pages, shared by search and by operations that answer with
+one (`$everything`): matches are stored once (storage/searches.py) when they exceed a page,
+and every link reads that stored list, so pages stay stable while data changes."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from fhir_server import jsonio
+from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.search import include as includes
+from fhir_server.search.execute import fetch
+from fhir_server.search.summary import subset
+from fhir_server.storage.searches import SearchResults
+
+
+def first_page(server, req: FhirRequest, keys: list[str], info: dict[str, Any]) -> FhirResponse:
+    """The first page of ordered matches; the whole list is stored when it takes more than one
+    page, and the paging links name it. `info`: params (for the self link), count, summary,
+    elements, total, includes, revincludes, path (for the links), warnings."""
+    search_id = None
+    if len(keys) > info["count"] and info["summary"] != "count":
+        search_id = SearchResults(server.database, server.settings.search_ttl_s).save(keys, info)
+    return _page(server, req, keys, 0, info, search_id)
+
+
+def stored_page(server, req: FhirRequest) -> FhirResponse:
+    """A later page (`_page=<search id>.<offset>`), read from the stored matches."""
+    token = req.param("_page") or ""
+    search_id, _, offset = token.partition(".")
+    stored = SearchResults(server.database, server.settings.search_ttl_s).load(search_id) \
+        if search_id.isalnum() else None
+    if stored is None or not offset.isdigit():
+        raise FhirError(410, Issue("error", "not-found", "this page of search results has expired or never "
+                                                         "existed; run the search again"))
+    stored["params"] = [tuple(pair) for pair in stored["params"]]  # BSON gives lists back
+    return _page(server, req, stored["keys"], int(offset), stored, search_id)
+
+
+def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],
+          search_id: str | None) -> FhirResponse:
+    count = info["count"]
+    base = req.base_url
+    path = info["path"]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if info["total"] != "none" or info["summary"] == "count":
+        bundle["total"] = len(keys)
+
+    def url(params: list[tuple[str, str]]) -> str:
+        query = urlencode(params, safe="|:/,$*")
+        return (f"{base}/{path}" if path else base) + (f"?{query}" if query else "")
+
+    links = [{"relation": "self", "url": url(info["params"])}]
+    if search_id is not None:
+        last = max(0, (len(keys) - 1) // count * count) if count else 0
+        links.append({"relation": "first", "url": url([("_page", f"{search_id}.0")])})
+        if offset > 0:
+            links.append({"relation": "previous", "url": url([("_page", f"{search_id}.{max(0, offset - count)}")])})
+        if offset + count < len(keys):
+            links.append({"relation": "next", "url": url([("_page", f"{search_id}.{offset + count}")])})
+        links.append({"relation": "last", "url": url([("_page", f"{search_id}.{last}")])})
+    bundle["link"] = links
+    entries = []
+    if info["summary"] != "count":
+        page_keys = keys[offset:offset + count]
+        docs = fetch(server, [k.split("#", 1)[0] for k in page_keys])
+        page = [(k.split("/", 1)[0], docs[k]) for k in page_keys if k in docs]
+        for key in page_keys:
+            container = docs.get(key.split("#", 1)[0])
+            if container is None:
+                continue
+            if "#" in key:
+                entries.append(_contained_entry(server, base, key, container, info))
+            else:
+                entries.append(_entry(server, base, key.split("/", 1)[0], container, "match", info))
+        inc = [includes.Include(*i) for i in info["includes"]]
+        rev = [includes.Include(*i) for i in info["revincludes"]]
+        if inc or rev:
+            extra, capped = includes.included(server, page, inc, rev)
+            entries.extend(_entry(server, base, t, d, "include", info) for t, d in extra)
+            if capped:
+                info["warnings"].append(Issue("warning", "too-costly", f"only the first {includes.MAX_INCLUDED} "
+                                                                       f"included resources are returned").to_json())
+    if info["warnings"]:
+        entries.append({"fullUrl": "urn:uuid:outcome", "resource": {"resourceType": "OperationOutcome",
+                                                                    "issue": info["warnings"]},
+                        "search": {"mode": "outcome"}})
+    if entries:
+        bundle["entry"] = entries
+    return FhirResponse(200, bundle)
+
+
+def _contained_entry(server, base: str, key: str, container: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
+    inner_id = key.split("#", 1)[1]
+    resource = next((r for r in jsonio.loads(container["json"]).get("contained") or ()
+                     if isinstance(r, dict) and r.get("id") == inner_id), None)
+    json = subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
+    return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
+
+
+def _entry(server, base: str, type_: str, doc: dict[str, Any], mode: str, info: dict[str, Any]) -> dict[str, Any]:
+    json = subset(server.definitions, doc["json"], info["summary"], info["elements"])
+    return {"fullUrl": f"{base}/{type_}/{doc['_id']}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
+
