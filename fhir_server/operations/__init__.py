@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir_server.operations import reindex, validate
+from fhir_server.operations import everything, reindex, validate
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("reindex", ("system", "type"), ("GET", "POST"), reindex.reindex),
     Operation("validate", ("type", "instance"), ("GET", "POST"), validate.validate,
               "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+    Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
+              "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
 )
 
 

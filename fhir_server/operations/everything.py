@@ -1,0 +1,122 @@
+"""`Patient/[id]/$everything`: the patient's record — the patient compartment and what it refers to.
+
+Parameters (R4 OperationDefinition Patient-everything): `start`/`end` (care dates: a resource
+with a clinical date outside the period is left out, one without any date is kept), `_since`
+(changed since), `_type` (only these types), `_count` (page size; pages are stored like a
+search's, so they stay stable). Referenced resources outside the compartment (practitioners,
+organisations, medications, locations…) come along, one level deep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions import searchset
+from fhir_server.interactions.read import gone, unknown
+from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
+from fhir_server.search.compartments import compartment_terms
+from fhir_server.search.dates import DateError, period
+from fhir_server.search.execute import find, stored_types
+from fhir_server.search.params import reference
+from fhir_server.search.terms import values
+
+# The date parameters that say when care happened, by preference.
+_CARE_DATES = ("date", "period", "authored", "authoredon", "occurrence", "onset-date", "recorded-date",
+               "effective", "issued", "created", "sent", "received", "started")
+
+
+def everything(server, req: FhirRequest) -> FhirResponse:
+    if req.param("_page") is not None:
+        return searchset.stored_page(server, req)
+    check_id(req.id)
+    patient = server.store.read("Patient", req.id)
+    if patient is None:
+        raise unknown("Patient", req.id)
+    if patient.deleted:
+        raise gone(patient)
+    start, end = _date("start", req.param("start"), 0), _date("end", req.param("end"), 1)
+    since = _date("_since", req.param("_since"), 0)
+    types = _types(server, req.param("_type"))
+    count = _count(server, req.param("_count"))
+
+    keys = [f"Patient/{req.id}"] if _wanted("Patient", types) else []
+    docs: list[tuple[str, dict[str, Any]]] = []
+    present = set(stored_types(server))
+    for type_, term in compartment_terms(server, "Patient", req.id).items():
+        if type_ == "Patient" or type_ not in present or not _wanted(type_, types):
+            continue
+        for doc in find(server, type_, [term]):
+            if _in_period(server, type_, doc, start, end) and (since is None or doc["ts"] >= since):
+                docs.append((type_, doc))
+    docs.sort(key=lambda item: (item[1].get("ts"), item[0], item[1]["_id"]))
+    keys += [f"{t}/{d['_id']}" for t, d in docs]
+    own = [("Patient", d) for d in server.store.db["Patient"].find({"_id": req.id}, {"ix": 1, "ts": 1})]
+    keys += _referenced(server, docs + own, set(keys) | {f"Patient/{req.id}"}, types, since)
+    info = {"params": [(k, v) for k, v in req.params if k != "_page"], "count": count, "summary": None,
+            "elements": None, "total": "accurate", "includes": [], "revincludes": [],
+            "path": f"Patient/{req.id}/$everything", "warnings": []}
+    return searchset.first_page(server, req, keys, info)
+
+
+def _referenced(server, docs, seen: set[str], types: set[str] | None, since: datetime | None) -> list[str]:
+    """`Type/id` of the resources the compartment refers to and does not hold itself."""
+    wanted: dict[str, set[str]] = {}
+    for type_, doc in docs:
+        for code, param in server.search_parameters.for_type(type_).items():
+            if param.type != "reference":
+                continue
+            for key in values(doc, code):
+                local = reference.local_type(key)
+                if local and key not in seen and server.definitions.is_resource_type(local[0]) \
+                        and _wanted(local[0], types):
+                    wanted.setdefault(local[0], set()).add(local[1])
+    out = []
+    for type_, ids in sorted(wanted.items()):
+        for doc in server.store.db[type_].find({"_id": {"$in": sorted(ids)}}, {"ts": 1, "del": 1}):
+            if not doc.get("del") and (since is None or doc["ts"] >= since):
+                out.append(f"{type_}/{doc['_id']}")
+    return sorted(set(out))
+
+
+def _in_period(server, type_: str, doc: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
+    if start is None and end is None:
+        return True
+    params = server.search_parameters.for_type(type_)
+    for code in _CARE_DATES:
+        if code in params and params[code].type == "date" and values(doc, code):
+            return any((start is None or v["h"] > start) and (end is None or v["l"] < end)
+                       for v in values(doc, code))
+    return True  # no clinical date: part of the record whatever the period
+
+
+def _wanted(type_: str, types: set[str] | None) -> bool:
+    return types is None or type_ in types
+
+
+def _types(server, raw: str | None) -> set[str] | None:
+    if not raw:
+        return None
+    types = {t.strip() for t in raw.split(",") if t.strip()}
+    unknown_types = sorted(t for t in types if not server.definitions.is_resource_type(t))
+    if unknown_types:
+        raise bad_request(f"_type: {', '.join(unknown_types)} is not a resource type", code="value")
+    return types
+
+
+def _date(name: str, raw: str | None, side: int) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return period(raw)[side]
+    except DateError as exc:
+        raise bad_request(f"{name}: {exc}", code="value") from None
+
+
+def _count(server, raw: str | None) -> int:
+    if raw is None:
+        return server.settings.default_count
+    if not raw.isdigit() or int(raw) == 0:
+        raise FhirError(400, Issue("error", "value", f"_count must be a positive whole number, got {raw!r}"))
+    return min(int(raw), server.settings.max_count)
