@@ -99,4 +99,4 @@ def patched_version(server, type_: str, id_: str, current: Version | None, chang
         raise FhirError(422, Issue("error", "business-rule", "a patch may not change resourceType or id"))
     validate(server, result, status=422)
     return new_version(server, result, id_, current.version + 1, current.version,
-                       next_instant(current.last_updated), "PATCH", base_url)
+                       next_instant(current.last_updated), "PATCH", base_url, current)

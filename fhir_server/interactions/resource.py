@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from fhir_server import jsonio
+from fhir_server.coordination import rules
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import ID_RE, FhirRequest
 from fhir_server.search.index import index_values
-from fhir_server.storage.store import Write, format_instant
+from fhir_server.storage.store import Version, Write, format_instant
 
 # Elements the server owns in `meta`; the rest of the client's meta (profile, tag, security,
 # source, extension) is kept as sent.
@@ -69,9 +70,14 @@ def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: dateti
 
 
 def new_version(server, resource: dict[str, Any], id_: str, version: int, expected: int | None,
-                last_updated: datetime, method: str, base_url: str | None = None) -> Write:
+                last_updated: datetime, method: str, base_url: str | None = None,
+                previous: Version | None = None) -> Write:
     """The write storing `resource` as version `version` of its type/id, with its search values
-    (references to this server, written with `base_url` or FHIR_BASE_URL, count as local)."""
+    (references to this server, written with `base_url` or FHIR_BASE_URL, count as local),
+    once the coordination rules accept it as the successor of `previous`."""
+    if rules.applies(resource["resourceType"]):
+        before = jsonio.loads(previous.json) if previous is not None and previous.json else None
+        rules.check(before, resource)
     stored = stamp(resource, id_, version, last_updated)
     base_urls = tuple(u.rstrip("/") for u in (base_url, server.settings.base_url) if u)
     return Write(resource["resourceType"], id_, version, expected, last_updated, method,

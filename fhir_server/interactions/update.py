@@ -89,5 +89,5 @@ def next_version(server, req: FhirRequest, session, id_: str, resource: dict, ex
     version = current.version + 1 if current else 1
     ts = next_instant(current.last_updated if current else None)
     return new_version(server, resource, id_, version, current.version if current else None, ts, "PUT",
-                       req.base_url)
+                       req.base_url, current)
 

@@ -1,0 +1,2 @@
+"""The coordination domain on top of the generic server: rules that a CPTS or an MSP relies on
+(task life cycle…), each in its own module, applied by `rules.check` on every write."""
