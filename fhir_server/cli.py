@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--url", help="a FHIR base URL to load into (default: this server's own database)")
     load.add_argument("--quiet", action="store_true", help="no progress line")
 
+    directory = sub.add_parser("import-directory", help="import a CPTS member directory (CSV) as Practitioner, "
+                                                         "PractitionerRole and Organization")
+    directory.add_argument("csv")
+    directory.add_argument("--url", help="a FHIR base URL to import into (default: this server's own database)")
+    directory.add_argument("--mapping", help="column mapping (default: mappings/directory-csv.json)")
+
     packages = sub.add_parser("packages", help="install, list or remove FHIR packages in the cache")
     psub = packages.add_subparsers(dest="action", required=True)
     install = psub.add_parser("install", help="NAME@VERSION (registry, then npm) or a .tgz / folder path")
@@ -47,14 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "load":
         return _load(settings, args)
+    if args.command == "import-directory":
+        return _import_directory(settings, args)
     return _packages(settings, args)
 
 
-def _load(settings: Settings, args: argparse.Namespace) -> int:
+def _with_sender(settings: Settings, url: str | None, work) -> int:
+    """Run `work(send)` with a sender into `url`, or into this server's own database."""
     from fhir_server import loader
 
-    if args.url:
-        return _load_report(loader.run(args.paths, loader.http_sender(args.url), args.quiet))
+    if url:
+        return work(loader.http_sender(url))
     from fhir_server.server import FhirServer
     from fhir_server.storage.embedded import EmbeddedDatabase
 
@@ -65,19 +74,59 @@ def _load(settings: Settings, args: argparse.Namespace) -> int:
         try:
             embedded.start()
         except RuntimeError as exc:
-            log.error("%s\nIf `fhir-server serve` is running on %s, load through it: --url http://HOST:PORT/fhir",
+            log.error("%s\nIf `fhir-server serve` is running on %s, go through it: --url http://HOST:PORT/fhir",
                       exc, settings.data_dir)
             return 2
         uri = embedded.uri
     try:
         server = FhirServer.open(settings, uri)
         try:
-            return _load_report(loader.run(args.paths, loader.local_sender(server), args.quiet))
+            return work(loader.local_sender(server))
         finally:
             server.close()
     finally:
         if embedded:
             embedded.stop()
+
+
+def _load(settings: Settings, args: argparse.Namespace) -> int:
+    from fhir_server import loader
+
+    return _with_sender(settings, args.url, lambda send: _load_report(loader.run(args.paths, send, args.quiet)))
+
+
+def _import_directory(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fhir_server.coordination import directory
+
+    try:
+        mapping = directory.load_mapping(Path(args.mapping) if args.mapping else None)
+        parsed = directory.read(Path(args.csv).read_text(encoding="utf-8-sig"), mapping)
+    except directory.DirectoryError as exc:
+        print(f"nothing imported: {len(exc.problems)} problem(s) in {args.csv}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"nothing imported: {exc}", file=sys.stderr)
+        return 1
+    bundle = directory.transaction(parsed)
+
+    def work(send) -> int:
+        status, body = send(bundle)
+        if status >= 400:
+            text = "; ".join(i.get("diagnostics", "") for i in (body or {}).get("issue", ())) \
+                if isinstance(body, dict) else str(body)
+            print(f"nothing imported: the server answered {status}: {text}", file=sys.stderr)
+            return 1
+        kinds = {}
+        for entry in bundle["entry"]:
+            kinds[entry["resource"]["resourceType"]] = kinds.get(entry["resource"]["resourceType"], 0) + 1
+        print(f"imported {len(parsed.rows)} row(s): " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        return 0
+
+    return _with_sender(settings, args.url, work)
 
 
 def _load_report(report) -> int:

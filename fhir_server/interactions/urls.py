@@ -26,7 +26,7 @@ class Target:
 def parse(url: str, base_url: str) -> Target:
     if url.startswith(base_url.rstrip("/") + "/"):
         url = url[len(base_url.rstrip("/")) + 1:]
-    elif "://" in url:
+    elif "://" in url.split("?", 1)[0]:
         raise bad_request(f"request.url {url!r} is not on this server ({base_url}); use a relative URL")
     parts = urlsplit(url)
     params = parse_qsl(parts.query, keep_blank_values=True)
