@@ -10,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fhir_server.operations import everything, reindex, validate
+from fhir_server.operations import expand as expand_op
+from fhir_server.operations import lookup as lookup_op
+from fhir_server.operations import validate_code as validate_code_op
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
     Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
               "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+    Operation("expand", ("type", "instance"), ("GET", "POST"), expand_op.expand, expand_op.DEFINITION, ("ValueSet",)),
+    Operation("validate-code", ("type", "instance"), ("GET", "POST"), validate_code_op.valueset_validate_code,
+              validate_code_op.VALUESET_DEFINITION, ("ValueSet",)),
+    Operation("validate-code", ("type", "instance"), ("GET", "POST"), validate_code_op.codesystem_validate_code,
+              validate_code_op.CODESYSTEM_DEFINITION, ("CodeSystem",)),
+    Operation("lookup", ("type",), ("GET", "POST"), lookup_op.lookup, lookup_op.LOOKUP_DEFINITION, ("CodeSystem",)),
+    Operation("subsumes", ("type", "instance"), ("GET", "POST"), lookup_op.subsumes, lookup_op.SUBSUMES_DEFINITION,
+              ("CodeSystem",)),
 )
 
 

@@ -194,7 +194,8 @@ def _note_system(result: Expansion, system: str, version: str | None, cs: CodeSy
         result.used.setdefault(system, version)
 
 
-def _whole(cs: CodeSystemIndex | None, system: str, include: dict[str, Any], valueset: dict[str, Any]) -> CodeSystemIndex:
+def _whole(cs: CodeSystemIndex | None, system: str, include: dict[str, Any],
+           valueset: dict[str, Any]) -> CodeSystemIndex:
     """The code system an include takes (all of, or filtered); only a complete one will do."""
     what = "the codes of" if not include.get("filter") else "the filter on"
     if cs is None:
@@ -235,7 +236,8 @@ def from_expansion(valueset: dict[str, Any]) -> Expansion:
     expansion = valueset.get("expansion") or {}
     if expansion.get("contains") and not _complete_expansion(valueset):
         raise TerminologyError(f"ValueSet {name_of(valueset)} carries only part of its expansion "
-                               f"(total {expansion.get('total')}, offset {expansion.get('offset', 0)})", "not-supported")
+                               f"(total {expansion.get('total')}, offset {expansion.get('offset', 0)})",
+                               "not-supported")
     entries = [Entry(item.get("system", ""), item["code"], item.get("display"), item.get("version"),
                      bool(item.get("abstract")), bool(item.get("inactive")), list(item.get("designation") or ()))
                for item in _flatten(expansion.get("contains") or ())]

@@ -112,7 +112,8 @@ class Terminology:
 
     # -- questions -------------------------------------------------------------------------------
     def expand(self, valueset: dict[str, Any] | str, *, filter: str | None = None, offset: int = 0,
-               count: int | None = None, include_designations: bool = False, active_only: bool = False) -> dict[str, Any]:
+               count: int | None = None, include_designations: bool = False,
+               active_only: bool = False) -> dict[str, Any]:
         """The ValueSet with its `expansion` (flat `contains`, in definition order; `total` counts
         the codes after `filter`/`active_only`, `offset`/`count` page them). TerminologyError when
         any part cannot be expanded here (`code` not-found for an unknown ValueSet)."""
