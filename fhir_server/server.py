@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from pathlib import Path
 
 from fhir_server import jsonio
 from fhir_server.config import Settings
@@ -18,6 +19,7 @@ from fhir_server.storage.database import Database
 from fhir_server.storage.store import ResourceStore
 
 log = logging.getLogger(__name__)
+GUIDE = Path(__file__).resolve().parent.parent / "profiles"
 
 
 class FhirServer:
@@ -30,7 +32,10 @@ class FhirServer:
     @classmethod
     def open(cls, settings: Settings, mongodb_uri: str) -> FhirServer:
         cache = PackageCache(settings.package_cache, settings.package_registry)
-        definitions = load_definitions(cache, parse_packages_setting(settings.packages))
+        specs = parse_packages_setting(settings.packages)
+        if GUIDE.is_dir():  # this project's own implementation guide, always on
+            specs.append(str(GUIDE))
+        definitions = load_definitions(cache, specs)
         database = Database(mongodb_uri, settings.database, settings.db_timeout_ms)
         return cls(settings, definitions, database)
 

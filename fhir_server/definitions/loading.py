@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from fhir_server.definitions.packages import Package, PackageCache, PackageError
+from fhir_server.definitions.packages import Package, PackageCache, PackageError, open_package
 from fhir_server.definitions.registry import CORE_PACKAGES, Definitions, ensure_core
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def resolve(cache: PackageCache, specs: list[str], install_dependencies: bool = 
     chosen: dict[str, Package] = {}
     for spec in specs:
         try:
-            package = cache.install(spec)
+            folder = Path(spec).expanduser()
+            # a folder is read where it is (our own guide in profiles/ among them): no stale copy
+            package = open_package(folder) if folder.is_dir() else cache.install(spec)
         except PackageError as exc:
             loaded.warnings.append(f"package {spec} not loaded: {exc}")
             continue
