@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir_server.operations import everything, reindex, validate
+from fhir_server.operations import apply, everything, reindex, validate
 from fhir_server.operations import expand as expand_op
 from fhir_server.operations import lookup as lookup_op
 from fhir_server.operations import validate_code as validate_code_op
@@ -31,6 +31,8 @@ OPERATIONS: tuple[Operation, ...] = (
               "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
     Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
               "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+    Operation("apply", ("instance",), ("GET", "POST"), apply.apply,
+              "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply", ("PlanDefinition",)),
     Operation("expand", ("type", "instance"), ("GET", "POST"), expand_op.expand, expand_op.DEFINITION, ("ValueSet",)),
     Operation("validate-code", ("type", "instance"), ("GET", "POST"), validate_code_op.valueset_validate_code,
               validate_code_op.VALUESET_DEFINITION, ("ValueSet",)),
