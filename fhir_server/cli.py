@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     directory.add_argument("--url", help="a FHIR base URL to import into (default: this server's own database)")
     directory.add_argument("--mapping", help="column mapping (default: mappings/directory-csv.json)")
 
+    demo = sub.add_parser("demo-data", help="write a consistent CPTS dataset as transaction bundles")
+    demo.add_argument("--patients", type=int, default=100)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--out", default="demo-data")
+    demo.add_argument("--per-file", type=int, default=100, help="patients per bundle file")
+
     packages = sub.add_parser("packages", help="install, list or remove FHIR packages in the cache")
     psub = packages.add_subparsers(dest="action", required=True)
     install = psub.add_parser("install", help="NAME@VERSION (registry, then npm) or a .tgz / folder path")
@@ -55,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return _load(settings, args)
     if args.command == "import-directory":
         return _import_directory(settings, args)
+    if args.command == "demo-data":
+        return _demo_data(args)
     return _packages(settings, args)
 
 
@@ -93,6 +101,22 @@ def _load(settings: Settings, args: argparse.Namespace) -> int:
     from fhir_server import loader
 
     return _with_sender(settings, args.url, lambda send: _load_report(loader.run(args.paths, send, args.quiet)))
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fhir_server.coordination import demo
+
+    if args.patients < 0 or args.per_file < 1:
+        print("error: --patients must be 0 or more and --per-file 1 or more", file=sys.stderr)
+        return 2
+    dataset = demo.generate(args.patients, args.seed, args.per_file)
+    paths = dataset.write(Path(args.out))
+    count = sum(len(r) for r in dataset.files.values())
+    print(f"{count} resources for {args.patients} patients in {len(paths)} bundles in {args.out}/ "
+          f"(load them with: fhir-server load {args.out})")
+    return 0
 
 
 def _import_directory(settings: Settings, args: argparse.Namespace) -> int:
