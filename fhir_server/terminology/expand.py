@@ -18,6 +18,7 @@ with the reason when the answer depends on something not held here.
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 import uuid
@@ -393,7 +394,7 @@ def render(valueset: dict[str, Any], expansion: Expansion, *, filter: str | None
         parameters.append({"name": "used-codesystem", "valueUri": f"{system}|{version}" if version else system})
     for warning in expansion.warnings:
         parameters.append({"name": "warning", "valueString": warning})
-    out = {k: v for k, v in valueset.items() if k not in ("text", "expansion")}
+    out = copy.deepcopy({k: v for k, v in valueset.items() if k not in ("text", "expansion")})
     out.setdefault("resourceType", "ValueSet")
     body: dict[str, Any] = {
         "identifier": f"urn:uuid:{uuid.uuid4()}",
@@ -421,5 +422,5 @@ def _item(entry: Entry, include_designations: bool) -> dict[str, Any]:
     if entry.display:
         item["display"] = entry.display
     if include_designations and entry.designations:
-        item["designation"] = entry.designations
+        item["designation"] = copy.deepcopy(entry.designations)
     return item

@@ -100,6 +100,9 @@ class Terminology:
         self.find_stored = find_stored
         self._indexes = _LRU(cache_size)
         self._expansions = _LRU(cache_size)
+        self._piped: dict[tuple[str, str], tuple[Any, Any]] | None = None
+        self._piped_loaded: dict[str, dict[str, Any]] = {}
+        self._piped_lock = threading.Lock()
 
     # -- resources -------------------------------------------------------------------------------
     def valueset(self, url: str) -> dict[str, Any] | None:
@@ -216,7 +219,30 @@ class Terminology:
                 return found, (PACKAGE, url)
             stored = self._stored(type_, url, version, exact=True)
             return stored if stored[0] is not None else (found, (PACKAGE, url))
+        if version:
+            piped = self._piped_url(type_, canonical)
+            if piped is not None:
+                return piped, (PACKAGE, canonical)
         return self._stored(type_, url, version)
+
+    def _piped_url(self, type_: str, canonical: str) -> dict[str, Any] | None:
+        """Some R4 core resources have a `|` inside their url (the v2 tables of older versions:
+        `http://terminology.hl7.org/CodeSystem/v2-0006|2.1`); the registry reads `|` as a
+        version separator, so these are found here by their whole url."""
+        with self._piped_lock:
+            if self._piped is None:
+                self._piped = {(entry.resourceType, entry.url): (package, entry)
+                               for type_name in ("CodeSystem", "ValueSet")
+                               for package, entry in self.definitions.entries(type_name)
+                               if entry.url and "|" in entry.url}
+            hit = self._piped.get((type_, canonical))
+            if hit is None:
+                return None
+            loaded = self._piped_loaded.get(canonical)
+            if loaded is None:
+                package, entry = hit
+                loaded = self._piped_loaded[canonical] = package.load(entry.filename)
+            return loaded
 
     def _stored(self, type_: str, url: str, version: str, exact: bool = False) -> tuple[dict[str, Any] | None, tuple]:
         if self.find_stored is None:

@@ -1,0 +1,34 @@
+"""Constants and helpers of the terminology tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# `shared/` sits beside the repository: the French packages are there.
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+FR_CORE_TGZ = SHARED / "fhir-packages" / "hl7.fhir.fr.core-2.2.0.tgz"
+
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+GENDER = "http://hl7.org/fhir/administrative-gender"
+GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
+ENCOUNTER_VS = "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode"
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+
+
+
+def codes(expanded: dict) -> list[str]:
+    return [c["code"] for c in expanded["expansion"].get("contains", ())]
+
+
+def concept_codes(codesystem: dict) -> list[str]:
+    """Every code of a CodeSystem resource, nested ones too (the test's own walk)."""
+    out = []
+
+    def walk(concepts):
+        for c in concepts or ():
+            out.append(c["code"])
+            walk(c.get("concept"))
+
+    walk(codesystem.get("concept"))
+    return out
