@@ -14,3 +14,9 @@ def test_configuration_table_matches_settings():
     assert set(rows) == set(described)
     for env, (default, doc) in described.items():
         assert f"| `{default}` | {doc} |" in rows[env], env
+
+
+def test_concept_table_is_generated_from_the_mapping():
+    from fhir_server.coordination.concepts import table
+
+    assert table() in (ROOT / "README.md").read_text()
