@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[2]
+if str(_ROOT) not in sys.path:  # `tests.conftest` is importable from the repository root
+    sys.path.insert(0, str(_ROOT))
+
+from tests.conftest import start_server  # noqa: E402
+
+__all__ = ["start_server"]
 
 # `shared/` sits beside the repository: the French packages are there.
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -14,7 +23,6 @@ GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
 ENCOUNTER_VS = "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
-
 
 
 def codes(expanded: dict) -> list[str]:
