@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from fhir_server.terminology import TerminologyError
 
+MAX_CODES = 10000  # codes of one :in value set turned into index keys
+
 
 def codes_for(definitions, modifier: str, value: str, ctx) -> set[str]:
     """Token keys (`system|code`, or `code` for a code without system) for one modifier value.
@@ -18,7 +20,11 @@ def codes_for(definitions, modifier: str, value: str, ctx) -> set[str]:
         if modifier in ("in", "not-in"):
             if terminology.valueset(value) is None:
                 raise ctx.error(f":{modifier} {value!r}: no ValueSet with this URL is known here")
-            return {f"{e.system}|{e.code}" if e.system else e.code for e in terminology.entries(value)}
+            entries = terminology.entries(value)
+            if len(entries) > MAX_CODES:
+                raise ctx.error(f":{modifier} {value!r}: the value set has {len(entries)} codes, more than the "
+                                f"{MAX_CODES} a search takes")
+            return {f"{e.system}|{e.code}" if e.system else e.code for e in entries}
         system, bar, code = value.partition("|")
         if not bar or not system or not code:
             raise ctx.error(f":{modifier} needs system|code, got {value!r}")

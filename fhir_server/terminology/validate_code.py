@@ -91,6 +91,9 @@ def _checked(entry: Entry, cs: CodeSystemIndex | None, coding: dict[str, Any], a
     if shown:
         out["display"] = shown
     notes: list[str] = []
+    if concept is None and cs is not None and cs.complete:
+        notes.append(f"{label} is listed by the value set but is not a code of {entry.system}"
+                     + (f" version {cs.version}" if cs.version else ""))
     if coding["code"] != entry.code:
         notes.append(f"the code is {entry.code!r} in {entry.system} (codes there compare without case)")
     if entry.abstract and not abstract:
@@ -104,7 +107,9 @@ def _checked(entry: Entry, cs: CodeSystemIndex | None, coding: dict[str, Any], a
         known = [k for k in known if k]
         if not any(_same(display, k) for k in known):
             if concept is None:
-                notes.append(f"the display {display!r} of {label} is not checked: its code system is not held here"
+                why = "its code system is not held here" if cs is None or not cs.holds_codes else \
+                    "the code is not in the code system held here"
+                notes.append(f"the display {display!r} of {label} is not checked: {why}"
                              + (f" (the value set shows {shown!r})" if shown else ""))
             else:
                 choices = ", ".join(repr(k) for k in dict.fromkeys(known))

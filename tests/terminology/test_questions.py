@@ -135,6 +135,18 @@ def test_enumerated_external_codes(term: Terminology, fr_definitions):
     assert ok["result"] is True and "not checked" in ok["message"]  # SNOMED CT displays are not held here
 
 
+def test_codes_listed_by_a_value_set_but_missing_from_its_code_system(term: Terminology):
+    vs = {"resourceType": "ValueSet", "url": "http://example.org/ValueSet/odd", "status": "active",
+          "compose": {"include": [{"system": ACT_CODE, "concept": [{"code": "IMP"}, {"code": "NOTACODE"}]}]}}
+    out = term.expand(vs)
+    assert codes(out) == ["IMP", "NOTACODE"]  # the value set's own enumeration
+    assert any("NOTACODE" in p["valueString"] for p in out["expansion"]["parameter"] if p["name"] == "warning")
+    checked = term.validate_code(valueset=vs, system=ACT_CODE, code="NOTACODE")
+    assert checked["result"] is True and "not a code of" in checked["message"]
+    assert term.validate_code(valueset=vs, system=ACT_CODE, code="IMP") == {"result": True,
+                                                                            "display": "inpatient encounter"}
+
+
 # -- lookup --------------------------------------------------------------------------------------
 def test_lookup(term: Terminology):
     found = term.lookup(ACT_CODE, "IMP")
