@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from fhir_server.terminology import ucum
 from fhir_server.terminology.codesystems import CodeSystemIndex, Concept
 from fhir_server.terminology.errors import TerminologyError
 
@@ -266,7 +267,7 @@ def member(scope: Resolver, valueset: dict[str, Any], system: str | None, code: 
             entry = from_expansion(valueset).find(system, code)
             return Verdict(True, entry) if entry else NO
         raise TerminologyError(f"ValueSet {name} has neither compose nor expansion", "invalid")
-    hit, unknown = None, None
+    hit, unknown, denied = None, None, None
     for include in compose.get("include") or ():
         verdict = _include_member(scope, valueset, include, system, code, seen)
         if verdict.state:
@@ -274,11 +275,13 @@ def member(scope: Resolver, valueset: dict[str, Any], system: str | None, code: 
             break
         if verdict.state is None and unknown is None:
             unknown = verdict
+        if verdict.state is False and verdict.reason and denied is None:
+            denied = verdict  # a "no" that says why
     if hit is None:
         if unknown is not None and _complete_expansion(valueset):
             entry = from_expansion(valueset).find(system, code)
             return Verdict(True, entry) if entry else NO
-        return unknown or NO
+        return unknown or denied or NO
     for exclude in compose.get("exclude") or ():
         if exclude.get("system") and exclude["system"] != hit.entry.system:
             continue
@@ -311,6 +314,8 @@ def _include_member(scope: Resolver, valueset: dict[str, Any], include: dict[str
             concept = cs.get(item["code"]) if cs is not None else None
             entry = _enumerated(inc_system, include.get("version"), cs, item, concept)
         else:
+            if cs is None and inc_system == ucum.SYSTEM:
+                return _ucum_verdict(valueset, code)
             try:
                 cs = _whole(cs, inc_system, include, valueset) if cs is None or not cs.holds_codes else cs
             except TerminologyError as exc:
@@ -343,6 +348,15 @@ def _include_member(scope: Resolver, valueset: dict[str, Any], include: dict[str
     if unknown is not None:
         return unknown
     return Verdict(True, entry) if entry is not None else NO
+
+
+def _ucum_verdict(valueset: dict[str, Any], code: str) -> Verdict:
+    """UCUM is not held, but its grammar is known: a malformed unit is certainly not in."""
+    error = ucum.syntax_error(code)
+    if error:
+        return Verdict(False, reason=f"{code!r} is not a UCUM code ({error}), so not in {name_of(valueset)}")
+    return Verdict(None, reason=f"{code!r} is a well-formed UCUM code, but the UCUM units are not held here to "
+                                f"tell whether it is one, and in {name_of(valueset)}")
 
 
 # -- the answer --------------------------------------------------------------------------------

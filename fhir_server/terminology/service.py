@@ -23,6 +23,7 @@ from typing import Any
 
 from fhir_server.terminology import expand as expanding
 from fhir_server.terminology import lookup as looking
+from fhir_server.terminology import ucum
 from fhir_server.terminology import validate_code as validating
 from fhir_server.terminology.codesystems import CodeSystemIndex
 from fhir_server.terminology.errors import TerminologyError
@@ -174,6 +175,12 @@ class Terminology:
             if not url:
                 return {"result": None, "message": f"the code {coding['code']!r} has no system to validate it in"}
             cs = scope.codesystem(url)
+            if cs is None and url == ucum.SYSTEM:
+                error = ucum.syntax_error(coding["code"])
+                if error:
+                    return {"result": False, "message": f"{coding['code']!r} is not a UCUM code: {error}"}
+                return {"result": None, "message": f"{coding['code']!r} is a well-formed UCUM code, but the UCUM "
+                                                   f"units are not held here to tell whether it is one"}
             if cs is None:
                 return {"result": None, "message": f"cannot tell whether {coding['code']!r} is a code of {url}: "
                                                    f"that code system is not held here"}

@@ -217,3 +217,20 @@ def test_fr_core_value_sets(fr_definitions):
     assert [(c["code"], c["display"]) for c in found["expansion"]["contains"]] == [("ETAG", "Étage")]
     with pytest.raises(TerminologyError, match="TRE_R38"):
         fr.expand("https://hl7.fr/ig/fhir/core/ValueSet/fr-core-vs-practitioner-specialty")
+
+
+# -- UCUM: grammar only --------------------------------------------------------------------------
+@pytest.mark.parametrize("unit", ["mg/dL", "10*3/uL", "mm[Hg]", "/min", "kg.m-2", "{score}", "%", "(kg.m)/s2"])
+def test_well_formed_ucum_codes_cannot_be_told(term: Terminology, unit):
+    assert term.contains("http://hl7.org/fhir/ValueSet/ucum-units", "http://unitsofmeasure.org", unit) is None
+    out = term.validate_code(codesystem="http://unitsofmeasure.org", code=unit)
+    assert out["result"] is None and "well-formed" in out["message"]
+
+
+@pytest.mark.parametrize("unit", ["kg//m", "(mg", "m g", "mg/", "[abc", "m-"])
+def test_malformed_ucum_codes_are_not_ucum(term: Terminology, unit):
+    assert term.contains("http://hl7.org/fhir/ValueSet/ucum-units", "http://unitsofmeasure.org", unit) is False
+    out = term.validate_code(valueset="http://hl7.org/fhir/ValueSet/ucum-units", system="http://unitsofmeasure.org",
+                             code=unit)
+    assert out["result"] is False and "not a UCUM code" in out["message"]
+    assert term.validate_code(codesystem="http://unitsofmeasure.org", code=unit)["result"] is False
