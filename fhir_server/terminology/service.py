@@ -220,16 +220,16 @@ class Terminology:
         url, _, version = canonical.partition("|")
         if not url:
             return None, MISSING
+        if version:
+            piped = self._piped_url(type_, canonical)
+            if piped is not None:
+                return piped, (PACKAGE, canonical)
         found = self.definitions.resource(url)
         if found is not None and found.get("resourceType") == type_:
             if not version or found.get("version") in (None, version):
                 return found, (PACKAGE, url)
             stored = self._stored(type_, url, version, exact=True)
             return stored if stored[0] is not None else (found, (PACKAGE, url))
-        if version:
-            piped = self._piped_url(type_, canonical)
-            if piped is not None:
-                return piped, (PACKAGE, canonical)
         return self._stored(type_, url, version)
 
     def _piped_url(self, type_: str, canonical: str) -> dict[str, Any] | None:
