@@ -48,18 +48,10 @@ class FhirServer:
 
     @cached_property
     def terminology(self):
-        from fhir_server.terminology import Terminology
+        """ValueSets and CodeSystems of the packages, then those stored through the API."""
+        from fhir_server.terminology.stored import for_server
 
-        return Terminology(self.definitions, self._find_stored)
-
-    def _find_stored(self, resource_type: str, url: str):
-        """A ValueSet/CodeSystem stored through the API, by canonical URL (`url|version` too)."""
-        from fhir_server.search.execute import find
-        from fhir_server.search.params.token import keys_term
-
-        for doc in find(self, resource_type, [keys_term("url", {url})], projection={"json": 1}):
-            return jsonio.loads(doc["json"])
-        return None
+        return for_server(self)
 
     @cached_property
     def profile_validator(self):

@@ -46,6 +46,11 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
         supported = server.definitions.profiles(type_)
         if supported:
             resources[-1]["supportedProfile"] = supported
+        operations = [{"name": op.name, "definition": op.definition or f"{base_url}/OperationDefinition/{op.name}"}
+                      for op in OPERATIONS if ({"type", "instance"} & set(op.levels))
+                      and (not op.types or type_ in op.types)]
+        if operations:
+            resources[-1]["operation"] = operations
     documentation = ("FHIR R4 server for coordinated care. Writes are atomic (current version and "
                      "history in one MongoDB transaction)." if transactions in (True, None) else
                      "FHIR R4 server for coordinated care. WARNING: the database is a standalone "
@@ -70,6 +75,6 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "resource": resources,
             "interaction": [{"code": c} for c in system_codes],
             "operation": [{"name": op.name, "definition": op.definition or f"{base_url}/OperationDefinition/{op.name}"}
-                          for op in OPERATIONS if "system" in op.levels or "type" in op.levels],
+                          for op in OPERATIONS if "system" in op.levels],
         }],
     }
