@@ -21,8 +21,9 @@ snapshot (itself generated first when it has none, recursively):
   `valueQuantity` written for `value[x]` is read as the type slice `value[x]:valueQuantity`;
 * the differential element is merged into the one found: `constraint`, `condition` and
   `mapping` are added to those of the base, `binding` and `slicing` are merged key by key,
-  a `closed` slicing stays closed; every other property (cardinality, `type` with profiles and target profiles, `fixed[x]`,
-  `pattern[x]`, `maxLength`, `minValue[x]`/`maxValue[x]`, texts, flags…) replaces the base's.
+  a `closed` slicing stays closed; every other property (cardinality, `type` with profiles and
+  target profiles, `fixed[x]`, `pattern[x]`, `maxLength`, `minValue[x]`/`maxValue[x]`, texts,
+  flags…) replaces the base's.
 
 Not covered (the validator works from what is generated): checks that the differential is a
 legal constraint of its base (a wider cardinality or a type the base does not allow is taken
@@ -322,7 +323,7 @@ class Snapshots:
     def _slice(self, sliced: _Node, slice_name: str, diff: dict[str, Any] | None, pristine: _Node) -> _Node:
         node = sliced
         parts = slice_name.split("/")
-        for i, part in enumerate(parts):
+        for i in range(len(parts)):
             full = "/".join(parts[: i + 1])
             found = node.slice(full)
             if found is None:
