@@ -39,6 +39,7 @@ invariant could not be checked), never as an error.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -108,7 +109,9 @@ def _functions(node: Any, out: set[str]) -> None:
 
 # Functions whose arguments are evaluated once per input item (never on an empty input).
 _ITERATING = frozenset(name for name, spec in invocation_registry.items()
-                       if any("Expr" in types for types in (spec.get("arity") or {}).values()))
+                       if name != "iif" and any("Expr" in types for types in (spec.get("arity") or {}).values()))
+# How many arguments fhirpathpy evaluates (it drops the projection of `trace(name, projection)`).
+_ARGUMENTS_USED = {name: max(spec["arity"]) for name, spec in invocation_registry.items() if spec.get("arity")}
 _LOGIC = {"or", "and", "implies"}
 
 
@@ -132,10 +135,136 @@ def _names(node: dict[str, Any], out: set[str]) -> bool:
         name = (parts[0].get("text") or "") if parts else ""
         if name in _ITERATING:
             return True  # arguments are evaluated per item of an (empty, when absent) input
-        return all(_names(c, out) for c in parts[1:])
+        params = parts[1].get("children") or [] if len(parts) > 1 else []
+        return all(_names(c, out) for c in params[:_ARGUMENTS_USED.get(name, len(params))])
     if kind == "Functn":
         return all(_names(c, out) for c in children[1:])
     return all(_names(c, out) for c in children)
+
+
+_OPAQUE = frozenset({"ThisInvocation", "IndexInvocation", "TotalInvocation"})
+_TYPE_FUNCTIONS = frozenset({"ofType", "as", "is"})  # their argument is a type name, not a path
+_WORTH_HOISTING = frozenset({"InvocationExpression", "UnionExpression", "ParenthesizedTerm"})
+_HOISTED_OPTIONS = {**_OPTIONS, "returnRawData": True}
+
+
+def _function_name(invocation: dict[str, Any]) -> str:
+    functn = (invocation.get("children") or [{}])[0]
+    parts = functn.get("children") or [{}]
+    return parts[0].get("text") or ""
+
+
+def _invariant(node: dict[str, Any]) -> bool:
+    """Does this subexpression give the same value for every item of an enclosing iteration
+    (it starts from `%resource`/`%rootResource`/literals only, and never reads `$this`)?"""
+    kind = node.get("type")
+    children = node.get("children") or ()
+    if kind in _OPAQUE or kind == "MemberInvocation" or kind == "FunctionInvocation":
+        return False  # at the head of a path: they read the current item
+    if kind in ("ExternalConstantTerm", "LiteralTerm", "TypeSpecifier"):
+        return True
+    if kind == "InvocationExpression" and len(children) == 2:
+        head, tail = children
+        if not _invariant(head):
+            return False
+        if tail.get("type") == "MemberInvocation":
+            return True
+        if tail.get("type") == "FunctionInvocation":
+            if _function_name(tail) in _ITERATING or _function_name(tail) in _TYPE_FUNCTIONS:
+                return True  # its arguments are evaluated on the (invariant) input, or name a type
+            params = (tail["children"][0].get("children") or [])[1:]
+            return all(_invariant(c) for p in params for c in p.get("children") or ())
+        return False
+    return bool(children) and all(_invariant(c) for c in children)
+
+
+def _variable(name: str) -> dict[str, Any]:
+    return {"type": "TermExpression", "text": "%" + name, "terminalNodeText": [], "children": [
+        {"type": "ExternalConstantTerm", "terminalNodeText": [], "children": [
+            {"type": "ExternalConstant", "terminalNodeText": [], "children": [
+                {"type": "Identifier", "text": name, "terminalNodeText": [], "children": []}]}]}]}
+
+
+def _key(node: dict[str, Any]) -> str:
+    return json.dumps(node, sort_keys=True)
+
+
+def _repeated(node: dict[str, Any], inside: bool, seen: dict[str, int]) -> None:
+    """Count the invariant paths (`%resource.descendants()`) met inside iterating arguments."""
+    kind = node.get("type")
+    if inside and kind == "InvocationExpression" and _invariant(node):
+        key = _key(node)
+        seen[key] = seen.get(key, 0) + 1
+    if kind == "FunctionInvocation" and _function_name(node) in _ITERATING:
+        inside = True
+    for child in node.get("children") or ():
+        if isinstance(child, dict):
+            _repeated(child, inside, seen)
+
+
+def _hoist(node: dict[str, Any], hoisted: list[tuple[str, dict[str, Any]]], inside: bool,
+           shared: dict[str, str] | None = None) -> dict[str, Any]:
+    """Replace, inside the arguments of iterating functions (`where`, `all`…), the subexpressions
+    that do not depend on the item by variables computed once (`%__h0`): dom-3 otherwise walks the
+    whole resource again for every contained resource. Invariant paths used more than once
+    (`%resource.descendants()`, four times in dom-3) become variables of their own first."""
+    if shared is None:
+        counts: dict[str, int] = {}
+        _repeated(node, inside, counts)
+        shared = {}
+        for key, count in counts.items():
+            if count > 1:
+                name = f"__h{len(hoisted)}"
+                hoisted.append((name, json.loads(key)))
+                shared[key] = name
+    kind = node.get("type")
+    if shared and kind == "InvocationExpression" and inside:
+        name = shared.get(_key(node))
+        if name is not None:
+            return _variable(name)
+    if inside and kind in _WORTH_HOISTING and _invariant(node):
+        replaced = _hoist_children(node, hoisted, inside, shared)
+        if replaced.get("type") == "TermExpression" and replaced is not node:
+            return replaced
+        name = f"__h{len(hoisted)}"
+        hoisted.append((name, replaced))
+        return _variable(name)
+    return _hoist_children(node, hoisted, inside, shared)
+
+
+def _hoist_children(node: dict[str, Any], hoisted: list[tuple[str, dict[str, Any]]], inside: bool,
+                    shared: dict[str, str]) -> dict[str, Any]:
+    children = node.get("children")
+    if not children:
+        return node
+    if node.get("type") == "FunctionInvocation" and _function_name(node) in _ITERATING:
+        inside = True
+    new = dict(node)
+    new["children"] = [_hoist(c, hoisted, inside, shared) if isinstance(c, dict) else c for c in children]
+    return new
+
+
+class _Hoisted:
+    """An expression with its loop-invariant parts taken out (see `_hoist`)."""
+
+    __slots__ = ("ast", "hoisted", "plain")
+
+    def __init__(self, ast: dict[str, Any]):
+        self.plain = ast
+        hoisted: list[tuple[str, dict[str, Any]]] = []
+        self.ast = _hoist(ast, hoisted, False)
+        self.hoisted = [(name, {"children": [sub]}) for name, sub in hoisted]
+
+    def apply(self, node: Any, variables: dict[str, Any]) -> list[Any]:
+        if not self.hoisted:
+            return apply_parsed_path(node, self.plain, dict(variables), R4_MODEL, _OPTIONS)
+        scope = dict(variables)
+        try:
+            for name, sub in self.hoisted:
+                scope[name] = apply_parsed_path(node, sub, dict(scope), R4_MODEL, _HOISTED_OPTIONS)
+        except Exception:  # noqa: BLE001 — would not have been evaluated on an empty iteration
+            return apply_parsed_path(node, self.plain, dict(variables), R4_MODEL, _OPTIONS)
+        return apply_parsed_path(node, self.ast, scope, R4_MODEL, _OPTIONS)
 
 
 def _truth(result: list[Any]) -> bool | None | str:
@@ -155,37 +284,98 @@ _NATIVE_FUNCTIONS = frozenset({"exists", "empty", "not", "hasValue", "count", "s
 _STRING_ARGUMENT = frozenset({"startsWith", "endsWith", "matches"})
 
 
+def _equality_filter(functn: dict[str, Any]) -> tuple[str, str] | None:
+    """`where(code = 'VALI')` / `exists(code = 'VALI')`: ("code", "VALI"), else None."""
+    parts = functn.get("children") or ()
+    if len(parts) != 2 or len(parts[1].get("children") or ()) != 1:
+        return None
+    expr = parts[1]["children"][0]
+    if expr.get("type") != "EqualityExpression" or (expr.get("terminalNodeText") or [None])[0] != "=":
+        return None
+    left, right = expr["children"]
+    member = left.get("children") or [{}]
+    if left.get("type") != "TermExpression" or member[0].get("type") != "InvocationTerm" \
+            or member[0]["children"][0].get("type") != "MemberInvocation":
+        return None
+    name = (member[0]["children"][0]["children"][0].get("text") or "").strip("`")
+    literal = _string_argument({"children": [{}, {"type": "ParamList", "children": [right]}]})
+    return (name, literal) if literal is not None else None
+
+
+def _navigate(items: list[Any], name: str) -> list[Any] | None:
+    """`name` of every item (choices by their typed JSON name; a primitive with only its `_name`
+    companion counts as a value-less item); None when an item is a primitive."""
+    found: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None  # into a primitive: left to fhirpathpy
+        value, extra = item.get(name), item.get("_" + name)
+        if value is None and extra is None:
+            for key in item:
+                if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
+                    value, extra = item[key], item.get("_" + key)
+                    break
+        if isinstance(value, list) or isinstance(extra, list):
+            values = value if isinstance(value, list) else []
+            extras = extra if isinstance(extra, list) else []
+            for i in range(max(len(values), len(extras))):
+                v = values[i] if i < len(values) else None
+                if v is not None:
+                    found.append(v)
+                elif i < len(extras) and extras[i] is not None:
+                    found.append(_NOVALUE)
+        elif value is not None:
+            found.append(value)
+        elif extra is not None:
+            found.append(_NOVALUE)
+    return found
+
+
 def _native(ast: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any] | None] | None:
-    """A direct evaluator for the commonest invariant operands, `name.name.fn().fn()` with
-    fn among exists/empty/not/hasValue/count/length and startsWith/endsWith/matches of a string
-    literal; None for anything else.
-    It answers None (→ fhirpathpy) whenever the data leaves that simple shape."""
-    steps: list[dict[str, Any]] = []
+    """A direct evaluator for the commonest invariant operands: a path of element names,
+    `extension('url')` and `where(name = 'literal')`, ending with exists()/exists(name =
+    'literal')/empty()/not()/hasValue()/count()/length()/startsWith('…')/endsWith('…')/
+    matches('…'); None for any other shape. It answers None (→ fhirpathpy) whenever the data
+    leaves that simple shape (a primitive on the way, a non-string where a string is needed)."""
+    chain: list[dict[str, Any]] = []
     node = ast
     while node.get("type") == "InvocationExpression" and len(node.get("children") or ()) == 2:
-        steps.append(node["children"][1])
+        chain.append(node["children"][1])
         node = node["children"][0]
     if node.get("type") != "TermExpression":
         return None
     term = (node.get("children") or [{}])[0]
     if term.get("type") != "InvocationTerm":
         return None
-    steps.append(term["children"][0])
-    steps.reverse()
-    names: list[str] = []
+    chain.append(term["children"][0])
+    chain.reverse()
+    steps: list[tuple[str, Any, Any]] = []  # ("member", name) ("extension", url) ("where", name, literal)
     functions: list[tuple[str, Any]] = []
-    for step in steps:
+    for step in chain:
         kind = step.get("type")
         if kind == "MemberInvocation" and not functions:
-            names.append((step["children"][0].get("text") or "").strip("`"))
-        elif kind == "FunctionInvocation":
-            functn = step["children"][0]
-            name = functn["children"][0].get("text") or ""
-            if name not in _NATIVE_FUNCTIONS:
+            steps.append(("member", (step["children"][0].get("text") or "").strip("`"), None))
+            continue
+        if kind != "FunctionInvocation":
+            return None
+        functn = step["children"][0]
+        name = functn["children"][0].get("text") or ""
+        has_argument = len(functn["children"]) > 1
+        if name == "extension" and not functions:
+            url = _string_argument(functn)
+            if url is None:
                 return None
+            steps.append(("extension", url, None))
+        elif name in ("where", "exists") and has_argument and not functions:
+            condition = _equality_filter(functn)
+            if condition is None:
+                return None
+            steps.append(("where", condition[0], condition[1]))
+            if name == "exists":
+                functions.append(("exists", None))
+        elif name in _NATIVE_FUNCTIONS:
             argument = _string_argument(functn) if name in _STRING_ARGUMENT else None
-            if (name in _STRING_ARGUMENT) != (argument is not None) or (
-                    argument is None and len(functn["children"]) > 1):
+            if (name in _STRING_ARGUMENT) != (argument is not None) or (argument is None and has_argument):
                 return None
             if name == "matches":
                 try:
@@ -195,37 +385,33 @@ def _native(ast: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any] | None]
             functions.append((name, argument))
         else:
             return None
-    if not names:
+    if not steps or steps[0][0] != "member" and steps[0][0] != "extension":
         return None
 
     def evaluate(focus: dict[str, Any]) -> list[Any] | None:
-        items: list[Any] = [focus]
-        for name in names:
-            found: list[Any] = []
-            for item in items:
-                if not isinstance(item, dict):
-                    return None  # into a primitive: left to fhirpathpy
-                value, extra = item.get(name), item.get("_" + name)
-                if value is None and extra is None:
-                    for key in item:
-                        if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
-                            value, extra = item[key], item.get("_" + key)
-                            break
-                if isinstance(value, list) or isinstance(extra, list):
-                    values = value if isinstance(value, list) else []
-                    extras = extra if isinstance(extra, list) else []
-                    for i in range(max(len(values), len(extras))):
-                        v = values[i] if i < len(values) else None
-                        if v is not None:
-                            found.append(v)
-                        elif i < len(extras) and extras[i] is not None:
-                            found.append(_NOVALUE)
-                elif value is not None:
-                    found.append(value)
-                elif extra is not None:
-                    found.append(_NOVALUE)
-            items = found
-        result: list[Any] = items
+        items: list[Any] | None = [focus]
+        for kind, name, literal in steps:
+            if kind == "member":
+                items = _navigate(items, name)  # type: ignore[arg-type]
+            elif kind == "extension":
+                found = _navigate(items, "extension")  # type: ignore[arg-type]
+                if found is None:
+                    return None
+                items = [e for e in found if isinstance(e, dict) and e.get("url") == name]
+            else:  # where(name = 'literal')
+                kept = []
+                for item in items:  # type: ignore[union-attr]
+                    values = _navigate([item], name)
+                    if values is None:
+                        return None
+                    if len(values) == 1 and isinstance(values[0], str) and values[0] == literal:
+                        kept.append(item)
+                    elif len(values) == 1 and values[0] is not _NOVALUE and not isinstance(values[0], str):
+                        return None  # a comparison fhirpathpy makes with its own types
+                items = kept
+            if items is None:
+                return None
+        result: list[Any] = items  # type: ignore[assignment]
         for function, argument in functions:
             if function in _STRING_ARGUMENT or function == "length":
                 if not result:
@@ -281,10 +467,11 @@ def _string_argument(functn: dict[str, Any]) -> str | None:
 
 
 class _Leaf:
-    __slots__ = ("ast", "constants", "names", "native")
+    __slots__ = ("ast", "constants", "evaluator", "names", "native")
 
     def __init__(self, ast: dict[str, Any]):
         self.ast = {"children": [ast]}
+        self.evaluator = _Hoisted(self.ast)
         names: set[str] = set()
         self.names: frozenset[str] | None = frozenset(names) if _names(ast, names) and names else None
         self.constants: dict[str, list[Any]] = {}
@@ -316,7 +503,7 @@ class _Leaf:
                                                                    _OPTIONS)
             return constant
         try:
-            return apply_parsed_path(node, self.ast, dict(variables), R4_MODEL, _OPTIONS)
+            return self.evaluator.apply(node, variables)
         except TypeError:
             if self.ast["children"][0].get("type") == "InequalityExpression":
                 return []  # fhirpathpy cannot order these (Quantities without UCUM units): incomparable
@@ -371,15 +558,21 @@ def _whole(tree: dict[str, Any]) -> Callable[[Any, dict[str, Any]], list[Any]]:
     return evaluate
 
 
+def _whole_hoisted(tree: dict[str, Any]) -> Callable[[Any, dict[str, Any]], list[Any]]:
+    return _Hoisted(tree).apply
+
+
 class Compiled:
     """One expression: how to evaluate it, or why it is not evaluated."""
 
-    __slots__ = ("fn", "plan", "skip")
+    __slots__ = ("fn", "plain", "plan", "skip")
 
-    def __init__(self, fn: Callable[..., list[Any]] | None, skip: str | None, plan: Any = None):
+    def __init__(self, fn: Callable[..., list[Any]] | None, skip: str | None, plan: Any = None,
+                 plain: Callable[..., list[Any]] | None = None):
         self.fn = fn
         self.skip = skip
         self.plan = plan
+        self.plain = plain
 
     def failed(self, value: Any, extra: Any, type_path: str, variables: dict[str, Any]) -> bool:
         """Does the expression evaluate to false on this value? (Exceptions propagate.)"""
@@ -398,7 +591,7 @@ class Compiled:
             node: Any = value
         else:
             node = ResourceNode.create_node(value, type_path, extra)
-        return self.fn(node, variables) == [False]  # type: ignore[misc]
+        return self.plain(node, variables) == [False]  # type: ignore[misc]
 
 
 class Invariants:
@@ -435,7 +628,7 @@ class Invariants:
                                  "primitives (the reference engine answers true)")
             else:
                 _as_to_of_type(tree)
-                found = Compiled(_whole(tree), None, _plan(tree["children"][0]))
+                found = Compiled(_whole_hoisted(tree), None, _plan(tree["children"][0]), _whole(tree))
         with self._lock:
             self._compiled.setdefault(expression, found)
         return found

@@ -290,7 +290,7 @@ class ProfileValidator:
         if not profile.is_base and value is not None:
             self._values(node, item, run)
         if node.binding is not None and value is not None:
-            key = ("binding", item.expr, node.binding[1])
+            key = ("binding", item.expr, node.binding)
             if key not in run.checked:
                 run.checked.add(key)
                 bindings.check(self.terminology, node.binding[0], node.binding[1], code or "", value, item.expr,
@@ -346,9 +346,10 @@ class ProfileValidator:
                                     f"{node.path}: the value must be exactly {values_mod.show(node.fixed[1])} "
                                     f"(fixed by {label}), not {values_mod.show(value)}", [item.expr]))
         if node.pattern is not None and not values_mod.contains(node.pattern[1], value):
+            verb = "contain" if isinstance(node.pattern[1], (dict, list)) else "be"
             run.issues.append(Issue("error", "value",
-                                    f"{node.path}: the value must contain {values_mod.show(node.pattern[1])} "
-                                    f"(pattern of {label}); found {values_mod.show(value)}", [item.expr]))
+                                    f"{node.path}: the value must {verb} {values_mod.show(node.pattern[1])} "
+                                    f"(pattern of {label}), not {values_mod.show(value)}", [item.expr]))
         if node.primitive and not isinstance(value, (dict, list)) and (
                 node.max_length is not None or node.regex is not None or node.min_value is not None
                 or node.max_value is not None):
@@ -389,8 +390,8 @@ class ProfileValidator:
             return
         run.checked.add(key)
         run.issues.append(Issue("error", "structure",
-                                f"{node.path}: a reference to a {found} is not allowed here; it must point to "
-                                f"{' or '.join(sorted(allowed))}", [item.expr]))
+                                f"{node.path}: a reference to {_a(found)} is not allowed here; it must point to "
+                                f"{' or '.join(_a(t) for t in sorted(allowed))}", [item.expr]))
 
     def _primitive_extensions(self, node: Node, item: Item, ctx: _Context, run: _Run) -> None:
         """The extensions in a primitive's `_name` companion."""
@@ -523,6 +524,10 @@ class ProfileValidator:
             item_code = v.get("resourceType") or code if resource_typed and isinstance(v, dict) else code
             out.append(Item(v, x, f"{path}[{i}]", item_code))
         return out
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "AEIOU" else "a ") + word
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:

@@ -111,70 +111,73 @@ class Matcher:
         profile = self.profiles.get(urls[0])
         return profile.root.children if profile is not None else {}
 
-    def _at(self, node: Node, segments: list[str]) -> tuple[Node | None, str | None]:
-        """The definition at a path below a slice, and a type restriction met on the way."""
-        code: str | None = None
-        for segment in segments:
-            if segment == "$this":
-                continue
-            call = _function(segment)
-            if call is not None:
-                name, arg = call
-                if name == "extension":
-                    holder = self._children(node, code).get("extension")
-                    found = None
-                    if holder is not None:
-                        found = next((s for s in holder.slices
-                                      if any(arg in t.profiles for t in s.types)
-                                      or (s.children.get("url") is not None
-                                          and (s.children["url"].fixed or ("", None))[1] == arg)), None)
-                    if found is None:
-                        profile = self.profiles.get(arg)
-                        found = profile.root if profile is not None else None
-                    if found is None:
-                        return None, None
-                    node, code = found, "Extension"
-                    continue
-                if name in ("ofType", "as"):
-                    code = arg
-                    if node.choice_prefix:
-                        typed = node.slice(node.choice_prefix + arg[:1].upper() + arg[1:])
-                        if typed is not None:
-                            node = typed
-                    continue
-                return None, None
-            children = self._children(node, code)
-            child = children.get(segment) or children.get(segment + "[x]")
-            if child is None:
-                return None, None
-            node, code = child, None
-        return node, code
+    def _at(self, node: Node, segments: list[str], code: str | None = None) -> list[tuple[Node, str | None]]:
+        """The definitions at a path below a slice (with a type restriction met on the way): the
+        element itself, then, where an element on the way is sliced, its required slices (the
+        value of `code.coding.code` in a blood-pressure component is fixed in `coding:SBPCode`)."""
+        if not segments:
+            return [(node, code)]
+        segment, rest = segments[0], segments[1:]
+        if segment == "$this":
+            return self._at(node, rest, code)
+        call = _function(segment)
+        if call is not None:
+            name, arg = call
+            if name == "extension":
+                holder = self._children(node, code).get("extension")
+                found = None
+                if holder is not None:
+                    found = next((s for s in holder.slices
+                                  if any(arg in t.profiles for t in s.types)
+                                  or (s.children.get("url") is not None
+                                      and (s.children["url"].fixed or ("", None))[1] == arg)), None)
+                if found is None:
+                    profile = self.profiles.get(arg)
+                    found = profile.root if profile is not None else None
+                return self._at(found, rest, "Extension") if found is not None else []
+            if name in ("ofType", "as"):
+                if node.choice_prefix:
+                    typed = node.slice(node.choice_prefix + arg[:1].upper() + arg[1:])
+                    if typed is not None:
+                        node = typed
+                return self._at(node, rest, arg)
+            return []
+        children = self._children(node, code)
+        child = children.get(segment) or children.get(segment + "[x]")
+        if child is None:
+            return []
+        out = self._at(child, rest)
+        for slice_node in child.slices:
+            if slice_node.min >= 1:
+                out.extend(self._at(slice_node, rest))
+        return out
 
     def _expect(self, slice_node: Node, kind: str, segments: list[str]) -> Expectation | None:
-        node, code = self._at(slice_node, segments)
-        if node is None:
-            if kind == "value" and segments == ["url"]:  # an extension slice whose definition is not loaded
-                urls = [p for t in slice_node.types if t.code == "Extension" for p in t.profiles]
-                if len(urls) == 1:
-                    return Expectation(kind, "fixed", urls[0])
-            return None
+        candidates = self._at(slice_node, segments)
+        extension_url = None
+        if segments == ["url"]:  # an extension slice: its url is its profile's
+            urls = [p for t in slice_node.types if t.code == "Extension" for p in t.profiles]
+            extension_url = urls[0] if len(urls) == 1 else None
+        if not candidates:
+            return Expectation(kind, "fixed", extension_url) if kind == "value" and extension_url else None
+        node, code = candidates[0]
         if kind in ("value", "pattern"):
-            if node.fixed is not None:
-                return Expectation(kind, "fixed", node.fixed[1])
-            if node.pattern is not None:
-                return Expectation(kind, "pattern", node.pattern[1])
-            if node.choice_prefix and len(node.slices) == 1:  # value[x] constrained through its type slice
-                only = node.slices[0]
-                if only.fixed is not None:
-                    return Expectation(kind, "fixed", only.fixed[1])
-                if only.pattern is not None:
-                    return Expectation(kind, "pattern", only.pattern[1])
-            if node.binding is not None and node.binding[0] == "required":
-                return Expectation(kind, "binding", node.binding[1])
-            if kind == "value" and segments == ["url"]:
-                urls = [p for t in slice_node.types if t.code == "Extension" for p in t.profiles]
-                if len(urls) == 1:
-                    return Expectation(kind, "fixed", urls[0])
+            for candidate, _ in candidates:
+                if candidate.fixed is not None:
+                    return Expectation(kind, "fixed", candidate.fixed[1])
+                if candidate.pattern is not None:
+                    return Expectation(kind, "pattern", candidate.pattern[1])
+                if candidate.choice_prefix and len(candidate.slices) == 1:  # value[x] through its type slice
+                    only = candidate.slices[0]
+                    if only.fixed is not None:
+                        return Expectation(kind, "fixed", only.fixed[1])
+                    if only.pattern is not None:
+                        return Expectation(kind, "pattern", only.pattern[1])
+            if extension_url is not None:
+                return Expectation(kind, "fixed", extension_url)
+            for candidate, _ in candidates:
+                if candidate.binding is not None and candidate.binding[0] == "required":
+                    return Expectation(kind, "binding", candidate.binding[1])
             return None
         if kind == "type":
             codes = frozenset([code] if code else [t.code for t in node.types])
