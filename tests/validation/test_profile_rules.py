@@ -11,8 +11,6 @@ import copy
 from typing import Any
 
 import pytest
-
-from fhir_server.validation.profile import ProfileValidator
 from profile_helpers import (
     FR,
     TDDUI,
@@ -25,6 +23,8 @@ from profile_helpers import (
     make_test_validators,
     report,
 )
+
+from fhir_server.validation.profile import ProfileValidator
 
 PATIENT = TEST + "test-patient"
 OBSERVATION = TEST + "test-observation"
