@@ -275,7 +275,7 @@ def _truth(result: list[Any]) -> bool | None | str:
     if len(result) != 1:
         return "?"
     value = result[0]
-    return value if isinstance(value, bool) else True
+    return value if isinstance(value, bool) else "?"  # how fhirpathpy reads it depends on the operator
 
 
 _NOVALUE = object()  # a primitive with extensions but no value (only its `_name` companion)
@@ -467,15 +467,16 @@ def _string_argument(functn: dict[str, Any]) -> str | None:
 
 
 class _Leaf:
-    __slots__ = ("ast", "constants", "evaluator", "names", "native")
+    __slots__ = ("ast", "constants", "evaluator", "names", "native", "planned")
 
-    def __init__(self, ast: dict[str, Any]):
+    def __init__(self, ast: dict[str, Any], hoist: bool = True):
         self.ast = {"children": [ast]}
-        self.evaluator = _Hoisted(self.ast)
+        self.evaluator = _Hoisted(self.ast) if hoist else None
         names: set[str] = set()
         self.names: frozenset[str] | None = frozenset(names) if _names(ast, names) and names else None
         self.constants: dict[str, list[Any]] = {}
         self.native = _native(ast)
+        self.planned = _Where.of(ast) if self.native is None else None
 
     def absent(self, focus: Any) -> bool:
         if self.names is None or not isinstance(focus, dict):
@@ -502,7 +503,13 @@ class _Leaf:
                 constant = self.constants[key] = apply_parsed_path(empty, self.ast, dict(variables), R4_MODEL,
                                                                    _OPTIONS)
             return constant
+        if self.planned is not None and isinstance(focus, dict):
+            result = self.planned.evaluate(focus, node, variables, type_path)
+            if result is not None:
+                return result
         try:
+            if self.evaluator is None:
+                return apply_parsed_path(node, self.ast, dict(variables), R4_MODEL, _OPTIONS)
             return self.evaluator.apply(node, variables)
         except TypeError:
             if self.ast["children"][0].get("type") == "InequalityExpression":
@@ -510,28 +517,145 @@ class _Leaf:
             raise
 
 
+class _Where:
+    """`name.where(criteria)` followed by exists()/empty()/not()/count()/trace(…): the items
+    are filtered here, each criteria planned like a whole invariant (its `or`/`and`/`implies`
+    short-circuit, its invariant parts computed once for all items). fhirpathpy evaluates every
+    operand of an `or` (and the criteria of `where` twice): dom-3 took milliseconds per contained
+    resource."""
+
+    __slots__ = ("after", "criteria", "hoisted", "name")
+
+    def __init__(self, name: str, criteria: Any, hoisted: list[tuple[str, dict[str, Any]]],
+                 after: list[str]):
+        self.name = name
+        self.criteria = criteria
+        self.hoisted = hoisted
+        self.after = after
+
+    @staticmethod
+    def of(ast: dict[str, Any]) -> _Where | None:
+        chain: list[dict[str, Any]] = []
+        node = ast
+        while node.get("type") == "InvocationExpression" and len(node.get("children") or ()) == 2:
+            chain.append(node["children"][1])
+            node = node["children"][0]
+        if node.get("type") != "TermExpression":
+            return None
+        term = (node.get("children") or [{}])[0]
+        if term.get("type") != "InvocationTerm" or term["children"][0].get("type") != "MemberInvocation":
+            return None
+        chain.reverse()
+        name = (term["children"][0]["children"][0].get("text") or "").strip("`")
+        if not chain or chain[0].get("type") != "FunctionInvocation" or _function_name(chain[0]) != "where":
+            return None
+        functn = chain[0]["children"][0]
+        params = functn["children"][1].get("children") or [] if len(functn["children"]) > 1 else []
+        if len(params) != 1 or _mentions(params[0], _OPAQUE - {"ThisInvocation"}):
+            return None
+        after = []
+        for step in chain[1:]:
+            function = _function_name(step) if step.get("type") == "FunctionInvocation" else ""
+            if function not in ("exists", "empty", "not", "count", "trace"):
+                return None
+            if function != "trace" and len(step["children"][0]["children"]) > 1:
+                return None
+            after.append(function)
+        hoisted: list[tuple[str, dict[str, Any]]] = []
+        criteria = _hoist(params[0], hoisted, True)
+        return _Where(name, _plan(criteria, hoist=False),
+                      [(n, {"children": [sub]}) for n, sub in hoisted], after)
+
+    def evaluate(self, focus: dict[str, Any], node: Any, variables: dict[str, Any],
+                 type_path: str) -> list[Any] | None:
+        items = _navigate([focus], self.name)
+        if items is None:
+            return None
+        scope: dict[str, Any] | None = None
+        kept = []
+        for item in items:
+            if not isinstance(item, dict):
+                return None
+            if "resourceType" in item:
+                item_node: Any = item
+                item_path = item["resourceType"]
+            else:
+                item_path = f"{type_path}.{self.name}"
+                item_node = ResourceNode.create_node(item, item_path)
+            if scope is None:
+                scope = dict(variables)
+                for name, sub in self.hoisted:
+                    scope[name] = apply_parsed_path(node, sub, dict(scope), R4_MODEL, _HOISTED_OPTIONS)
+            truth = _run(self.criteria, item, item_node, scope, item_path)
+            if truth == "?":
+                return None
+            if truth is True:
+                kept.append(item)
+        result: list[Any] = kept
+        for function in self.after:
+            if function == "exists":
+                result = [bool(result)]
+            elif function == "empty":
+                result = [not result]
+            elif function == "count":
+                result = [len(result)]
+            elif function == "not":
+                if len(result) == 1 and isinstance(result[0], bool):
+                    result = [not result[0]]
+                elif result:
+                    return None
+        if any(not isinstance(r, (bool, int)) for r in result):
+            return None  # items themselves: left to fhirpathpy, which knows their types
+        return result
+
+
+def _mentions(node: Any, kinds: frozenset[str]) -> bool:
+    if isinstance(node, dict):
+        if node.get("type") in kinds:
+            return True
+        return any(_mentions(c, kinds) for c in node.get("children") or ())
+    return False
+
+
 class _Logic:
     __slots__ = ("left", "op", "right")
 
-    def __init__(self, op: str, left: _Leaf | _Logic, right: _Leaf | _Logic):
+    def __init__(self, op: str, left: Any, right: Any):
         self.op, self.left, self.right = op, left, right
 
 
-def _plan(ast: dict[str, Any]) -> _Leaf | _Logic:
-    """Split top-level `or`/`and`/`implies` so that they can short-circuit."""
+class _Not:
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+
+def _plan(ast: dict[str, Any], hoist: bool = True) -> Any:
+    """Split `or`/`and`/`implies` (and `(…).not()`) so that they can short-circuit."""
     node = ast
     while node.get("type") == "TermExpression" and node["children"][0].get("type") == "ParenthesizedTerm":
         node = node["children"][0]["children"][0]
     op = (node.get("terminalNodeText") or [None])[0]
     if node.get("type") in ("OrExpression", "AndExpression", "ImpliesExpression") and op in _LOGIC \
             and len(node.get("children") or ()) == 2:
-        return _Logic(op, _plan(node["children"][0]), _plan(node["children"][1]))
-    return _Leaf(node)
+        return _Logic(op, _plan(node["children"][0], hoist), _plan(node["children"][1], hoist))
+    children = node.get("children") or ()
+    if node.get("type") == "InvocationExpression" and len(children) == 2 \
+            and children[1].get("type") == "FunctionInvocation" and _function_name(children[1]) == "not" \
+            and len(children[1]["children"][0]["children"]) == 1:
+        inner = _plan(children[0], hoist)
+        if not isinstance(inner, _Leaf):
+            return _Not(inner)
+    return _Leaf(node, hoist)
 
 
-def _run(plan: _Leaf | _Logic, focus: Any, node: Any, variables: dict[str, Any], type_path: str) -> Any:
+def _run(plan: Any, focus: Any, node: Any, variables: dict[str, Any], type_path: str) -> Any:
     if isinstance(plan, _Leaf):
         return _truth(plan.evaluate(focus, node, variables, type_path))
+    if isinstance(plan, _Not):
+        inner = _run(plan.inner, focus, node, variables, type_path)
+        return inner if inner is None or inner == "?" else not inner
     left = _run(plan.left, focus, node, variables, type_path)
     if left == "?":
         return "?"
