@@ -29,6 +29,7 @@ Expressions name the element as the structural validator does (`Patient.identifi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,8 @@ from fhir_server.validation import values as values_mod
 from fhir_server.validation.invariants import Invariants
 from fhir_server.validation.profile_model import NATIVE_KEYS, Node, Profile, Profiles, profiles_for
 from fhir_server.validation.references import target_type
+
+log = logging.getLogger(__name__)
 
 _ANY_RESOURCE = ("Resource", "DomainResource")
 _EXTENSION_ELEMENTS = ("extension", "modifierExtension")
@@ -113,6 +116,15 @@ class ProfileValidator:
 
     # -- entry point ---------------------------------------------------------------------------
     def validate(self, resource: dict[str, Any], profiles: Iterable[str] = (), *, base: bool = True) -> list[Issue]:
+        try:
+            return self._validate(resource, profiles, base)
+        except Exception as exc:  # noqa: BLE001 — a validator bug must not turn a write into a 500
+            log.exception("profile validation failed on a %s", resource.get("resourceType")
+                          if isinstance(resource, dict) else type(resource).__name__)
+            return [Issue("warning", "exception", f"Profile validation could not be completed ({type(exc).__name__}: "
+                                                  f"{str(exc)[:200]}); the resource was only partly validated", [])]
+
+    def _validate(self, resource: dict[str, Any], profiles: Iterable[str], base: bool) -> list[Issue]:
         run = _Run()
         rt = resource.get("resourceType") if isinstance(resource, dict) else None
         if not isinstance(rt, str) or not self._is_resource_type(rt):

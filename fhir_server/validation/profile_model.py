@@ -306,8 +306,8 @@ class Profiles:
                     self._errors[url] = error or "no StructureDefinition with this URL is loaded"
                 else:
                     profile = Profile(self, sd)
-            except (SnapshotError, KeyError, ValueError, TypeError) as exc:
-                self._errors[url] = f"its snapshot is unusable: {exc}"
+            except Exception as exc:  # noqa: BLE001 — a broken definition is reported, never raised
+                self._errors[url] = f"its snapshot is unusable: {type(exc).__name__}: {exc}"
             self._profiles[url] = profile
             return profile
 
