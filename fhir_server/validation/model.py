@@ -314,7 +314,9 @@ class TypeModel:
             element.children = target.children
             element._name_types()
         for element in self.by_path.values():
-            if element.children and not element.content_reference:
+            if element.children and not element.content_reference and not (
+                    element.types and all(t.code[:1].islower() for t in element.types)):
+                # (a profile may list a primitive's id/extension/value: its JSON stays a primitive)
                 element.inline = Structure(element, list(element.children.values()))
         for element in referring:
             element.inline = self.by_path[element.content_reference.split("#", 1)[-1]].inline  # type: ignore[union-attr]
@@ -365,6 +367,10 @@ class Models:
             if url in self._models:
                 return self._models[url]
             sd = self.definitions.structure_definition(url)
+            if sd is not None and not (sd.get("snapshot") or {}).get("element"):
+                # a differential-only package (tddui): the snapshot is generated from its base
+                from fhir_server.validation.snapshot import snapshots_for
+                sd = snapshots_for(self.definitions).structure_definition(url)
             model = TypeModel(self, sd) if sd is not None else None
             self._models[url] = model
             return model

@@ -463,3 +463,17 @@ def test_tddui_profile_from_a_generated_snapshot():
     issues = validator.validate(careplan, [url])
     find(issues, "structure", "CarePlan.identifier[1]", "error")  # identifier 1..1
     assert "accordStructure" in find(issues, "required", "CarePlan.supportingInfo", "error").diagnostics
+
+
+def test_structural_validator_on_a_differential_only_profile():
+    """model.py compiles tddui profiles from generated snapshots too; a primitive whose
+    extensions the profile slices (CarePlan.status) stays a JSON primitive."""
+    structural, _ = french_validators()
+    careplan = tddui_careplan()
+    careplan["_status"] = {"extension": [{"url": TDDUI + "StructureDefinition/tddui-status-author",
+                                          "valueReference": {"reference": "Practitioner/1"}}]}
+    url = TDDUI + "StructureDefinition/tddui-careplan-projet-personnalise"
+    assert structural.validate(careplan, definition=url) == []
+    del careplan["title"]
+    assert [(i.code, i.expression) for i in structural.validate(careplan, definition=url)] == [
+        ("required", ["CarePlan.title"])]
