@@ -25,6 +25,13 @@ validating against a profile after the base costs only what the profile adds.
 
 Expressions name the element as the structural validator does (`Patient.identifier[1].value`,
 `Observation.valueQuantity`, `Bundle.entry[2].resource.name[0]`).
+
+Not checked (yet): where an extension may be used (`StructureDefinition.context`); that a
+referenced resource conforms to a target *profile* (only its type is checked, from the
+reference itself); `resolve()` in discriminators (information) and invariants (skipped);
+`maxValueSet`/additional bindings; `Coding.display` against the code system; a modifier
+extension that is not understood is a warning, not an error (R4 examples use made-up ones);
+the INS-NIR key, checked by `ins.InsCheck` in the structural validator, is not checked again.
 """
 
 from __future__ import annotations
