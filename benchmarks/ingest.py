@@ -85,14 +85,11 @@ def raw_documents(bundle: dict) -> dict[str, list[dict]]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundles", type=int, default=20)
-    parser.add_argument("--per-bundle", type=int, default=150)
-    parser.add_argument("--out", default="benchmarks/ingest.json")
-    args = parser.parse_args()
+def run(n_bundles: int, per_bundle: int) -> dict:
+    """POST `n_bundles` generated transactions to a fresh server, then `insert_many` the same
+    resources into the same database; resources/s of both and their ratio."""
     rnd = random.Random(42)
-    bundles = [patient_bundle(n, args.per_bundle, rnd) for n in range(args.bundles)]
+    bundles = [patient_bundle(n, per_bundle, rnd) for n in range(n_bundles)]
     total = sum(len(b["entry"]) for b in bundles)
     bodies = [jsonio.dumps(b) for b in bundles]
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,8 +127,17 @@ def main() -> None:
             raw_s = time.perf_counter() - t
         finally:
             database.stop()
-    result = {"bundles": args.bundles, "resources": total, "fhir_resources_per_s": total / fhir_s,
-              "raw_insert_many_per_s": total / raw_s, "ratio_fhir_over_raw": (total / fhir_s) / (total / raw_s),
+    return {"bundles": n_bundles, "resources": total, "fhir_resources_per_s": total / fhir_s,
+            "raw_insert_many_per_s": total / raw_s, "ratio_fhir_over_raw": (total / fhir_s) / (total / raw_s)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundles", type=int, default=20)
+    parser.add_argument("--per-bundle", type=int, default=150)
+    parser.add_argument("--out", default="benchmarks/ingest.json")
+    args = parser.parse_args()
+    result = {**run(args.bundles, args.per_bundle),
               "command": " ".join(["python -m benchmarks.ingest"] + sys.argv[1:])}
     print(json.dumps(result, indent=2))
     Path(args.out).write_text(json.dumps(result, indent=2))

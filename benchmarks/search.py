@@ -23,8 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pymongo import MongoClient
@@ -165,7 +169,35 @@ def measure(base_url: str, db, n: int, repeat: int) -> dict[str, dict[str, float
             for name, v in http_times.items()}
 
 
-def run_size(n: int, repeat: int, definitions: Definitions, params: SearchParameters) -> dict:
+@dataclass
+class LoadedServer:
+    """A fresh embedded database holding the synthetic dataset, and a `fhir-server serve` on it."""
+
+    base_url: str
+    uri: str
+    db: Any  # pymongo Database
+    patients: int
+    resources: int
+    load_s: float
+    server_pid: int
+
+
+def wait_for(base_url: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/metadata", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{base_url} did not answer within {timeout:.0f}s")
+
+
+@contextmanager
+def loaded_server(n: int, params: SearchParameters) -> Iterator[LoadedServer]:
+    """The dataset of `n` patients loaded into a fresh embedded database, served over HTTP by a
+    `fhir-server serve` child process; everything stopped and removed afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         database = EmbeddedDatabase(Path(tmp) / "data")
         database.start()
@@ -182,20 +214,20 @@ def run_size(n: int, repeat: int, definitions: Definitions, params: SearchParame
                                        "--log-level", "warning"], env=env)
             try:
                 base_url = f"http://127.0.0.1:{port}/fhir"
-                deadline = time.monotonic() + 600
-                while time.monotonic() < deadline:
-                    try:
-                        if httpx.get(f"{base_url}/metadata", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.5)
-                results = measure(base_url, db, n, repeat)
+                wait_for(base_url)
+                yield LoadedServer(base_url, database.uri, db, n, count, load_s, server.pid)
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(30)
-            return {"patients": n, "resources": count, "load_s": load_s, "queries": results}
+                client.close()
         finally:
             database.stop()
+
+
+def run_size(n: int, repeat: int, definitions: Definitions, params: SearchParameters) -> dict:
+    with loaded_server(n, params) as env:
+        results = measure(env.base_url, env.db, n, repeat)
+        return {"patients": n, "resources": env.resources, "load_s": env.load_s, "queries": results}
 
 
 def main() -> None:
