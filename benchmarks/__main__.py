@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from fhir_server.definitions.registry import Definitions, ensure_core
     from fhir_server.search.parameters import SearchParameters
 
-    results = {"command": " ".join(["python -m benchmarks"] + (argv if argv is not None else sys.argv[1:])),
+    command = "python -m benchmarks" + (" --quick" if args.quick else "") + \
+        (f" --only {args.only}" if only != {"ingest", "search", "read", "mixed"} else "")  # what was measured
+    results = {"command": command,
                "mode": mode, "machine": report.machine(), "benchmarks": {}}
     benchmarks = results["benchmarks"]
     started = time.perf_counter()

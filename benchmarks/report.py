@@ -85,7 +85,8 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{len(run['queries'])} queries) | {fhir:.2f} ms | {raw:.2f} ms | **{raw / fhir:.2f}** |")
     if "mixed" in b:
         x = b["mixed"]
-        lines.append(f"| mixed load, {x['threads']} threads × {x['seconds']:.0f} s (60% read, 30% search, 10% create) | "
+        lines.append(f"| mixed load, {x['threads']} threads × {x['seconds']:.0f} s "
+                     "(60% read, 30% search, 10% create) | "
                      f"{_f(x['fhir']['ops_per_s'])} ops/s | {_f(x['raw']['ops_per_s'])} ops/s | "
                      f"**{x['ratio_fhir_over_raw']:.2f}** |")
     runs = b.get("search", {}).get("runs", [])
@@ -103,7 +104,8 @@ def markdown(results: dict[str, Any]) -> str:
     if "mixed" in b:
         x = b["mixed"]
         lines += ["", "Mixed load per kind of operation:", "",
-                  "| operation | FHIR ops/s | FHIR p50 / p95 (ms) | raw ops/s | raw p50 / p95 (ms) |", "|---|---|---|---|---|"]
+                  "| operation | FHIR ops/s | FHIR p50 / p95 (ms) | raw ops/s | raw p50 / p95 (ms) |",
+                  "|---|---|---|---|---|"]
         for kind, f in x["fhir"]["per_kind"].items():
             r = x["raw"]["per_kind"].get(kind, {"ops_per_s": 0, "p50_ms": 0, "p95_ms": 0})
             lines.append(f"| {kind} | {_f(f['ops_per_s'])} | {f['p50_ms']:.2f} / {f['p95_ms']:.2f} | "

@@ -16,13 +16,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-
 from lifecycle.support import db_processes, wait_until
 
 from .support import FHIR_JSON, client, history, new_id, start_server, system

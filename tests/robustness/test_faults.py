@@ -20,15 +20,14 @@ import os
 import random
 import signal
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-
 from lifecycle.support import HoldDown, db_processes, wait_until
 
 from .support import (
@@ -348,7 +347,7 @@ def test_database_killed_during_transactions_all_or_nothing(server, db, http):
         stop = threading.Event()
         sent: list[tuple[str, int]] = []
 
-        def post_loop(round_: int = round_) -> None:
+        def post_loop(round_: int = round_, stop: threading.Event = stop, sent: list = sent) -> None:
             with client(server, timeout=30) as c:
                 n = 0
                 while not stop.is_set() and n < 40:

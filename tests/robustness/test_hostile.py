@@ -26,9 +26,11 @@ from hypothesis import strategies as st
 
 from .support import FHIR_JSON, JSON_PATCH, LEAK_RE, client, new_id, rss_bytes, start_server, system
 
-# FHIR_FUZZ_EXAMPLES=500 for a deeper run; the default keeps the suite within its time budget
-FUZZ = settings(deadline=None, max_examples=int(os.environ.get("FHIR_FUZZ_EXAMPLES", "60")), suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+# The default run is small and derandomized (the same examples every time: a CI failure is a
+# regression, not a lucky draw); FHIR_FUZZ_EXAMPLES=1000 explores more, with fresh random examples.
+_DEEP = "FHIR_FUZZ_EXAMPLES" in os.environ
+FUZZ = settings(deadline=None, max_examples=int(os.environ.get("FHIR_FUZZ_EXAMPLES", "60")), derandomize=not _DEEP,
+                database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MB = 1024 * 1024
 
 
@@ -248,10 +250,10 @@ def test_mutated_valid_resources(http, text):
     # composed as text: the special number literals must reach the server as they are
     with_id = '{"id": "fuzz-mutated", ' + text[1:]
     assert_sane(http.put(f"/{type_}/fuzz-mutated", content=with_id, headers={"Content-Type": FHIR_JSON}), allowed)
-    bundle = ('{"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:%s", '
-              '"resource": %s, "request": {"method": "POST", "url": "%s"}}]}' % (uuid.uuid4(), text, type_))
+    bundle = ('{"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:' + str(uuid.uuid4())
+              + '", "resource": ' + text + ', "request": {"method": "POST", "url": "' + type_ + '"}}]}')
     assert_sane(http.post(str(http.base_url).rstrip("/"), content=bundle, headers={"Content-Type": FHIR_JSON}))
-    patch = '[{"op": "add", "path": "/extension", "value": %s}]' % text
+    patch = '[{"op": "add", "path": "/extension", "value": ' + text + "}]"
     assert_sane(http.patch(f"/{type_}/fuzz-mutated", content=patch, headers={"Content-Type": JSON_PATCH}), allowed)
 
 
@@ -327,7 +329,7 @@ def test_fuzzed_search_parameters(http, seeded, params, type_, form):
 def test_integer_literals_beyond_64_bits_in_a_decimal(server, literal):
     with client(server) as http:  # its own connection: after a 500 the server drops it
         body = ('{"resourceType": "Observation", "status": "final", "code": {"text": "big"}, '
-                '"valueQuantity": {"value": %s}}' % literal)
+                '"valueQuantity": {"value": ' + literal + "}}")
         response = http.post("/Observation", content=body, headers={"Content-Type": FHIR_JSON})
         assert_sane(response, ("OperationOutcome", "Observation"))
         assert response.status_code in (201, 400), response.text
@@ -343,7 +345,7 @@ def test_integer_literals_beyond_64_bits_in_a_decimal(server, literal):
                                         '[{"system": [], "value": "1"}]', "5", "true"])
 def test_ins_check_on_odd_identifiers(server, identifier):
     with client(server) as http:  # its own connection: after a 500 the server drops it
-        response = http.post("/Patient", content='{"resourceType": "Patient", "identifier": %s}' % identifier,
+        response = http.post("/Patient", content='{"resourceType": "Patient", "identifier": ' + identifier + "}",
                              headers={"Content-Type": FHIR_JSON})
         assert_sane(response, ("OperationOutcome",))
         assert response.status_code == 400, response.text
@@ -538,7 +540,7 @@ def test_memory_stays_bounded_under_hostile_requests(server, http):
                   headers={"Content-Type": FHIR_JSON})
     before = rss_bytes(pid)
     base = str(http.base_url).rstrip("/")
-    for i in range(8):
+    for _ in range(8):
         assert_sane(http.post("/Patient", content=json.dumps({"resourceType": "Patient",
                                                                "name": [{"family": "x" * (5 * MB)}]}),
                               headers={"Content-Type": FHIR_JSON}))
