@@ -9,7 +9,7 @@ import signal
 import sys
 
 from fhir_server.config import Settings
-from fhir_server.definitions.loading import resolve
+from fhir_server.definitions.loading import dependency_warnings
 from fhir_server.definitions.packages import PackageCache, PackageError, parse_spec
 
 log = logging.getLogger("fhir_server")
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     psub = packages.add_subparsers(dest="action", required=True)
     install = psub.add_parser("install", help="NAME@VERSION (registry, then npm) or a .tgz / folder path")
     install.add_argument("specs", nargs="+")
+    install.add_argument("--dependencies", action="store_true",
+                         help="also fetch the dependencies missing from the cache (registry, then npm)")
     psub.add_parser("list", help="packages in the cache")
     remove = psub.add_parser("remove", help="remove NAME@VERSION from the cache")
     remove.add_argument("specs", nargs="+")
@@ -211,7 +213,7 @@ def _packages(settings: Settings, args: argparse.Namespace) -> int:
                 package = cache.install(spec)
                 print(f"installed {package.name}#{package.version} ({len(package.index)} resources) "
                       f"in {cache.root}")
-                for warning in resolve(cache, [spec], install_dependencies=True).warnings:
+                for warning in dependency_warnings(cache, package, install=args.dependencies):
                     print(f"warning: {warning}", file=sys.stderr)
             else:
                 name, version = parse_spec(spec)

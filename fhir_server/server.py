@@ -80,6 +80,9 @@ class FhirServer:
         from fhir_server.search import custom
 
         versions = self.store.transact(work, guards)
+        if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
+            self.terminology.find_stored.forget()
+            self.terminology.clear()
         for version in versions:
             if version.type == custom.TYPE:
                 previous = None if version.json else self.store.vread(version.type, version.id, version.version - 1)

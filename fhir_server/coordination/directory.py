@@ -145,14 +145,21 @@ def _organization(v: dict[str, str], kind: str, mapping: dict[str, Any]) -> dict
     return org
 
 
+def _type(systems: dict[str, str], code: str) -> dict[str, Any]:
+    """An FR Core identifier type (fr-core-cs-v2-0203: IDNPS, RPPS, IDNST, FINEG…)."""
+    return {"coding": [{"system": systems["identifier_type"], "code": code}]}
+
+
 def _practitioner(v: dict[str, str], mapping: dict[str, Any]) -> dict[str, Any]:
     systems = mapping["systems"]
     name: dict[str, Any] = {"family": v["family"]}
     if v.get("given"):
         name["given"] = [v["given"]]
     return {"resourceType": "Practitioner", **_profile(mapping, "Practitioner"),
-            "identifier": [{"use": "official", "system": systems["idnps"], "value": "8" + v["rpps"]},
-                           {"use": "official", "system": systems["rpps"], "value": v["rpps"]}],
+            "identifier": [{"use": "official", "type": _type(systems, "IDNPS"), "system": systems["idnps"],
+                            "value": "8" + v["rpps"]},
+                           {"use": "official", "type": _type(systems, "RPPS"), "system": systems["rpps"],
+                            "value": v["rpps"]}],
             "active": True, "name": [name]}
 
 

@@ -1,10 +1,10 @@
 """Which packages the server runs on: the R4 core, then `FHIR_PACKAGES`, with their dependencies.
 
 `FHIR_PACKAGES` is a comma-separated list of `NAME@VERSION` (taken from the cache, installed on
-demand) or paths to a `.tgz` or a folder (installed into the cache). Dependencies are looked
-up in the cache: the exact version, else another version of the same package with a warning;
-a dependency that is nowhere is a warning, never a failure to start. `fhir-server packages
-install` fetches dependencies as well, for those who want them all.
+demand), paths to a `.tgz` (installed into the cache) or folders (read where they are).
+Dependencies are looked up in the cache only: the exact version, else another version of the
+same package with a warning; a dependency that is nowhere is a warning, never a failure to
+start. `fhir-server packages install --dependencies` fetches them, for those who want them all.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
 
-def resolve(cache: PackageCache, specs: list[str], install_dependencies: bool = False) -> Loaded:
+def resolve(cache: PackageCache, specs: list[str]) -> Loaded:
     """The core package first, then the named packages, each after its dependencies. One
     version per package name: canonical URLs are the same across versions, so the highest
     version asked for wins (with a warning for whoever wanted another)."""
@@ -49,7 +49,7 @@ def resolve(cache: PackageCache, specs: list[str], install_dependencies: bool = 
             chosen[package.name] = package
     seen = {n for n in _CORE_NAMES}
     for package in chosen.values():
-        _add(cache, package, loaded, seen, chosen, install_dependencies)
+        _add(cache, package, loaded, seen, chosen)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     return loaded
@@ -59,32 +59,25 @@ def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else -1 for p in version.replace("-", ".").split("."))
 
 
-def _add(cache: PackageCache, package: Package, loaded: Loaded, seen: set[str], chosen: dict[str, Package],
-         install: bool) -> None:
+def _add(cache: PackageCache, package: Package, loaded: Loaded, seen: set[str], chosen: dict[str, Package]) -> None:
     if package.name in seen:
         return
     seen.add(package.name)
     for name, version in package.dependencies.items():
         if name in _CORE_NAMES:
             continue
-        dependency = chosen.get(name) or _dependency(cache, package, name, version, loaded, install)
+        dependency = chosen.get(name) or _dependency(cache, package, name, version, loaded)
         if dependency is None:
             continue
         if dependency.version != version and name in chosen:
             loaded.warnings.append(f"{package.name}#{package.version} needs {name}#{version}; "
                                    f"{name}#{dependency.version} is loaded")
-        _add(cache, dependency, loaded, seen, chosen, install)
+        _add(cache, dependency, loaded, seen, chosen)
     loaded.packages.append(package)
 
 
-def _dependency(cache: PackageCache, parent: Package, name: str, version: str, loaded: Loaded,
-                install: bool) -> Package | None:
+def _dependency(cache: PackageCache, parent: Package, name: str, version: str, loaded: Loaded) -> Package | None:
     found = cache.get(name, version)
-    if found is None and install:
-        try:
-            found = cache.install(f"{name}@{version}")
-        except PackageError as exc:
-            log.info("dependency %s@%s of %s: %s", name, version, parent.name, exc)
     if found is not None:
         return found
     others = sorted((v for n, v in cache.installed() if n == name), key=_version_key)
@@ -95,6 +88,34 @@ def _dependency(cache: PackageCache, parent: Package, name: str, version: str, l
     loaded.warnings.append(f"{parent.name}#{parent.version} needs {name}#{version}, which is not in the cache: "
                            f"definitions from it are unknown here (fhir-server packages install {name}@{version})")
     return None
+
+
+def dependency_warnings(cache: PackageCache, package: Package, install: bool = False) -> list[str]:
+    """Dependencies of `package` (recursively) missing from the cache; with `install`, fetched
+    first where a registry or npm has them."""
+    warnings: list[str] = []
+    seen: set[tuple[str, str]] = set()
+
+    def walk(current: Package) -> None:
+        for name, version in current.dependencies.items():
+            if name in _CORE_NAMES or (name, version) in seen:
+                continue
+            seen.add((name, version))
+            found = cache.get(name, version)
+            if found is None and install:
+                try:
+                    found = cache.install(f"{name}@{version}")
+                except PackageError as exc:
+                    warnings.append(f"{current.name}#{current.version} needs {name}#{version}: {exc}")
+                    continue
+            if found is None:
+                warnings.append(f"{current.name}#{current.version} needs {name}#{version}, which is not in the "
+                                f"cache (fhir-server packages install {name}@{version}, or --dependencies)")
+                continue
+            walk(found)
+
+    walk(package)
+    return warnings
 
 
 def load_definitions(cache: PackageCache, specs: list[str]) -> Definitions:

@@ -11,6 +11,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import ID_RE, FhirRequest
 from fhir_server.search.index import index_values
 from fhir_server.storage.store import Version, Write, format_instant
+from fhir_server.validation import pipeline
 
 # Elements the server owns in `meta`; the rest of the client's meta (profile, tag, security,
 # source, extension) is kept as sent.
@@ -44,13 +45,16 @@ _STRUCTURAL = frozenset({"structure", "required", "value", "invalid", "not-suppo
 
 
 def validate(server, resource: dict[str, Any], status: int = 400) -> None:
-    """Validation against the definitions, listing every problem found: 400 when the resource
-    is not well-formed (422 for a patched resource), 422 when it breaks a rule (INS key…)."""
-    issues = [i for i in server.validator.validate(resource, resource["resourceType"])
-              if i.severity in ("error", "fatal")]
+    """Validation as `validation/pipeline.py` runs it, listing every problem found: 400 when the
+    resource is not well-formed (422 for a patched resource), 422 when it breaks a rule of its
+    definition or of a profile (binding, invariant, INS key…)."""
+    issues = pipeline.blocking(pipeline.structural(server, resource))
     if issues:
         structural = all(i.code in _STRUCTURAL for i in issues)
         raise FhirError(status if structural else 422, issues)
+    issues = pipeline.blocking(pipeline.rules(server, resource))
+    if issues:
+        raise FhirError(422, issues)
     if resource["resourceType"] == "SearchParameter":
         from fhir_server.search import custom
 

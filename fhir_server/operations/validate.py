@@ -73,7 +73,9 @@ def _mode_issues(req: FhirRequest, resource: dict[str, Any], mode: str | None) -
 
 
 def _answer(issues: list[Issue]) -> FhirResponse:
-    if not any(i.severity in ("error", "fatal", "warning") for i in issues):
-        issues = issues + [Issue("information", "informational", "the resource is valid")]
+    if not any(i.severity in ("error", "fatal") for i in issues):
+        warned = any(i.severity == "warning" for i in issues)
+        issues = issues + [Issue("information", "informational",
+                                 "the resource is valid" + (" (see the warnings)" if warned else ""))]
     return FhirResponse(200, operation_outcome(issues))
 

@@ -35,11 +35,21 @@ def profiles_for(server, resource: dict[str, Any], extra: list[str] = ()) -> lis
 
 def validate(server, resource: dict[str, Any], extra_profiles: list[str] = ()) -> list[Issue]:
     """Every issue, all severities: structural, then base rules and profiles."""
-    issues = server.validator.validate(resource, resource.get("resourceType"))
+    issues = structural(server, resource)
     if any(i.severity in _BLOCKING for i in issues):
         return issues
-    profile_issues = server.profile_validator.validate(resource, profiles_for(server, resource, extra_profiles))
-    return issues + [_escalate(server, i) for i in profile_issues]
+    return issues + rules(server, resource, extra_profiles)
+
+
+def structural(server, resource: dict[str, Any]) -> list[Issue]:
+    """Is it well-formed R4 JSON (and are its INS keys right)?"""
+    return server.validator.validate(resource, resource.get("resourceType"))
+
+
+def rules(server, resource: dict[str, Any], extra_profiles: list[str] = ()) -> list[Issue]:
+    """The base definition's rules (bindings, invariants, reference targets) and the profiles."""
+    found = server.profile_validator.validate(resource, profiles_for(server, resource, extra_profiles))
+    return [_escalate(server, i) for i in found]
 
 
 def _escalate(server, issue: Issue) -> Issue:

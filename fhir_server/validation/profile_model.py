@@ -59,7 +59,7 @@ class TypeSpec:
         types: set[str] | None = set()
         for url in self.target_profiles:
             target = url[len(FHIR_BASE):] if url.startswith(FHIR_BASE) else None
-            if target is None or "/" in target:
+            if target is None or "/" in target or not definitions.is_resource_type(target):  # a profile (vitalsigns)
                 sd = definitions.structure_definition(url)
                 target = sd.get("type") if sd else None
             if target is None or target in _ANY_RESOURCE:

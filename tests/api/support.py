@@ -130,7 +130,7 @@ def history_entries(client: httpx.Client, url: str, params: dict | None = None) 
 
 
 def link(bundle: dict, relation: str) -> str | None:
-    urls = [l["url"] for l in bundle.get("link", []) if l["relation"] == relation]
+    urls = [x["url"] for x in bundle.get("link", []) if x["relation"] == relation]
     assert len(urls) <= 1, bundle["link"]
     return urls[0] if urls else None
 

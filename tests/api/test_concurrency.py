@@ -33,7 +33,7 @@ def _history_versions(client, type_, id_):
     assert r.status_code == 200
     bundle = r.json()
     entries.extend(bundle.get("entry", []))
-    assert not any(l["relation"] == "next" for l in bundle["link"])
+    assert not any(x["relation"] == "next" for x in bundle["link"])
     return bundle["total"], entries
 
 

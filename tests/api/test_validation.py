@@ -151,7 +151,8 @@ VALID = [
                      "exposureBackground": {"reference": "EvidenceVariable/x"}}),
     ("primitive-extension-only", {"resourceType": "Patient",
                                   "_birthDate": {"extension": [{"url": "http://x", "valueBoolean": True}]}}),
-    ("aligned-nulls", {"resourceType": "Patient", "name": [{"given": ["a", None], "_given": [None, {"id": "g"}]}]}),
+    ("aligned-nulls", {"resourceType": "Patient", "name": [{"given": ["a", None], "_given": [None, {
+        "id": "g", "extension": [{"url": "http://example.org/x", "valueString": "y"}]}]}]}),
     ("dates-of-every-precision", {**OBS, "effectiveDateTime": "2020", "issued": "2020-01-01T10:00:00.123+02:00",
                                   "valuePeriod": {"start": "2020-01", "end": "2020-01-02T10:00:00Z"}}),
     ("leap-day", {"resourceType": "Patient", "birthDate": "2000-02-29"}),

@@ -35,7 +35,7 @@ import pytest
 from . import corpus_oracle as oracle
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-EXCEPTIONS_FILE = DATA / "r4-example-exceptions.json"
+EXCEPTION_FILES = (DATA / "r4-example-exceptions.json", DATA / "r4-example-profile-exceptions.json")
 MISMATCHES_FILE = DATA / "search-corpus-mismatches.json"
 DEFINITION_TYPES = {
     "StructureDefinition", "SearchParameter", "ValueSet", "CodeSystem", "ConceptMap", "OperationDefinition",
@@ -73,7 +73,7 @@ def http(corpus_server):
 
 
 def instance_examples(root: Path) -> list[tuple[Path, str, str]]:
-    skipped = json.loads(EXCEPTIONS_FILE.read_text(encoding="utf-8")) if EXCEPTIONS_FILE.is_file() else {}
+    skipped = {name for f in EXCEPTION_FILES if f.is_file() for name in json.loads(f.read_text(encoding="utf-8"))}
     out = []
     for path in sorted(root.glob("*.json")):
         if path.name == "package.json" or path.name in skipped or path.stat().st_size > MAX_BODY:

@@ -62,8 +62,14 @@ def test_invalid_numbers_are_400(data, value):
 
 
 def test_number_with_more_digits_than_a_double(data):
-    big = _risk(data, 1000000000000000000)
-    assert data.ids("/RiskAssessment", {"probability": "1000000000000000000"}) == {big}
+    from fhir_server import jsonio
+
+    body = data.tagged({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/nobody"},
+                        "prediction": [{"probabilityDecimal": jsonio.Decimal("99.999999999999999999")}]})  # ras-2: <= 100
+    r = data.client.post("/RiskAssessment", content=jsonio.dumps(body), headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    assert b"99.999999999999999999" in r.content
+    assert data.ids("/RiskAssessment", {"probability": "99.999999999999999999"}) == {r.json()["id"]}
 
 
 @pytest.fixture

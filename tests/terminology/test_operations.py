@@ -319,5 +319,7 @@ def test_subsumes(client, stored):
 
 
 def test_operations_are_in_the_capability_statement(client):
-    names = {op["name"] for op in client.get("/metadata").json()["rest"][0]["operation"]}
-    assert {"expand", "validate-code", "lookup", "subsumes"} <= names
+    resources = {r["type"]: r for r in client.get("/metadata").json()["rest"][0]["resource"]}
+    assert {op["name"] for op in resources["ValueSet"]["operation"]} >= {"expand", "validate-code"}
+    assert {op["name"] for op in resources["CodeSystem"]["operation"]} >= {"lookup", "validate-code", "subsumes"}
+    assert "expand" not in {op["name"] for op in resources["Patient"]["operation"]}
