@@ -24,8 +24,16 @@ class Issue:
         return out
 
 
+MAX_ISSUES = 100  # an answer stays small whatever the request (a body of 20,000 errors)
+
+
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
+    shown = issues[:MAX_ISSUES]
+    out = [i.to_json() for i in shown]
+    if len(issues) > MAX_ISSUES:
+        out.append(Issue("information", "too-costly",
+                         f"{len(issues) - MAX_ISSUES} more issues are not listed; fix these first").to_json())
+    return {"resourceType": "OperationOutcome", "issue": out}
 
 
 class FhirError(Exception):

@@ -51,7 +51,15 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_object)
+def _integer(text: str) -> int | Decimal:
+    """Integers beyond 64 bits stay as written (a decimal may be that long; orjson writes no
+    integer past 64 bits), the others are ints."""
+    value = int(text)
+    return value if -(2 ** 63) <= value < 2 ** 64 else Decimal(text)
+
+
+_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_integer, parse_constant=_reject_constant,
+                            object_pairs_hook=_object)
 
 
 def loads(data: bytes | str) -> Any:

@@ -25,5 +25,7 @@ def apply(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
         raise FhirError(422, Issue("error", "processing", f"JSON Patch cannot be applied: {exc}")) from None
     except jsonpatch.JsonPatchConflict as exc:
         raise FhirError(422, Issue("error", "processing", f"JSON Patch cannot be applied: {exc}")) from None
+    except RecursionError:
+        raise FhirError(400, Issue("error", "too-costly", "the JSON Patch is nested too deeply")) from None
     except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError, KeyError) as exc:
         raise FhirError(400, Issue("error", "invalid", f"not a valid JSON Patch: {exc}")) from None

@@ -23,15 +23,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 from pymongo import ASCENDING, ReplaceOne
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
+from fhir_server.errors import FhirError, Issue
 from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors
 
 log = logging.getLogger(__name__)
 
 _PROJECTION = {"v": 1, "ts": 1, "del": 1, "json": 1}
 _TXN_DEADLINE_S = 15.0
+_NETWORK_RETRIES = 2  # a lost connection inside a transaction, tried again at most this often
 
 
 def now() -> datetime:
@@ -85,6 +88,18 @@ class Write:
     def as_version(self) -> Version:
         return Version(self.type, self.id, self.version, self.last_updated, self.json is None,
                        self.json, self.method)
+
+
+MAX_DOCUMENT = 16 * 1024 * 1024 - 64 * 1024  # MongoDB's limit, with room for the command around it
+
+
+def _check_size(write: Write, document: dict[str, Any]) -> None:
+    """A resource whose stored document (JSON and search values) would pass MongoDB's limit."""
+    size = len(bson.encode(document))
+    if size > MAX_DOCUMENT:
+        raise FhirError(413, Issue("error", "too-costly",
+                                   f"{write.type}/{write.id} is too large to store: {size // 1024} KiB with its search "
+                                   f"values, the database takes {MAX_DOCUMENT // 1024} KiB at most"))
 
 
 class VersionConflict(Exception):
@@ -218,7 +233,7 @@ class ResourceStore:
                 self._apply(writes, None)
             return [w.as_version() for w in writes]
         deadline = time.monotonic() + _TXN_DEADLINE_S
-        attempt = 0
+        attempt = network_retries = 0
         while True:
             attempt += 1
             try:
@@ -236,9 +251,16 @@ class ResourceStore:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
-            except OperationFailure as exc:
+            except OperationFailure as exc:  # write conflicts: another transaction holds the documents
                 transient = exc.has_error_label("TransientTransactionError") or exc.code == 112
                 if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
+            except PyMongoError as exc:
+                # a connection lost inside the transaction: retried once or twice, not for as long
+                # as a conflict, since the database may be gone (the client gets its 503 soon)
+                network_retries += 1
+                if not exc.has_error_label("TransientTransactionError") or network_retries > _NETWORK_RETRIES:
                     raise
                 time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
 
@@ -255,6 +277,8 @@ class ResourceStore:
             inserts, replaces, replaced = by_type.setdefault(write.type, ([], [], []))
             current = {"_id": write.id, "v": write.version, "ts": write.last_updated,
                        "del": write.json is None, "json": write.json, **write.index}
+            if len(write.json or b"") > 1_000_000 or len(current.get("k", ())) > 10_000:
+                _check_size(write, current)
             if write.expected is None:
                 inserts.append(current)
             else:

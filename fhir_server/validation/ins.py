@@ -41,10 +41,12 @@ class InsCheck:
     """A resource check for the structural validator: every identifier in an INS-NIR system."""
 
     def check(self, resource: dict[str, Any], model, expression: str, issues: list[Issue]) -> None:
-        if resource.get("resourceType") != "Patient":
-            return
-        for i, identifier in enumerate(resource.get("identifier") or ()):
-            if not isinstance(identifier, dict) or identifier.get("system") not in NIR_SYSTEMS:
+        identifiers = resource.get("identifier")
+        if resource.get("resourceType") != "Patient" or not isinstance(identifiers, list):
+            return  # a malformed identifier is the structural validator's to report
+        for i, identifier in enumerate(identifiers):
+            system = identifier.get("system") if isinstance(identifier, dict) else None
+            if not isinstance(system, str) or system not in NIR_SYSTEMS:
                 continue
             value = identifier.get("value")
             problem = nir_problem(value) if isinstance(value, str) else "an INS-NIR identifier needs a value"

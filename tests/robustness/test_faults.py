@@ -257,11 +257,6 @@ def test_connection_lost_inside_the_transaction_leaves_nothing(server, db, http,
     assert _system_history_count(http) == history_before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: a network error on a write inside the MongoDB transaction is not retried. pymongo "
-    "raises AutoReconnect (a ConnectionFailure) labelled TransientTransactionError, but "
-    "ResourceStore.transact (storage/store.py) only retries OperationFailure, so the client gets "
-    "503 for an error the server could retry at once, as it does for the same label on an OperationFailure"))
 @pytest.mark.parametrize("kind", ["create", "transaction"])
 def test_connection_lost_inside_the_transaction_is_retried(server, db, http, kind):
     write = make_write(kind, http)
