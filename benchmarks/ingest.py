@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -32,7 +32,7 @@ from fhir_server import jsonio
 from fhir_server.storage.embedded import EmbeddedDatabase, _free_port
 
 LOINC = "http://loinc.org"
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def patient_bundle(n: int, size: int, rnd: random.Random) -> dict:
@@ -55,13 +55,15 @@ def patient_bundle(n: int, size: int, rnd: random.Random) -> dict:
         encounters.append(add({"resourceType": "Encounter", "status": "finished",
                                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
                                "subject": {"reference": patient},
-                               "period": {"start": when.isoformat(), "end": (when + timedelta(minutes=30)).isoformat()}}))
+                               "period": {"start": when.isoformat(),
+                                          "end": (when + timedelta(minutes=30)).isoformat()}}))
     for c in range(3):
         add({"resourceType": "Condition", "subject": {"reference": patient},
              "code": {"coding": [{"system": "http://snomed.info/sct", "code": str(84114007 + c)}]},
              "encounter": {"reference": encounters[0]}})
-    careplan = add({"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": {"reference": patient}})
-    for t in range(2):
+    careplan = add({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                    "subject": {"reference": patient}})
+    for _ in range(2):
         add({"resourceType": "Task", "status": "requested", "intent": "order", "for": {"reference": patient},
              "basedOn": [{"reference": careplan}]})
     while len(entries) < size:

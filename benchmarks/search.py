@@ -58,9 +58,11 @@ def dataset(n_patients: int, seed: int = 7):
         yield {"resourceType": "Organization", "id": f"org{i}", "name": f"MSP {i}",
                "identifier": [{"system": "https://finess.esante.gouv.fr", "value": f"0{i}0000000"}]}
     for i in range(50):
-        yield {"resourceType": "Practitioner", "id": f"pr{i}", "identifier": [{"system": RPPS, "value": f"1000{i:07d}"}],
+        yield {"resourceType": "Practitioner", "id": f"pr{i}",
+               "identifier": [{"system": RPPS, "value": f"1000{i:07d}"}],
                "name": [{"family": f"Soignant{i}", "given": ["Alex"]}]}
-        yield {"resourceType": "PractitionerRole", "id": f"role{i}", "practitioner": {"reference": f"Practitioner/pr{i}"},
+        yield {"resourceType": "PractitionerRole", "id": f"role{i}",
+               "practitioner": {"reference": f"Practitioner/pr{i}"},
                "organization": {"reference": f"Organization/org{i % 5}"}, "active": True}
     for p in range(n_patients):
         pid = f"pat{p}"
@@ -72,14 +74,17 @@ def dataset(n_patients: int, seed: int = 7):
                "subject": {"reference": f"Patient/{pid}"}, "author": {"reference": f"PractitionerRole/role{p % 50}"},
                "period": {"start": (START + timedelta(days=p % 300)).date().isoformat()}}
         for t in range(2):
-            yield {"resourceType": "Task", "id": f"task{p}-{t}", "status": rnd.choice(["requested", "in-progress", "completed"]),
-                   "intent": "order", "for": {"reference": f"Patient/{pid}"}, "basedOn": [{"reference": f"CarePlan/cp{p}"}],
+            yield {"resourceType": "Task", "id": f"task{p}-{t}",
+                   "status": rnd.choice(["requested", "in-progress", "completed"]),
+                   "intent": "order", "for": {"reference": f"Patient/{pid}"},
+                   "basedOn": [{"reference": f"CarePlan/cp{p}"}],
                    "owner": {"reference": f"PractitionerRole/role{(p + t) % 50}"},
                    "authoredOn": (START + timedelta(minutes=p * 7 + t)).isoformat()}
         for m in range(3):
             yield {"resourceType": "Communication", "id": f"msg{p}-{m}", "status": "completed",
                    "identifier": [{"system": MSG, "value": f"{p}-{m}"}],
-                   "subject": {"reference": f"Patient/{pid}"}, "sender": {"reference": f"PractitionerRole/role{p % 50}"},
+                   "subject": {"reference": f"Patient/{pid}"},
+                   "sender": {"reference": f"PractitionerRole/role{p % 50}"},
                    "recipient": [{"reference": f"PractitionerRole/role{(p + m + 1) % 50}"}],
                    "sent": (START + timedelta(minutes=p * 5 + m)).isoformat(),
                    "payload": [{"contentString": "Bonjour, pouvez-vous passer demain ?"}]}
@@ -101,9 +106,10 @@ def load(db, params: SearchParameters, n_patients: int) -> int:
         body = jsonio.dumps(stored)
         doc = {"_id": resource["id"], "v": 1, "ts": ts, "del": False, "json": body, **index_values(params, stored)}
         batches.setdefault(resource["resourceType"], []).append(doc)
-        history.append({"_id": f"{resource['resourceType']}/{resource['id']}/1", "r": f"{resource['resourceType']}/{resource['id']}",
-                        "t": resource["resourceType"], "tk": f"{resource['resourceType']}|x", "v": 1, "ts": ts, "m": "PUT",
-                        "del": False, "json": body})
+        ref = f"{resource['resourceType']}/{resource['id']}"
+        history.append({"_id": f"{ref}/1", "r": ref, "t": resource["resourceType"],
+                        "tk": f"{resource['resourceType']}|x", "v": 1, "ts": ts, "m": "PUT", "del": False,
+                        "json": body})
         count += 1
         for type_, docs in list(batches.items()):
             if len(docs) >= 2000:
@@ -131,13 +137,17 @@ def queries(n: int, rnd: random.Random):
     return [
         ("token", f"Patient?identifier={SYS}|{test_ins(p)}", ("Patient", {"k": f"identifier={SYS}|{test_ins(p)}"})),
         ("reference", f"CarePlan?subject=Patient/pat{p}", ("CarePlan", {"k": f"subject=Patient/pat{p}"})),
-        ("date-range", f"Appointment?date=ge{day:%Y-%m-%dT%H:%M:%SZ}&date=lt{day + timedelta(minutes=30):%Y-%m-%dT%H:%M:%SZ}",
+        ("date-range",
+         f"Appointment?date=ge{day:%Y-%m-%dT%H:%M:%SZ}&date=lt{day + timedelta(minutes=30):%Y-%m-%dT%H:%M:%SZ}",
          ("Appointment", {"k": {"$gte": f"date.l={day.strftime('%Y-%m-%dT%H:%M:%S')}",
                                 "$lt": f"date.l={(day + timedelta(minutes=30)).strftime('%Y-%m-%dT%H:%M:%S')}"}})),
-        ("chained", f"CarePlan?subject:Patient.identifier={SYS}|{test_ins(p)}", ("Patient", {"k": f"identifier={SYS}|{test_ins(p)}"})),
-        ("_has", f"Patient?_has:Communication:subject:identifier={MSG}|{p}-1", ("Communication", {"k": f"identifier={MSG}|{p}-1"})),
+        ("chained", f"CarePlan?subject:Patient.identifier={SYS}|{test_ins(p)}",
+         ("Patient", {"k": f"identifier={SYS}|{test_ins(p)}"})),
+        ("_has", f"Patient?_has:Communication:subject:identifier={MSG}|{p}-1",
+         ("Communication", {"k": f"identifier={MSG}|{p}-1"})),
         ("_include", f"Task?patient=Patient/pat{p}&_include=Task:based-on", ("Task", {"k": f"patient=Patient/pat{p}"})),
-        ("string", f"Patient?family=Nom{p}&_count=10", ("Patient", {"k": {"$gte": f"family=nom{p}", "$lt": f"family=nom{p}\U0010ffff"}})),
+        ("string", f"Patient?family=Nom{p}&_count=10",
+         ("Patient", {"k": {"$gte": f"family=nom{p}", "$lt": f"family=nom{p}\U0010ffff"}})),
     ]
 
 
@@ -152,7 +162,7 @@ def measure(base_url: str, db, n: int, repeat: int) -> dict[str, dict[str, float
     raw_times: dict[str, list[float]] = {}
     with httpx.Client(base_url=base_url, timeout=60) as client:
         for _ in range(5):  # warm-up
-            for name, query, _ in queries(n, rnd):
+            for _name, query, _ in queries(n, rnd):
                 client.get("/" + query).raise_for_status()
         for _ in range(repeat):
             for name, query, (collection, flt) in queries(n, rnd):
@@ -250,7 +260,8 @@ def main() -> None:
         ratio = large["queries"][name]["p50_ms"] / small["queries"][name]["p50_ms"]
         print(f"{name:<12} {cells} {ratio:>10.2f}")
     Path(args.out).write_text(json.dumps({"runs": runs, "command": " ".join(sys.argv)}, indent=2))
-    print("\nresources: " + ", ".join(f"{r['patients']} patients → {r['resources']} ({r['load_s']:.0f}s to load)" for r in runs))
+    print("\nresources: " + ", ".join(f"{r['patients']} patients → {r['resources']} ({r['load_s']:.0f}s to load)"
+                                      for r in runs))
 
 
 if __name__ == "__main__":

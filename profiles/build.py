@@ -60,7 +60,8 @@ def main() -> int:
     if check and stale:
         print("snapshots out of date: " + ", ".join(stale) + " (run python profiles/build.py)")
         return 1
-    print(("checked " if check else "built ") + f"{len(list(HERE.glob('StructureDefinition-*.json')))} StructureDefinitions")
+    count = len(list(HERE.glob("StructureDefinition-*.json")))
+    print(("checked " if check else "built ") + f"{count} StructureDefinitions")
     return 0
 
 

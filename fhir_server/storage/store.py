@@ -25,7 +25,7 @@ from typing import Any
 
 import bson
 from pymongo import ASCENDING, ReplaceOne
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors
@@ -256,9 +256,11 @@ class ResourceStore:
                 if not transient or time.monotonic() > deadline:
                     raise
                 time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
+            except ServerSelectionTimeoutError:
+                raise  # the database is unreachable: the client gets its 503 now
             except PyMongoError as exc:
                 # a connection lost inside the transaction: retried once or twice, not for as long
-                # as a conflict, since the database may be gone (the client gets its 503 soon)
+                # as a conflict, since the database may be gone
                 network_retries += 1
                 if not exc.has_error_label("TransientTransactionError") or network_retries > _NETWORK_RETRIES:
                     raise

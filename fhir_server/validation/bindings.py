@@ -12,6 +12,9 @@ system of the ValueSet), a `Coding`, each coding of a `CodeableConcept`, a `Quan
 * the ValueSet cannot be expanded here (unknown ValueSet, SNOMED CT, UCUM, BCP-13 mime types…:
   `Terminology.contains` answers None) → `information` for a required binding, nothing for an
   extensible one. Never an error.
+
+Every Coding is also checked against its code system when this server holds all of it
+(`check_coding`): unknown code → error, wrong display → warning.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import Issue
+from fhir_server.terminology.errors import TerminologyError
 
 CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri", "canonical", "url"})
 
@@ -79,3 +83,33 @@ def check(terminology: Any, strength: str, valueset: str, type_code: str, value:
         issues.append(Issue("warning", "code-invalid",
                             f"{_show(pairs)}: {what} in the value set {name} (extensible binding): use a code from "
                             "it when one fits", [expression]))
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def check_coding(terminology: Any, coding: dict[str, Any], expression: str, issues: list[Issue]) -> None:
+    """A Coding against its code system, when this server holds all of it: a code the system does
+    not have is an error; a display that is none of the code's (display or designations,
+    compared without case and spacing) is a warning, as the reference validator says."""
+    system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+    if terminology is None or not isinstance(system, str) or not isinstance(code, str):
+        return
+    version = coding.get("version") if isinstance(coding.get("version"), str) else None
+    try:
+        found = terminology.lookup(system, code, version, ["designation"])
+    except TerminologyError:
+        return  # not held, or not all of it: nothing can be said
+    if found is None:
+        issues.append(Issue("error", "code-invalid",
+                            f"{system}#{code}: the code system {system} has no code {code!r}", [expression + ".code"]))
+        return
+    if not isinstance(display, str):
+        return
+    names = [found.get("display") or code] + [d.get("value") for d in found.get("designation") or ()
+                                               if isinstance(d, dict) and isinstance(d.get("value"), str)]
+    if _plain(display) not in {_plain(n) for n in names}:
+        issues.append(Issue("warning", "invalid",
+                            f"{system}#{code}: the display {display!r} is not the code system's "
+                            f"({found.get('display')!r})", [expression + ".display"]))

@@ -26,7 +26,9 @@ validating against a profile after the base costs only what the profile adds.
 Expressions name the element as the structural validator does (`Patient.identifier[1].value`,
 `Observation.valueQuantity`, `Bundle.entry[2].resource.name[0]`).
 
-Not checked (yet): where an extension may be used (`StructureDefinition.context`); that a
+Extensions are also checked against their definition's `context` (`contexts.py`).
+
+Not checked (yet): `fhirpath` extension contexts and `contextInvariant`; that a
 referenced resource conforms to a target *profile* (only its type is checked, from the
 reference itself); `resolve()` in discriminators (information) and invariants (skipped);
 `maxValueSet`/additional bindings; `Coding.display` against the code system; a modifier
@@ -43,8 +45,9 @@ from typing import Any
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
 from fhir_server.errors import Issue
-from fhir_server.validation import bindings, invariants, slicing
+from fhir_server.validation import bindings, contexts, invariants, slicing
 from fhir_server.validation import values as values_mod
+from fhir_server.validation.contexts import ExtensionContexts
 from fhir_server.validation.invariants import Invariants
 from fhir_server.validation.profile_model import NATIVE_KEYS, Node, Profile, Profiles, profiles_for
 from fhir_server.validation.references import target_type
@@ -72,14 +75,18 @@ class Item:
 
 
 class _Context:
-    """The resource being walked: for `%resource`, `%rootResource`, and local references."""
+    """The resource being walked: for `%resource`, `%rootResource`, local references, and the
+    place of an extension (`prefix`: the expression the resource starts at; None when the walk
+    is not at the value's real place, as in a conformance test for a discriminator)."""
 
-    __slots__ = ("_bundle_types", "bundle", "resource", "root")
+    __slots__ = ("_bundle_types", "bundle", "prefix", "resource", "root")
 
-    def __init__(self, resource: dict[str, Any], root: dict[str, Any], bundle: dict[str, Any] | None):
+    def __init__(self, resource: dict[str, Any], root: dict[str, Any], bundle: dict[str, Any] | None,
+                 prefix: str | None):
         self.resource = resource
         self.root = root
         self.bundle = bundle
+        self.prefix = prefix
         self._bundle_types: dict[str, str] | None = None
 
     def contained(self) -> list[Any]:
@@ -119,6 +126,7 @@ class ProfileValidator:
         self.terminology = terminology
         self.profiles: Profiles = profiles_for(definitions)
         self.invariants = Invariants()
+        self.contexts = ExtensionContexts(definitions)
         self._is_resource_type = definitions.is_resource_type
 
     # -- entry point ---------------------------------------------------------------------------
@@ -137,7 +145,7 @@ class ProfileValidator:
         if not isinstance(rt, str) or not self._is_resource_type(rt):
             return [Issue("error", "invalid", f"Not a resource of a known type ({rt!r}): validate it structurally "
                                               "first", [])]
-        ctx = _Context(resource, resource, resource if rt == "Bundle" else None)
+        ctx = _Context(resource, resource, resource if rt == "Bundle" else None, rt)
         invariants.scan(resource, rt, run.issues)
         if base:
             base_profile = self.profiles.base(rt)
@@ -277,7 +285,7 @@ class ProfileValidator:
         else:
             sub = _Run()
             if isinstance(value, dict) and "resourceType" in value:
-                nested = _Context(value, value, ctx.bundle)
+                nested = _Context(value, value, ctx.bundle, None)
                 if value.get("resourceType") != profile.type and profile.type not in _ANY_RESOURCE:
                     result = False
                     run.conformance[key] = result
@@ -285,7 +293,8 @@ class ProfileValidator:
                 invariants.scan(value, "x", sub.issues)
                 self._resource(profile, value, value["resourceType"], nested, sub)
             else:
-                self._item(profile.root, Item(value, None, "x", code), ctx, sub)
+                outside = _Context(ctx.resource, ctx.root, ctx.bundle, None)
+                self._item(profile.root, Item(value, None, "x", code), outside, sub)
             result = not any(i.severity in ("error", "fatal") for i in sub.issues)
         run.conformance[key] = result
         return result
@@ -324,6 +333,11 @@ class ProfileValidator:
             return
         if not isinstance(value, dict):
             return
+        if code == "Extension" and ctx.prefix is not None:
+            self._extension_context(item, ctx, run)
+        elif code == "Coding" and ("coding", item.expr) not in run.checked:
+            run.checked.add(("coding", item.expr))
+            bindings.check_coding(self.terminology, value, item.expr, run.issues)
         if code is not None and node.types and "resourceType" in value:
             self._nested(node, spec, item, ctx, run)
             return
@@ -451,6 +465,21 @@ class ProfileValidator:
             return
         self._conform(profile.url, item, ctx, run, node)
 
+    def _extension_context(self, item: Item, ctx: _Context, run: _Run) -> None:
+        """An extension is only used where its definition's `context` allows it."""
+        url = item.value.get("url")
+        key = ("context", item.expr)
+        if not isinstance(url, str) or ":" not in url or key in run.checked:
+            return
+        run.checked.add(key)
+        profile = self.profiles.get(url)
+        if profile is None or profile.type != "Extension":
+            return  # unknown or not an extension: _extension says so
+        problem = self.contexts.problem(profile.sd, ctx.resource, ctx.prefix or "", item.expr)
+        if problem is not None:
+            run.issues.append(Issue(contexts.severity(url), "structure", problem[:1].upper() + problem[1:],
+                                    [item.expr]))
+
     def _nested(self, node: Node, spec: Any, item: Item, ctx: _Context, run: _Run) -> None:
         resource = item.value
         rt = resource.get("resourceType")
@@ -458,7 +487,7 @@ class ProfileValidator:
             return
         contained = node.name == "contained"
         bundle = ctx.resource if ctx.resource.get("resourceType") == "Bundle" else ctx.bundle
-        nested = _Context(resource, ctx.root if contained else resource, bundle)
+        nested = _Context(resource, ctx.root if contained else resource, bundle, item.expr)
         base = self.profiles.base(rt)
         if base is not None:
             self._resource(base, resource, item.expr, nested, run)

@@ -85,6 +85,20 @@ def test_coordination_profiles_on_write(client):
     assert client.post("/Task", json=task).status_code in (400, 422)
 
 
+def test_extension_out_of_its_context_is_refused_on_write(client):
+    read_by = {"url": COORD + "coord-ext-read-by", "extension": [
+        {"url": "reader", "valueReference": {"reference": "PractitionerRole/a"}},
+        {"url": "time", "valueDateTime": "2026-01-01T10:00:00+01:00"}]}
+    task = {"resourceType": "Task", "status": "requested", "intent": "order", "extension": [read_by]}
+    r = client.post("/Task", json=task)
+    assert r.status_code == 422, r.text
+    found = issues(r)
+    assert found[0]["expression"] == ["Task.extension[0]"] and "Communication" in found[0]["diagnostics"]
+    message = {"resourceType": "Communication", "status": "completed", "extension": [read_by]}
+    r = client.post("/Communication/$validate", json=message)
+    assert r.status_code == 200 and issues(r) == [], r.text
+
+
 def test_unknown_declared_profile_is_a_warning_by_default(client):
     r = client.post("/Patient/$validate", json={"resourceType": "Patient", "meta": {"profile": ["http://example.org/nope"]}})
     assert r.status_code == 200 and issues(r) == []

@@ -266,6 +266,26 @@ def test_unexpandable_value_set_is_never_an_error(setup):
 
 # -- invariants --------------------------------------------------------------------------------
 
+def test_codings_against_the_code_systems_held_here(setup):
+    """Any Coding, bound or not: a code its (complete, loaded) code system lacks is an error, a
+    display that is not the code's a warning; a system not held here says nothing."""
+    _, _, validator = setup
+    v3 = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"
+    patient = {"resourceType": "Patient",
+               "maritalStatus": {"coding": [{"system": v3, "code": "M", "display": "married"},
+                                            {"system": v3, "code": "ZZ"}]},
+               "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                    "code": "MR", "display": "Nope"}]}, "value": "1"}],
+               "contact": [{"relationship": [{"coding": [{"system": "http://snomed.info/sct", "code": "0",
+                                                          "display": "anything"}]}]}]}
+    issues = validator.validate(patient)
+    find(issues, "code-invalid", "Patient.maritalStatus.coding[1].code", "error")
+    find(issues, "invalid", "Patient.identifier[0].type.coding[0].display", "warning")
+    assert not [i for i in issues if i.expression[0].startswith(("Patient.maritalStatus.coding[0]",
+                                                                 "Patient.contact[0].relationship[0].coding"))]
+    assert len(errors(issues)) == 1, report(issues)
+
+
 def test_invariant_error_and_warning_severity(setup):
     patient = good_patient()
     del patient["name"]
@@ -361,6 +381,49 @@ def test_known_extension_checked_against_its_definition(setup):
     find(validator.validate(patient), "structure", "Patient.extension[0].extension[1].valueString", "error")
     patient["extension"][0]["extension"][1] = {"url": "colour", "valueCode": "blue"}
     assert not errors(validator.validate(patient))
+
+
+def test_extension_context_element_paths_and_types():
+    """FR Core extensions are held to their context: a resource type, a datatype (wherever it is
+    used), an element path; out of it, an error at the extension."""
+    _, validator = french_validators()
+    insee = {"url": FR + "fr-core-address-insee-code", "valueCoding": {"system": "urn:oid:2.16.840.1.113883.2.8.2.1",
+                                                                      "code": "75056"}}
+    given = {"url": FR + "fr-core-patient-birth-list-given-name", "valueString": "Marie Anne"}
+    patient = {"resourceType": "Patient", "address": [{"city": "Paris", "extension": [insee]}],
+               "name": [{"family": "Durand", "extension": [given]}],
+               "contact": [{"address": {"city": "Lyon", "extension": [insee]}}]}
+    def misplaced(resource):  # (the INSEE code is checked against its value set too: not the subject here)
+        return [i for i in validator.validate(resource) if i.code == "structure"]
+
+    assert not misplaced(patient), report(misplaced(patient))
+    assert not misplaced({"resourceType": "Organization", "name": "MSP", "address": [{"extension": [insee]}]})
+    patient["extension"] = [insee]  # an Address extension on the Patient itself
+    patient["telecom"] = [{"system": "phone", "value": "01", "extension": [given]}]  # Patient.name's on a ContactPoint
+    issues = validator.validate(patient)
+    issue = find(issues, "structure", "Patient.extension[0]", "error")
+    assert "fr-core-address-insee-code" in issue.diagnostics and "Address" in issue.diagnostics
+    find(issues, "structure", "Patient.telecom[0].extension[0]", "error")
+    assert len(misplaced(patient)) == 2, report(issues)
+
+
+def test_extension_context_in_nested_resources_and_primitives():
+    _, validator = french_validators()
+    lunar = {"url": FR + "fr-core-lunar-date", "valueString": "1970-02-30"}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "extension": [lunar]}},
+        {"fullUrl": "urn:uuid:2", "resource": {"resourceType": "Practitioner", "extension": [lunar]}}]}
+    issues = validator.validate(bundle)
+    find(issues, "structure", "Bundle.entry[1].resource.extension[0]", "error")
+    assert len(errors(issues)) == 1, report(issues)
+    # on a primitive: Patient.birthDate's `_birthDate` is a `date`, not a Patient
+    patient = {"resourceType": "Patient", "birthDate": "1970-01-01", "_birthDate": {"extension": [lunar]}}
+    find(validator.validate(patient), "structure", "Patient.birthDate.extension[0]", "error")
+    # a core extension out of its context is only a warning: the R4 publication itself does it
+    birth_place = {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueAddress": {"city": "Paris"}}
+    issues = validator.validate({"resourceType": "Practitioner", "extension": [birth_place]})
+    find(issues, "structure", "Practitioner.extension[0]", "warning")
+    assert not errors(issues)
 
 
 def test_unknown_extension_is_a_warning(setup):
