@@ -277,7 +277,7 @@ def test_codings_against_the_code_systems_held_here(setup):
                "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
                                                     "code": "MR", "display": "Nope"}]}, "value": "1"}],
                "contact": [{"relationship": [{"coding": [{"system": "http://snomed.info/sct", "code": "0",
-                                                          "display": "anything"}]}]}]}
+                                                          "display": "anything"}]}], "name": {"family": "D"}}]}
     issues = validator.validate(patient)
     find(issues, "code-invalid", "Patient.maritalStatus.coding[1].code", "error")
     find(issues, "invalid", "Patient.identifier[0].type.coding[0].display", "warning")
