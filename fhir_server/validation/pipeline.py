@@ -54,7 +54,8 @@ def rules(server, resource: dict[str, Any], extra_profiles: list[str] = ()) -> l
 
 def _escalate(server, issue: Issue) -> Issue:
     """An unknown declared profile is a warning, or an error with FHIR_UNKNOWN_PROFILE=error."""
-    if issue.code == "not-found" and issue.severity == "warning" and server.settings.unknown_profile == "error":
+    if issue.code == "not-found" and issue.severity == "warning" and issue.diagnostics.startswith("Profile ") \
+            and server.settings.unknown_profile == "error":
         return Issue("error", issue.code, issue.diagnostics, issue.expression)
     return issue
 

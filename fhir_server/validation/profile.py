@@ -19,19 +19,23 @@ the JSON is walked along it. An element whose children are not in the snapshot i
 against its type's definition (the profile on the type when there is one, else the base
 datatype), recursively, so datatype invariants and bindings (Period, Quantity, HumanName.use…)
 apply everywhere. Nested resources (`contained`, `Bundle.entry.resource`…) are checked against
-their own base definition, and against the profiles their element names. Each (definition,
+their own base definition, the profiles their element names and those they declare. Each (definition,
 location) pair and each invariant or binding at a location is checked once per call, so
 validating against a profile after the base costs only what the profile adds.
 
 Expressions name the element as the structural validator does (`Patient.identifier[1].value`,
 `Observation.valueQuantity`, `Bundle.entry[2].resource.name[0]`).
 
-Extensions are also checked against their definition's `context` (`contexts.py`).
+Extensions are also checked against their definition's `context` (`contexts.py`), and every Coding
+against its code system when it is held here (`bindings.check_coding`).
 
-Not checked (yet): `fhirpath` extension contexts and `contextInvariant`; that a
-referenced resource conforms to a target *profile* (only its type is checked, from the
-reference itself); `resolve()` in discriminators (information) and invariants (skipped);
-`maxValueSet`/additional bindings; `Coding.display` against the code system; a modifier
+A reference whose target is in the same resource or Bundle is checked against the target
+profiles of a profile (`references.local_target`).
+
+Not checked (yet): `fhirpath` extension contexts and `contextInvariant`; that a target stored
+elsewhere conforms to a target *profile* (only its type is checked, from the reference
+itself); `resolve()` in discriminators (information) and invariants (skipped);
+`maxValueSet`/additional bindings; a modifier
 extension that is not understood is a warning, not an error (R4 examples use made-up ones);
 the INS-NIR key, checked by `ins.InsCheck` in the structural validator, is not checked again.
 """
@@ -50,7 +54,7 @@ from fhir_server.validation import values as values_mod
 from fhir_server.validation.contexts import ExtensionContexts
 from fhir_server.validation.invariants import Invariants
 from fhir_server.validation.profile_model import NATIVE_KEYS, Node, Profile, Profiles, profiles_for
-from fhir_server.validation.references import target_type
+from fhir_server.validation.references import local_target, target_type
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class _Context:
     place of an extension (`prefix`: the expression the resource starts at; None when the walk
     is not at the value's real place, as in a conformance test for a discriminator)."""
 
-    __slots__ = ("_bundle_types", "bundle", "prefix", "resource", "root")
+    __slots__ = ("_bundle_entries", "bundle", "prefix", "resource", "root")
 
     def __init__(self, resource: dict[str, Any], root: dict[str, Any], bundle: dict[str, Any] | None,
                  prefix: str | None):
@@ -87,22 +91,31 @@ class _Context:
         self.root = root
         self.bundle = bundle
         self.prefix = prefix
-        self._bundle_types: dict[str, str] | None = None
+        self._bundle_entries: dict[str, dict[str, Any]] | None = None
 
     def contained(self) -> list[Any]:
         contained = self.root.get("contained")
         return contained if isinstance(contained, list) else []
 
-    def bundle_type(self, full_url: str) -> str | None:
+    def bundle_resource(self, full_url: str) -> dict[str, Any] | None:
+        """The entry resource with this fullUrl (a relative `Type/id` also matches a fullUrl
+        that ends with it, as the Bundle resolution rules allow)."""
         if self.bundle is None:
             return None
-        if self._bundle_types is None:
-            self._bundle_types = {}
+        if self._bundle_entries is None:
+            self._bundle_entries = {}
             for entry in self.bundle.get("entry") or ():
                 if isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str) \
                         and isinstance(entry.get("resource"), dict):
-                    self._bundle_types[entry["fullUrl"]] = entry["resource"].get("resourceType")
-        return self._bundle_types.get(full_url)
+                    self._bundle_entries[entry["fullUrl"]] = entry["resource"]
+        found = self._bundle_entries.get(full_url)
+        if found is None and "://" not in full_url and not full_url.startswith("urn:"):
+            found = next((r for url, r in self._bundle_entries.items() if url.endswith("/" + full_url)), None)
+        return found
+
+    def bundle_type(self, full_url: str) -> str | None:
+        found = self.bundle_resource(full_url)
+        return found.get("resourceType") if found is not None else None
 
 
 class _Run:
@@ -161,25 +174,28 @@ class ProfileValidator:
         found = meta.get("profile") if isinstance(meta, dict) else None
         return [p for p in found or () if isinstance(p, str)]
 
-    def _against(self, url: str, resource: dict[str, Any], rt: str, ctx: _Context, run: _Run) -> None:
+    def _against(self, url: str, resource: dict[str, Any], rt: str, ctx: _Context, run: _Run,
+                 expr: str | None = None) -> None:
+        """A profile the resource (at `expr`, the root by default) is to be checked against."""
+        expr = expr or rt
         profile = self.profiles.get(url)
         if profile is None:
             reason = self.profiles.error(url) or "not loaded"
             run.issues.append(Issue("warning", "not-found",
                                     f"Profile {url} is unknown to this server ({reason}): the resource was not "
-                                    "validated against it; load the package that defines it (FHIR_PACKAGES)", [rt]))
+                                    "validated against it; load the package that defines it (FHIR_PACKAGES)", [expr]))
             return
         if profile.kind != "resource" or profile.type not in (rt, *_ANY_RESOURCE):
             run.issues.append(Issue("error", "invalid",
                                     f"Profile {url} describes a {profile.type or profile.kind}, not a {rt}: it "
-                                    "cannot apply to this resource", [rt]))
+                                    "cannot apply to this resource", [expr]))
             return
         _, _, version = url.partition("|")
         if version and profile.version and version != profile.version:
             run.issues.append(Issue("information", "informational",
                                     f"Profile {url}: version {profile.version} is the one loaded here and was used",
-                                    [rt]))
-        self._resource(profile, resource, rt, ctx, run)
+                                    [expr]))
+        self._resource(profile, resource, expr, ctx, run)
 
     # -- walking -------------------------------------------------------------------------------
     def _resource(self, profile: Profile, resource: dict[str, Any], expr: str, ctx: _Context, run: _Run) -> None:
@@ -279,6 +295,7 @@ class ProfileValidator:
         known = run.conformance.get(key)
         if known is not None:
             return known
+        run.conformance[key] = True  # assumed while it is worked out: references may go round in a cycle
         profile = self.profiles.get(url)
         if profile is None:
             result = False
@@ -325,8 +342,11 @@ class ProfileValidator:
                                run.issues)
         if node.constraints:
             self._invariants(node, item, ctx, run)
-        if code == "Reference" and spec is not None and spec.target_types is not None and isinstance(value, dict):
-            self._reference(node, spec.target_types, item, ctx, run)
+        if code == "Reference" and spec is not None and isinstance(value, dict):
+            if spec.target_types is not None:
+                self._reference(node, spec.target_types, item, ctx, run)
+            if spec.target_profiles and not profile.is_base:
+                self._reference_profiles(node, spec.target_profiles, item, ctx, run)
         if node.primitive or (code is not None and code[:1].islower()):
             if isinstance(item.extra, dict) and item.extra.get("extension"):
                 self._primitive_extensions(node, item, ctx, run)
@@ -426,6 +446,28 @@ class ProfileValidator:
                                 f"{node.path}: a reference to {_a(found)} is not allowed here; it must point to "
                                 f"{' or '.join(_a(t) for t in sorted(allowed))}", [item.expr]))
 
+    def _reference_profiles(self, node: Node, urls: tuple[str, ...], item: Item, ctx: _Context, run: _Run) -> None:
+        """A target in the same resource or Bundle conforms to one of the target profiles."""
+        target = local_target(item.value, ctx)
+        rt = target.get("resourceType") if isinstance(target, dict) else None
+        if not isinstance(rt, str):
+            return
+        candidates = []
+        for url in urls:
+            if url == FHIR_BASE + rt:
+                return  # the base type is allowed: any resource of that type conforms
+            profile = self.profiles.get(url)
+            if profile is not None and profile.type in (rt, *_ANY_RESOURCE):
+                candidates.append(url)
+        if not candidates:
+            return  # unknown profiles, or a type the type check reports
+        if any(self._conforms(target, rt, url, ctx, run) for url in candidates):
+            return
+        run.issues.append(Issue("error", "structure",
+                                f"{node.path}: the {rt} it points to ({item.value['reference']}) does not conform to "
+                                f"{' or '.join(candidates)}, as {node.profile.label()} requires: validate that "
+                                f"{rt} against {'that profile' if len(candidates) == 1 else 'them'}", [item.expr]))
+
     def _primitive_extensions(self, node: Node, item: Item, ctx: _Context, run: _Run) -> None:
         """The extensions in a primitive's `_name` companion."""
         holder = node.children.get("extension")
@@ -491,6 +533,8 @@ class ProfileValidator:
         base = self.profiles.base(rt)
         if base is not None:
             self._resource(base, resource, item.expr, nested, run)
+        for url in self.declared_profiles(resource):  # as the reference validator does for entries
+            self._against(url, resource, rt, nested, run, item.expr)
         if spec is not None and spec.profiles:
             urls = [u for u in spec.profiles if u != FHIR_BASE + rt]
             for url in urls:

@@ -7,8 +7,11 @@ The target type is read, without fetching anything, from:
   enclosing Bundle with that `fullUrl`;
 * otherwise `Reference.type` (a resource type, or the URL of its definition).
 A reference whose target type cannot be told (a logical reference by identifier only, an
-external URL of another shape, a urn not in the Bundle) is not checked. Only the type is
-checked: conformance of the target to a target *profile* would need the target itself.
+external URL of another shape, a urn not in the Bundle) is not checked.
+
+`local_target` finds the target itself when it is in the same resource or Bundle (contained,
+or an entry by `fullUrl`), so that its conformance to a target *profile* can be checked; a
+target stored on the server or elsewhere is not fetched.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ from typing import Any
 from fhir_server.definitions.registry import FHIR_BASE
 
 _RELATIVE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+def local_target(reference: dict[str, Any], context: Any) -> dict[str, Any] | None:
+    """The resource a Reference points to when it is contained or an entry of the Bundle."""
+    ref = reference.get("reference")
+    if not isinstance(ref, str) or not ref:
+        return None
+    if ref.startswith("#"):
+        return next((c for c in context.contained() if isinstance(c, dict) and c.get("id") == ref[1:]), None)
+    return context.bundle_resource(ref)
 
 
 def target_type(reference: dict[str, Any], context: Any, is_resource_type) -> str | None:

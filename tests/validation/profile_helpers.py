@@ -173,6 +173,7 @@ TEST_PROFILES: list[dict[str, Any]] = [
             {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}),
         _e("Observation.value[x]", type=[{"code": "Quantity"}]),
         _e("Observation.valueQuantity.value", maxValueDecimal=500),
+        _e("Observation.subject", type=[{"code": "Reference", "targetProfile": [TEST + "test-patient"]}]),
     ]),
     _sd("test-bundle", "Bundle", BASE + "Bundle", [
         _e("Bundle"),

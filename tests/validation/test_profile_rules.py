@@ -345,6 +345,35 @@ def test_reference_target_profile_of_a_profile(setup):
     assert not errors(validator.validate(patient))
 
 
+def vital_sign(subject: str) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "subject": {"reference": subject}, "valueQuantity": {"value": 70}}
+
+
+def test_reference_target_profile_checked_on_a_local_target(setup):
+    """A target in the same resource (contained) or Bundle must conform to the target profile;
+    one stored elsewhere is not fetched."""
+    obs = vital_sign("#p")
+    obs["contained"] = [{"resourceType": "Patient", "id": "p", "name": [{"family": "Durand"}]}]  # no identifier
+    issue = find(check(setup, obs, (OBSERVATION,)), "structure", "Observation.subject", "error")
+    assert "test-patient" in issue.diagnostics
+    obs["contained"] = [{**good_patient(), "id": "p"}]
+    assert not errors(check(setup, obs, (OBSERVATION,))), report(check(setup, obs, (OBSERVATION,)))
+    assert not errors(check(setup, vital_sign("Patient/elsewhere"), (OBSERVATION,)))
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:8f0e5c1c-0000-4000-8000-000000000001", "resource": {**good_patient(), "identifier": []}},
+        {"fullUrl": "urn:uuid:8f0e5c1c-0000-4000-8000-000000000002",
+         "resource": vital_sign("urn:uuid:8f0e5c1c-0000-4000-8000-000000000001")}]}
+    del bundle["entry"][0]["resource"]["identifier"]
+    bundle["entry"][1]["resource"]["meta"] = {"profile": [OBSERVATION]}  # entries' declared profiles count
+    _, _, validator = setup
+    find(validator.validate(bundle), "structure", "Bundle.entry[1].resource.subject", "error")
+    bundle["entry"][0]["resource"] = good_patient()
+    assert not errors(validator.validate(bundle)), report(validator.validate(bundle))
+
+
 def test_reference_type_from_contained_and_bundle(setup):
     _, _, validator = setup
     patient = {"resourceType": "Patient", "contained": [{"resourceType": "Group", "id": "g", "type": "person",
