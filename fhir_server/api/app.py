@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,6 +26,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.server import FhirServer
+from fhir_server.terminology import ucum
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
         except FhirError as exc:  # the database may come later; writes retry the indexes
             log.warning("indexes not checked at start: %s", exc)
         await run_in_threadpool(lambda: server.search_parameters)
+        # the UCUM unit table takes most of a second to build: not in the first request's time
+        threading.Thread(target=ucum.converter, args=("g",), name="ucum-warm-up", daemon=True).start()
         watcher = Watcher(server)
         watcher.start()
         yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fhir_server.search.params import quantity
 from fhir_server.search.terms import values
 
 
@@ -21,6 +22,8 @@ def sort_key_value(doc: dict[str, Any], code: str, type_: str, descending: bool)
     stored = values(doc, code)
     if not stored:
         return None
+    if type_ == "quantity":
+        stored = quantity.as_written(stored)
     if type_ in ("date", "number", "quantity"):
         bounds = [v["h"] if descending else v["l"] for v in stored if isinstance(v, dict)]
         bounds = [b for b in bounds if b is not None]

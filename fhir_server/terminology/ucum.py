@@ -1,8 +1,17 @@
-"""UCUM unit codes: a syntactic check only.
+"""UCUM unit codes: their syntax, and their conversion to canonical units for quantity search.
 
-The table of UCUM units is not in any loaded package, so whether `mg/dL` names real units
-cannot be told here; but a code that does not follow the UCUM grammar (`kg//m`, `(mg`, `m g`)
-is certainly not a UCUM code. `syntax_error` says what is wrong, or None when the code parses.
+`syntax_error(code)` says what is wrong with a code that does not follow the UCUM grammar
+(`kg//m`, `(mg`, `m g`), or None when it parses; it needs no unit table.
+
+`canonical(value, code)` turns a value in a UCUM unit into its value in the SI base units of
+that unit's dimension, with a key naming that dimension: 5.4 mg and 5400 ug both become
+(5.4e-06, "kilogram"), 37 Cel and 98.6 [degF] both about 310.15 kelvin. The unit table is
+UCUM's own `ucum-essence.xml`, read at run time by `ucumvert` (which ships it) into a `pint`
+registry on first use (under a second), one conversion cached per unit code. Values are
+rounded to 12 significant digits so that the same quantity written in two units gives the
+same number. A code that cannot be converted (an unknown unit, or one with an arbitrary unit
+such as `[iU]`, which UCUM makes comparable with nothing else) gives None: it is then only
+compared as written.
 
 Grammar (UCUM §2): main-term = ["/"] term; term = component {("." | "/") component};
 component = "(" term ")" | annotation | factor | simple-unit [exponent] [annotation];
@@ -12,12 +21,75 @@ run of printable ASCII outside `./(){}`, where square brackets pair up (`mm[Hg]`
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "http://unitsofmeasure.org"
 _EXPONENT = re.compile(r"^(.*?)([+-]?\d+)$")
 _STOP = set("./(){}")
 _BRACKETED = re.compile(r"\[[^\]]*\]")
+
+
+_registry: Any = None
+_arbitrary: tuple[str, ...] = ()
+_registry_lock = threading.Lock()
+_ARBITRARY = re.compile(r'\sCode="([^"]+)"[^>]*\sisArbitrary="yes"')
+
+
+def _units() -> Any:
+    """The UCUM registry (built once); False when it cannot be built. Also reads which units
+    UCUM calls arbitrary (`[iU]`, `[arb'U]`…): they compare with nothing but themselves."""
+    global _registry, _arbitrary
+    with _registry_lock:
+        if _registry is None:
+            try:
+                from importlib.resources import files
+
+                from ucumvert import PintUcumRegistry
+
+                essence = (files("ucumvert") / "vendor" / "ucum-essence.xml").read_text(encoding="utf-8")
+                _arbitrary = tuple(_ARBITRARY.findall(essence))
+                _registry = PintUcumRegistry()
+            except Exception as exc:  # noqa: BLE001 — without it, quantities are compared as written
+                log.warning("UCUM units cannot be converted (%s): quantities are compared as written", exc)
+                _registry = False
+        return _registry
+
+
+@functools.lru_cache(maxsize=4096)
+def converter(code: str) -> tuple[float, float, str] | None:
+    """(scale, offset, canonical unit) with canonical value = scale × value + offset, or None."""
+    if not isinstance(code, str) or syntax_error(code) is not None:
+        return None
+    registry = _units()
+    if not registry or any(atom in code for atom in _arbitrary):
+        return None
+    try:
+        with _registry_lock:  # pint registries are not documented as thread-safe
+            unit = registry.from_ucum(code)
+            zero = registry.Quantity(0 * unit.magnitude, unit.units).to_base_units()
+            one = registry.Quantity(1 * unit.magnitude, unit.units).to_base_units()
+        scale = float(one.magnitude) - float(zero.magnitude)
+        if not scale > 0:
+            return None
+        return scale, float(zero.magnitude), str(one.units)
+    except Exception:  # noqa: BLE001 — whatever the library cannot read stays as written
+        return None
+
+
+def canonical(value: float, code: str) -> tuple[float, str] | None:
+    """(value in canonical units, canonical unit), or None when `code` cannot be converted."""
+    found = converter(code)
+    if found is None:
+        return None
+    scale, offset, unit = found
+    number = scale * value + offset
+    return (float(f"{number:.12g}") if number not in (float("inf"), float("-inf")) else number), unit
 
 
 def syntax_error(code: str) -> str | None:

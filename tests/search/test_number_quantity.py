@@ -1,7 +1,8 @@
 """number and quantity search (R4 search.html#number, #quantity): a search value stands for the
 range of its implicit precision (`100` = [99.5, 100.5), `0.80` = [0.795, 0.805)); `eq`/`ne` test
 that range, `gt lt ge le` compare values, `sa eb` like gt/lt, `ap` is within 10%. Quantities are
-`[prefix]number|system|code`, `number||code` (code or unit), or `number` alone."""
+`[prefix]number|system|code`, `number||code` (code or unit), or `number` alone. With the UCUM
+system and a unit that converts, values are compared in canonical units (5.4 mg = 5400 ug)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,47 @@ def test_quantity_in_a_backbone_element(data):
     assert data.ids("/Observation", {"component-value-quantity": f"gt100|{UCUM}|mm[Hg]"}) == {obs}
     assert data.ids("/Observation", {"component-value-quantity": f"gt130|{UCUM}|mm[Hg]"}) == set()
     assert data.ids("/Observation", {"value-quantity": "80"}) == set()
+
+
+@pytest.fixture
+def ucum_quantities(data):
+    def q(value, code, system=UCUM):
+        return data.create(observation(valueQuantity={"value": value, "unit": code, "system": system,
+                                                      "code": code}))["id"]
+
+    return {"5.4 mg": q(5.4, "mg"), "5400 ug": q(5400, "ug"), "0.0054 g": q(0.0054, "g"),
+            "6 mg": q(6, "mg"), "5.4 mmol/L": q(5.4, "mmol/L"), "5.4 mg elsewhere": q(5.4, "mg", "urn:units"),
+            "37 Cel": q(37, "Cel"), "99.5 [degF]": q(99.5, "[degF]"), "90 /min": q(90, "/min"),
+            "1.5 /s": q(1.5, "/s"), "5 [iU]/L": q(5, "[iU]/L"), "5 /L": q(5, "/L")}
+
+
+@pytest.mark.parametrize("query, expected", [
+    (f"5.4|{UCUM}|mg", ("5.4 mg", "5400 ug", "0.0054 g")),
+    (f"5400|{UCUM}|ug", ("5.4 mg", "5400 ug", "0.0054 g")),
+    (f"0.0054|{UCUM}|g", ("5.4 mg", "5400 ug", "0.0054 g")),
+    (f"gt5.4|{UCUM}|mg", ("6 mg",)),
+    (f"ge5400|{UCUM}|ug", ("5.4 mg", "5400 ug", "0.0054 g", "6 mg")),
+    (f"lt0.006|{UCUM}|g", ("5.4 mg", "5400 ug", "0.0054 g")),
+    (f"ne5.4|{UCUM}|mg", ("6 mg",)),
+    (f"gt37|{UCUM}|Cel", ("99.5 [degF]",)),  # 99.5 °F = 37.5 °C: offsets, not only factors
+    (f"lt99|{UCUM}|[degF]", ("37 Cel",)),  # 37 °C = 98.6 °F
+    (f"90|{UCUM}|/min", ("90 /min", "1.5 /s")),
+    (f"5|{UCUM}|[iU]/L", ("5 [iU]/L",)),  # an arbitrary unit compares with itself only
+    (f"5|{UCUM}|/L", ("5 /L",)),
+    ("5.4||mg", ("5.4 mg", "5.4 mg elsewhere")),  # without the UCUM system: as written
+    ("5.4", ("5.4 mg", "5.4 mg elsewhere", "5.4 mmol/L")),  # canonical values are not seen by unitless searches
+    (f"5.4|{UCUM}|kg", ()),
+    (f"5.4|{UCUM}|mmol/L", ("5.4 mmol/L",)),
+])
+def test_ucum_units_are_converted(data, ucum_quantities, query, expected):
+    assert data.ids("/Observation", {"value-quantity": query}) == {ucum_quantities[k] for k in expected}
+
+
+def test_ucum_conversion_leaves_sorting_as_written(data):
+    ids = [data.create(observation(valueQuantity={"value": v, "system": UCUM, "code": c}))["id"]
+           for v, c in ((3, "g"), (2000, "mg"), (1, "kg"))]
+    r = data.get("/Observation", {"value-quantity": f"ge1|{UCUM}|g", "_sort": "value-quantity"})
+    assert [e["resource"]["id"] for e in r.json()["entry"]] == [ids[2], ids[0], ids[1]]  # 1, 3, 2000 as written
 
 
 def test_money(data):
