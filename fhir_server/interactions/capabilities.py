@@ -7,6 +7,7 @@ from typing import Any
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.interactions import INTERACTIONS
 from fhir_server.operations import OPERATIONS
+from fhir_server.search import fulltext
 from fhir_server.storage.store import format_instant, now
 
 _TYPE_LEVEL = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
@@ -41,7 +42,8 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "searchInclude": ["*"] + [f"{type_}:{code}" for code in references],
             "searchRevInclude": ["*"],
             "searchParam": [{"name": code, "definition": p.url, "type": p.type}
-                            for code, p in search_params if p.expression or p.type == "composite"],
+                            for code, p in search_params
+                            if p.expression or p.type == "composite" or code in fulltext.CODES],
         })
         supported = server.definitions.profiles(type_)
         if supported:

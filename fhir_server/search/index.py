@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.search import fulltext
 from fhir_server.search.keys import contained_prefix, flatten
 from fhir_server.search.parameters import SearchParameters
 
@@ -21,12 +22,12 @@ def index_values(params: SearchParameters, resource: dict[str, Any], base_urls: 
 
     Contained resources are indexed too, for `_contained` searches: their values under `cix`
     (`[{"t": type, "id": id, "ix": {...}}]`) and their keys in `k` prefixed with `#Type:`."""
-    ix = params.index_resource(resource, base_urls)
+    ix = {**params.index_resource(resource, base_urls), **fulltext.index(resource)}
     keys = flatten(ix)
     contained = []
     for inner in resource.get("contained") or ():
         if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str) and isinstance(inner.get("id"), str):
-            inner_ix = params.index_resource(inner, base_urls)
+            inner_ix = {**params.index_resource(inner, base_urls), **fulltext.index(inner)}
             contained.append({"t": inner["resourceType"], "id": inner["id"], "ix": inner_ix})
             keys.extend(contained_prefix(inner["resourceType"]) + k for k in flatten(inner_ix))
     out: dict[str, Any] = {"ix": ix, "k": keys}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.search import fulltext
 from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term, unescape
 from fhir_server.search.terms import EXACT, RANGE, SCAN, Term, values
@@ -99,6 +100,8 @@ def criterion_term(ctx: Context, type_: str, name: str, value: str, depth: int =
         return Term("_id", sorted(ids), lambda doc: doc["_id"] in ids, EXACT)
     if code == "_list":
         return _list_term(ctx, type_, value)
+    if code in fulltext.CODES and not dot:
+        return fulltext.term(code, modifier, split_values(value), ctx)
     param = params.get(type_, code)
     if param is None or (not param.expression and param.type != "composite"):
         ctx.unknown(type_, name)

@@ -27,6 +27,15 @@ def test_starts_with_case_and_accent_insensitive(data, people):
     assert data.ids("/Patient", {"given": "hélène"}) == {ids["helene"]}
 
 
+def test_ligatures_are_written_out(data):
+    u = uid("z")
+    laetitia = data.create(patient(name=[{"family": f"{u}Cœurdevey", "given": ["Lætitia"]}]))["id"]
+    assert data.ids("/Patient", {"given": "laetitia"}) == {laetitia}
+    assert data.ids("/Patient", {"given": "Lætitia"}) == {laetitia}
+    assert data.ids("/Patient", {"family": f"{u}coeur"}) == {laetitia}
+    assert data.ids("/Patient", {"given:exact": "Laetitia"}) == set()  # exact stays exact
+
+
 def test_default_is_not_contains(data, people):
     _, ids = people
     assert data.ids("/Patient", {"given": "lene"}) == set()
