@@ -1,12 +1,12 @@
 """`_content` and `_text`: the words of a whole resource, and of its narrative.
 
-Stored when a resource is written, beside the other search values: `ix["_content:words"]` (every
-text of the resource: strings, codes and displays, the narrative, contained resources) and
-`ix["_text:words"]` (the narrative alone), each the sorted distinct words, folded (case and
-accents: "Diabète" is `diabete`, "Œdème" `oedeme`). They are not keyed in `k`: a key per word would make every
-write pay an index entry per word, so a `_content` or `_text` criterion is an exact predicate on
+Stored when a resource is written, beside the other search values: `ix["_text:words"]` (the
+narrative) and `ix["_content:words"]` (every other text of the resource: strings, codes and
+displays, contained resources; `_content` looks in both), each the sorted distinct words,
+folded (case and accents: "Diabète" is `diabete`, "Œdème" `oedeme`). They are not keyed in
+`k`: a key per word would make every write pay an index entry per word, so a criterion is an exact predicate on
 what the other criteria found (alone, it reads the whole type). Identifiers of things rather
-than text (`id`, `url`, `system`, `reference`, base64 `data`) are left out.
+than text (`id`, `meta`, `url`, `system`, `reference`, URIs, base64 `data`) and dates are left out.
 
 A search value is words; each must begin a word of the resource (`diab` finds "Diabète",
 `insuff card` finds "insuffisance cardiaque"); a comma separates alternatives. Resources stored
@@ -28,7 +28,9 @@ CONTENT = "_content:words"
 TEXT = "_text:words"
 _WORD = re.compile(r"\w+")
 _TAG = re.compile(r"<[^>]*>")
-_NOT_TEXT = frozenset({"id", "url", "system", "reference", "fullUrl", "data", "div", "resourceType"})
+_URI = re.compile(r"(https?|urn|ftp|mailto|tel):", re.IGNORECASE)  # names of things, not text
+_DATE = re.compile(r"\d{4}(-\d\d(-\d\d(T[\d:.]+(Z|[+-]\d\d:\d\d)?)?)?)?$")  # dates and times: the date params
+_NOT_TEXT = frozenset({"id", "meta", "url", "system", "reference", "fullUrl", "data", "div", "resourceType"})
 MAX_WORDS = 5000  # distinct words kept per resource: the stored document stays small
 MAX_WORD = 40  # longer "words" (hashes, base64 that slipped through) are cut
 
@@ -49,13 +51,12 @@ def _narrative(resource: dict[str, Any]) -> list[str]:
 
 def _strings(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
-        out.append(value)
+        if not _DATE.match(value) and not _URI.match(value):
+            out.append(value)
     elif isinstance(value, dict):
         for key, inner in value.items():
             if key not in _NOT_TEXT:
                 _strings(inner, out)
-            elif key == "div" and isinstance(inner, str):
-                out.append(html.unescape(_TAG.sub(" ", inner)))
     elif isinstance(value, list):
         for inner in value:
             _strings(inner, out)
@@ -78,7 +79,6 @@ def index(resource: dict[str, Any]) -> dict[str, list[str]]:
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)
-    field = CONTENT if code == "_content" else TEXT
     alternatives = [_WORD.findall(fold(text)) for text in texts]
     alternatives = [words for words in alternatives if words]
     if not alternatives:
@@ -89,7 +89,9 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
         return at < len(stored) and stored[at].startswith(prefix)
 
     def match(doc) -> bool:
-        stored = values(doc, field)
-        return any(all(begins_a_word(stored, w) for w in words) for words in alternatives)
+        narrative = values(doc, TEXT)
+        stored = values(doc, CONTENT) if code == "_content" else []
+        return any(all(begins_a_word(narrative, w) or begins_a_word(stored, w) for w in words)
+                   for words in alternatives)
 
     return Term(None, [], match, SCAN)
