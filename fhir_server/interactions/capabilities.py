@@ -43,7 +43,9 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "searchRevInclude": ["*"],
             "searchParam": [{"name": code, "definition": p.url, "type": p.type}
                             for code, p in search_params
-                            if p.expression or p.type == "composite" or code in fulltext.CODES],
+                            if p.expression or p.type == "composite" or code in fulltext.CODES]
+                           + [{"name": "_filter", "type": "special",
+                               "documentation": "R4 _filter expressions over this type's parameters"}],
         })
         supported = server.definitions.profiles(type_)
         if supported:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.search import filter as filter_param
 from fhir_server.search import fulltext
 from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term, unescape
@@ -75,6 +76,10 @@ def build_terms(ctx: Context, type_: str, criteria: list[tuple[str, str]],
     """Terms for the criteria on one type, and the criteria actually applied (for `self`)."""
     terms, applied = [], []
     for name, value in criteria:
+        if name == "_filter":
+            terms.extend(filter_param.terms(ctx, type_, value, depth))
+            applied.append((name, value))
+            continue
         term = criterion_term(ctx, type_, name, value, depth)
         if term is not None:
             terms.append(term)

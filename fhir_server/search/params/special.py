@@ -1,8 +1,8 @@
 """special: `near` on Location.position (`lat|long|distance|unit`, distance in km by default).
 
 Stored: `[{"lat", "lon"}]`; the query drives with a latitude band, then checks the distance.
-`_text` and `_content` are `search/fulltext.py`'s; `_query` and `_filter` have no expression
-and are reported as unknown by the query layer.
+`_text` and `_content` are `search/fulltext.py`'s, `_filter` is `search/filter.py`'s; `_query`
+has no expression and is reported as unknown by the query layer.
 """
 
 from __future__ import annotations
