@@ -4,6 +4,8 @@ parentheses, chains, combined with ordinary criteria; what it cannot do is a 400
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .support import observation, patient, system, uid
 
@@ -99,3 +101,16 @@ def test_bad_filters_are_400_saying_why(data, text, says):
 def test_injection_in_a_filter_value_is_text(data, world):
     assert ids(data, "Patient", 'family eq "{\\"$ne\\": null}"') == set()
     assert ids(data, "Patient", "gender eq {\"$ne\":null}") == set()
+
+
+FILTER_TOKENS = ["(", ")", "not", "and", "or", "family", "gender", "birthdate", "general-practitioner.family",
+                 "identifier", "value-quantity", "eq", "ne", "co", "sw", "ew", "gt", "ge", "pr", "in", "ss", "po",
+                 '"x"', '"a b, c"', '"\\u00e9"', '"\\"', "female", "1950", "true", "[", "]", '{"$ne":null}', "|", ","]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(FILTER_TOKENS) | st.text(max_size=8), max_size=12))
+def test_any_filter_is_answered_200_or_400(client, tokens):
+    r = client.get("/Patient", params={"_filter": " ".join(tokens), "_count": "1"})
+    assert r.status_code in (200, 400), r.text
+    assert r.json()["resourceType"] in ("Bundle", "OperationOutcome")
