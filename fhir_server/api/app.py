@@ -25,6 +25,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.operations import reindex
 from fhir_server.server import FhirServer
 from fhir_server.terminology import ucum
 
@@ -52,6 +53,10 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
         except FhirError as exc:  # the database may come later; writes retry the indexes
             log.warning("indexes not checked at start: %s", exc)
         await run_in_threadpool(lambda: server.search_parameters)
+        try:  # search values stored by an older version are recomputed in the background
+            await run_in_threadpool(reindex.upgrade, server)
+        except Exception as exc:  # noqa: BLE001 — the database may come later: checked at the next start
+            log.warning("format of the stored search values not checked at start: %s", exc)
         # the UCUM unit table takes most of a second to build: not in the first request's time
         threading.Thread(target=ucum.converter, args=("g",), name="ucum-warm-up", daemon=True).start()
         watcher = Watcher(server)
