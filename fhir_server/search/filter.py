@@ -79,18 +79,18 @@ class _Parser:
         return tree
 
     def or_(self, depth: int) -> Any:
-        parts = [self.and_(depth)]
-        while self.peek() == "or":
-            self.take()
-            parts.append(self.and_(depth))
-        return parts[0] if len(parts) == 1 else Logic("or", parts)
+        return self._joined("or", self.and_, depth)
 
     def and_(self, depth: int) -> Any:
-        parts = [self.unary(depth)]
-        while self.peek() == "and":
+        return self._joined("and", self.unary, depth)
+
+    def _joined(self, word: str, part, depth: int) -> Any:
+        """`part (word part)*`: one Logic node, or the single part."""
+        parts = [part(depth)]
+        while self.peek() == word:
             self.take()
-            parts.append(self.unary(depth))
-        return parts[0] if len(parts) == 1 else Logic("and", parts)
+            parts.append(part(depth))
+        return parts[0] if len(parts) == 1 else Logic(word, parts)
 
     def unary(self, depth: int) -> Any:
         if depth > MAX_DEPTH:
