@@ -157,6 +157,20 @@ def test_ucum_units_are_converted(data, ucum_quantities, query, expected):
     assert data.ids("/Observation", {"value-quantity": query}) == {ucum_quantities[k] for k in expected}
 
 
+def test_ucum_ranges_in_canonical_units():
+    from fhir_server.search.params import quantity
+
+    def canonical(value):
+        return [(e["l"], e["h"], e["k"]) for e in quantity.index("r", [(value, None)])["r"] if e.get("c")]
+
+    assert canonical({"low": {"value": 1, "system": UCUM, "code": "g"},
+                      "high": {"value": 2000, "system": UCUM, "code": "mg"}}) == [(0.001, 0.002, ["ucum=kilogram"])]
+    assert canonical({"low": {"value": 1, "system": UCUM, "code": "g"}}) == [(0.001, float("inf"), ["ucum=kilogram"])]
+    assert canonical({"low": {"value": 1, "system": UCUM, "code": "g"},
+                      "high": {"value": 2, "system": UCUM, "code": "m"}}) == []  # not one dimension
+    assert canonical({"low": {"value": 1, "code": "g"}, "high": {"value": 2, "code": "g"}}) == []  # not UCUM
+
+
 def test_ucum_conversion_leaves_sorting_as_written(data):
     ids = [data.create(observation(valueQuantity={"value": v, "system": UCUM, "code": c}))["id"]
            for v, c in ((3, "g"), (2000, "mg"), (1, "kg"))]

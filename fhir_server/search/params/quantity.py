@@ -64,11 +64,10 @@ def _entries(value: Any) -> list[Entry]:
         lo, hi = (lo if lo is not None else -_INF), (hi if hi is not None else _INF)
         units = tuple(sorted(set(_unit_keys(low)) | set(_unit_keys(high))))
         out = [(lo, hi, units, False)]
-        bounds = [_canonical(q, n) for q, n in ((low, lo), (high, hi)) if n not in (_INF, -_INF)]
-        if bounds and all(b is not None for b in bounds) and len({b[1] for b in bounds}) == 1:
-            c_lo = _canonical(low, lo) if lo != -_INF else None
-            c_hi = _canonical(high, hi) if hi != _INF else None
-            out.append((c_lo[0] if c_lo else -_INF, c_hi[0] if c_hi else _INF, ("ucum=" + bounds[0][1],), True))
+        c_lo, c_hi = _canonical(low, lo), _canonical(high, hi)  # None for an open end, or no conversion
+        ends = [c for c, n in ((c_lo, lo), (c_hi, hi)) if n not in (_INF, -_INF)]
+        if ends and all(ends) and len({c[1] for c in ends}) == 1:  # type: ignore[index]
+            out.append((c_lo[0] if c_lo else -_INF, c_hi[0] if c_hi else _INF, ("ucum=" + ends[0][1],), True))
         return out
     return []
 
