@@ -237,15 +237,7 @@ class ResourceStore:
         while True:
             attempt += 1
             try:
-                with self.database.client.start_session() as session:
-                    with session.start_transaction():
-                        for key in guards:
-                            self.db[GUARDS].update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True,
-                                                       session=session)
-                        writes = work(session)
-                        if writes:
-                            self._apply(writes, session)
-                return [w.as_version() for w in writes]
+                return self._attempt(work, guards)
             except VersionConflict:
                 # another writer got in first: the work reads again and decides again
                 if time.monotonic() > deadline:
@@ -265,6 +257,40 @@ class ResourceStore:
                 if not exc.has_error_label("TransientTransactionError") or network_retries > _NETWORK_RETRIES:
                     raise
                 time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
+
+    def _attempt(self, work: Callable[[Any], list[Write]], guards: Iterable[str]) -> list[Version]:
+        """One try of a transaction. A commit whose answer is lost (the connection or the
+        database went away) may still have taken effect: if its writes are there, it did, and
+        it is not tried again — a retry would write everything a second time."""
+        with self.database.client.start_session() as session:
+            session.start_transaction()
+            try:
+                for key in guards:
+                    self.db[GUARDS].update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
+                writes = work(session)
+                if writes:
+                    self._apply(writes, session)
+            except BaseException:
+                if session.in_transaction:
+                    try:
+                        session.abort_transaction()
+                    except PyMongoError:
+                        pass  # the database aborts it anyway when the session or the server goes
+                raise
+            try:
+                session.commit_transaction()
+            except PyMongoError:
+                if writes and self._committed(writes[0]):
+                    return [w.as_version() for w in writes]
+                raise
+        return [w.as_version() for w in writes]
+
+    def _committed(self, write: Write) -> bool:
+        """Is this very write in the history (so its whole transaction committed)? The JSON is
+        compared too: a concurrent transaction may have committed the same version number
+        (ours then failed on the conflict); its JSON differs, or is the same change."""
+        doc = self.db[HISTORY].find_one({"_id": f"{write.type}/{write.id}/{write.version}"}, {"json": 1, "del": 1})
+        return doc is not None and doc.get("json") == write.json and bool(doc.get("del")) == (write.json is None)
 
     def read_in(self, session: Any, type_: str, id_: str) -> Version | None:
         """`read` inside a transaction's snapshot."""

@@ -38,6 +38,7 @@ from .support import (
     client,
     dump,
     dump_difference,
+    embedded_port,
     fail_point,
     history,
     mongo,
@@ -386,3 +387,45 @@ def _wait_ready(http: httpx.Client) -> None:
         assert_clean(response)
         return response.status_code == 200
     wait_until(back, 90, "the server answers again after the database restarted", interval=0.2)
+
+
+# -- a commit whose answer is lost -----------------------------------------------------------------
+def test_a_commit_whose_answer_is_lost_is_not_written_twice(server, monkeypatch):
+    """The database commits, then the connection drops before the answer (what a database killed
+    at that instant does, seen in test_database_killed_during_transactions_all_or_nothing). The
+    store must find its writes there and not run the transaction again: a retry would create the
+    resources of a POST a second time. The fault is injected after a real commit."""
+    from pymongo.client_session import ClientSession
+    from pymongo.errors import AutoReconnect
+
+    from fhir_server.storage.database import Database
+    from fhir_server.storage.store import ResourceStore, Write, now
+
+    database = Database(f"mongodb://127.0.0.1:{embedded_port(server)}/?directConnection=true", "fhir")
+    store = ResourceStore(database)
+    real_commit = ClientSession.commit_transaction
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(session):
+        real_commit(session)
+        if not lost:
+            lost.append(True)
+            error = AutoReconnect("connection closed after the commit")
+            error._add_error_label("TransientTransactionError")
+            raise error
+
+    monkeypatch.setattr(ClientSession, "commit_transaction", commit_then_lose_the_answer)
+    id_ = new_id("lost")
+    runs: list[int] = []
+
+    def work(session):
+        runs.append(1)
+        when = now()
+        body = f'{{"resourceType":"Patient","id":"{id_}","meta":{{"versionId":"1"}}}}'.encode()
+        return [Write("Patient", id_, 1, None, when, "POST", body)]
+
+    versions = store.transact(work)
+    assert lost and len(runs) == 1, "the transaction ran again after its commit took effect"
+    assert [v.version for v in versions] == [1]
+    assert database.db["_history"].count_documents({"r": f"Patient/{id_}"}) == 1
+    database.client.close()
