@@ -20,13 +20,19 @@ def unknown(type_: str, id_: str) -> FhirError:
     return FhirError(404, Issue("error", "not-found", f"{type_}/{id_} does not exist"))
 
 
-def read(server, req: FhirRequest) -> FhirResponse:
-    check_id(req.id)
-    stored = server.store.read(req.type, req.id)
+def current(server, type_: str, id_: str) -> Version:
+    """The live version of a resource (what a read answers): 404 if unknown, 410 if deleted."""
+    check_id(id_)
+    stored = server.store.read(type_, id_)
     if stored is None:
-        raise unknown(req.type, req.id)
+        raise unknown(type_, id_)
     if stored.deleted:
         raise gone(stored)
+    return stored
+
+
+def read(server, req: FhirRequest) -> FhirResponse:
+    stored = current(server, req.type, req.id)
     if _not_modified(req, stored):
         return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
     return FhirResponse(200, _subset(server, req, stored.json), etag=etag(stored.version),

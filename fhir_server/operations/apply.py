@@ -22,8 +22,8 @@ from typing import Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import bundle as bundles
-from fhir_server.interactions.read import gone, unknown
-from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, versioned_response
+from fhir_server.interactions.read import current
+from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
 from fhir_server.search.execute import find
 from fhir_server.search.params.reference import local_type
 from fhir_server.search.params.token import keys_term
@@ -40,14 +40,8 @@ _UNITS = {"min": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(d
 
 
 def apply(server, req: FhirRequest) -> FhirResponse:
-    check_id(req.id)
     args = _arguments(req)
-    stored = server.store.read("PlanDefinition", req.id)
-    if stored is None:
-        raise unknown("PlanDefinition", req.id)
-    if stored.deleted:
-        raise gone(stored)
-    plan = jsonio.loads(stored.json)
+    plan = jsonio.loads(current(server, "PlanDefinition", req.id).json)
     if plan.get("status") == "retired":
         raise FhirError(422, Issue("error", "business-rule", f"PlanDefinition/{req.id} is retired: it is not applied"))
     subject = args.get("subject")

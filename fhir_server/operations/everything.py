@@ -14,8 +14,8 @@ from typing import Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
-from fhir_server.interactions.read import gone, unknown
-from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
+from fhir_server.interactions.read import current
+from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search.compartments import compartment_terms
 from fhir_server.search.dates import DateError, period
 from fhir_server.search.execute import find, stored_types
@@ -30,12 +30,7 @@ _CARE_DATES = ("date", "period", "authored", "authoredon", "occurrence", "onset-
 def everything(server, req: FhirRequest) -> FhirResponse:
     if req.param("_page") is not None:
         return searchset.stored_page(server, req)
-    check_id(req.id)
-    patient = server.store.read("Patient", req.id)
-    if patient is None:
-        raise unknown("Patient", req.id)
-    if patient.deleted:
-        raise gone(patient)
+    current(server, "Patient", req.id)  # 404 or 410 before any work
     start, end = _date("start", req.param("start"), 0), _date("end", req.param("end"), 1)
     since = _date("_since", req.param("_since"), 0)
     types = _types(server, req.param("_type"))

@@ -13,8 +13,8 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request, not_found
-from fhir_server.interactions.read import gone, unknown
-from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
+from fhir_server.interactions.read import current
+from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations.terminology_params import Inputs, read_inputs
 from fhir_server.terminology import TerminologyError
 
@@ -67,13 +67,7 @@ def target_valueset(server, req: FhirRequest, inputs: Inputs) -> dict[str, Any]:
 
 
 def stored_resource(server, req: FhirRequest) -> dict[str, Any]:
-    check_id(req.id)
-    stored = server.store.read(req.type, req.id)
-    if stored is None:
-        raise unknown(req.type, req.id)
-    if stored.deleted:
-        raise gone(stored)
-    return jsonio.loads(stored.json)
+    return jsonio.loads(current(server, req.type, req.id).json)
 
 
 def terminology_error(exc: TerminologyError, what: str) -> FhirError:

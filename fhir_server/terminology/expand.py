@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import copy
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from fhir_server.search.normalize import fold
 from fhir_server.terminology import ucum
 from fhir_server.terminology.codesystems import CodeSystemIndex, Concept
 from fhir_server.terminology.errors import TerminologyError
@@ -102,12 +102,18 @@ def name_of(valueset: dict[str, Any]) -> str:
 
 
 # -- expansion ---------------------------------------------------------------------------------
+def _enter(valueset: dict[str, Any], seen: frozenset[str]) -> tuple[str, frozenset[str]]:
+    """(name, the ValueSets being evaluated with this one); an import cycle is an error."""
+    name = name_of(valueset)
+    url = valueset.get("url")
+    if url and url in seen:
+        raise TerminologyError(f"ValueSet {name} imports itself (through {', '.join(sorted(seen))})", "invalid")
+    return name, seen | {url} if url else seen
+
+
 def compute(scope: Resolver, valueset: dict[str, Any], seen: frozenset[str]) -> Expansion:
     """The full expansion of a ValueSet (no filter, no paging)."""
-    name = name_of(valueset)
-    if valueset.get("url") and valueset["url"] in seen:
-        raise TerminologyError(f"ValueSet {name} imports itself (through {', '.join(sorted(seen))})", "invalid")
-    seen = seen | {valueset["url"]} if valueset.get("url") else seen
+    name, seen = _enter(valueset, seen)
     compose = valueset.get("compose")
     if not compose:
         if valueset.get("expansion") is not None:
@@ -257,10 +263,7 @@ def _flatten(items):
 def member(scope: Resolver, valueset: dict[str, Any], system: str | None, code: str,
            seen: frozenset[str] = frozenset()) -> Verdict:
     """Whether `system|code` is in the ValueSet, evaluating compose for this one code."""
-    name = name_of(valueset)
-    if valueset.get("url") and valueset["url"] in seen:
-        raise TerminologyError(f"ValueSet {name} imports itself", "invalid")
-    seen = seen | {valueset["url"]} if valueset.get("url") else seen
+    name, seen = _enter(valueset, seen)
     compose = valueset.get("compose")
     if not compose:
         if valueset.get("expansion") is not None:
@@ -360,11 +363,6 @@ def _ucum_verdict(valueset: dict[str, Any], code: str) -> Verdict:
 
 
 # -- the answer --------------------------------------------------------------------------------
-def fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-
-
 _WORD = re.compile(r"\w+")
 
 

@@ -88,8 +88,7 @@ def canonical(value: float, code: str) -> tuple[float, str] | None:
     if found is None:
         return None
     scale, offset, unit = found
-    number = scale * value + offset
-    return (float(f"{number:.12g}") if number not in (float("inf"), float("-inf")) else number), unit
+    return float(f"{scale * value + offset:.12g}"), unit  # (infinities pass through)
 
 
 def syntax_error(code: str) -> str | None:

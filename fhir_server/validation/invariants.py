@@ -331,12 +331,10 @@ def _navigate(items: list[Any], name: str) -> list[Any] | None:
     return found
 
 
-def _native(ast: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any] | None] | None:
-    """A direct evaluator for the commonest invariant operands: a path of element names,
-    `extension('url')` and `where(name = 'literal')`, ending with exists()/exists(name =
-    'literal')/empty()/not()/hasValue()/count()/length()/startsWith('…')/endsWith('…')/
-    matches('…'); None for any other shape. It answers None (→ fhirpathpy) whenever the data
-    leaves that simple shape (a primitive on the way, a non-string where a string is needed)."""
+
+def _invocations(ast: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """`a.b.c()` as (the first invocation `a`, then [`b`, `c()`] in order); None for any other
+    shape of expression."""
     chain: list[dict[str, Any]] = []
     node = ast
     while node.get("type") == "InvocationExpression" and len(node.get("children") or ()) == 2:
@@ -347,8 +345,20 @@ def _native(ast: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any] | None]
     term = (node.get("children") or [{}])[0]
     if term.get("type") != "InvocationTerm":
         return None
-    chain.append(term["children"][0])
     chain.reverse()
+    return term["children"][0], chain
+
+
+def _native(ast: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any] | None] | None:
+    """A direct evaluator for the commonest invariant operands: a path of element names,
+    `extension('url')` and `where(name = 'literal')`, ending with exists()/exists(name =
+    'literal')/empty()/not()/hasValue()/count()/length()/startsWith('…')/endsWith('…')/
+    matches('…'); None for any other shape. It answers None (→ fhirpathpy) whenever the data
+    leaves that simple shape (a primitive on the way, a non-string where a string is needed)."""
+    found = _invocations(ast)
+    if found is None:
+        return None
+    chain = [found[0], *found[1]]
     steps: list[tuple[str, Any, Any]] = []  # ("member", name) ("extension", url) ("where", name, literal)
     functions: list[tuple[str, Any]] = []
     for step in chain:
@@ -535,18 +545,11 @@ class _Where:
 
     @staticmethod
     def of(ast: dict[str, Any]) -> _Where | None:
-        chain: list[dict[str, Any]] = []
-        node = ast
-        while node.get("type") == "InvocationExpression" and len(node.get("children") or ()) == 2:
-            chain.append(node["children"][1])
-            node = node["children"][0]
-        if node.get("type") != "TermExpression":
+        found = _invocations(ast)
+        if found is None or found[0].get("type") != "MemberInvocation":
             return None
-        term = (node.get("children") or [{}])[0]
-        if term.get("type") != "InvocationTerm" or term["children"][0].get("type") != "MemberInvocation":
-            return None
-        chain.reverse()
-        name = (term["children"][0]["children"][0].get("text") or "").strip("`")
+        head, chain = found
+        name = (head["children"][0].get("text") or "").strip("`")
         if not chain or chain[0].get("type") != "FunctionInvocation" or _function_name(chain[0]) != "where":
             return None
         functn = chain[0]["children"][0]

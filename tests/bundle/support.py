@@ -185,18 +185,19 @@ def mongo(server: RunningServer) -> MongoClient:
     return MongoClient(embedded_uri(server), serverSelectionTimeoutMS=10000, appname="bundle-tests")
 
 
-def dump(client: MongoClient) -> dict[str, list[dict[str, Any]]]:
+def dump(client: MongoClient, skip: tuple[str, ...] = ()) -> dict[str, list[dict[str, Any]]]:
     """Every document of every collection of every user database, sorted by _id.
 
     An empty collection is left out: creating a collection or an index before a write is not
-    data (the server prepares indexes for a type before its first transaction)."""
+    data (the server prepares indexes for a type before its first transaction). Collections
+    named in `skip` are left out too."""
     out: dict[str, list[dict[str, Any]]] = {}
     for db_name in client.list_database_names():
         if db_name in ("admin", "config", "local"):
             continue
         db = client[db_name]
         for name in db.list_collection_names():
-            if name.startswith("system."):
+            if name.startswith("system.") or name in skip:
                 continue
             docs = sorted(db[name].find(), key=lambda d: repr(d["_id"]))
             if docs:

@@ -22,9 +22,11 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # `tests.conftest` is importable from the repository root
     sys.path.insert(0, str(_ROOT))
 
+from tests.bundle.support import dump as bundle_dump  # noqa: E402
+from tests.bundle.support import dump_difference  # noqa: E402
 from tests.conftest import RunningServer, free_port, start_server  # noqa: E402
 
-__all__ = ["RunningServer", "free_port", "start_server"]
+__all__ = ["RunningServer", "dump_difference", "free_port", "start_server"]
 
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
@@ -93,32 +95,8 @@ def mongo(server: RunningServer, timeout_ms: int = 10000) -> MongoClient:
 
 
 def dump(client: MongoClient, skip: tuple[str, ...] = ("_searches",)) -> dict[str, list[dict[str, Any]]]:
-    """Every document of every non-empty collection of the user databases, sorted by _id
-    (stored search pages left out: a read may add some)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for db_name in client.list_database_names():
-        if db_name in ("admin", "config", "local"):
-            continue
-        db = client[db_name]
-        for name in db.list_collection_names():
-            if name.startswith("system.") or name in skip:
-                continue
-            docs = sorted(db[name].find(), key=lambda d: repr(d["_id"]))
-            if docs:
-                out[f"{db_name}.{name}"] = docs
-    return out
-
-
-def dump_difference(before: dict, after: dict) -> str:
-    lines = []
-    for name in sorted(set(before) | set(after)):
-        old = {repr(d["_id"]): d for d in before.get(name, [])}
-        new = {repr(d["_id"]): d for d in after.get(name, [])}
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                lines.append(f"{name} {key}: {'absent' if key not in old else 'present'} → "
-                             f"{'absent' if key not in new else 'changed' if key in old else 'present'}")
-    return "\n".join(lines[:50])
+    """`tests.bundle.support.dump`, stored search pages left out (a read may add some)."""
+    return bundle_dump(client, skip)
 
 
 @contextmanager
