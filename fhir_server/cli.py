@@ -182,7 +182,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             log.error("%s", exc)
             return 2
-        os.environ["FHIR_EMBEDDED_MONGODB_URI"] = embedded.uri
+        os.environ.update(settings.with_database(embedded.uri).environment())  # for uvicorn's workers
         log.info("embedded database ready, data in %s", settings.data_dir.resolve())
     # uvicorn handles SIGINT/SIGTERM itself, then restores the previous handlers and raises the
     # signal again; this handler turns that into an exit that runs the `finally` below.

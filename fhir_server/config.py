@@ -7,7 +7,7 @@ code cannot drift apart: `Settings.describe()` is what the README table is writt
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 
@@ -101,6 +101,20 @@ class Settings:
             embedded_db_port=_int("FHIR_EMBEDDED_DB_PORT", default.embedded_db_port),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
         )
+
+    def with_database(self, uri: str) -> Settings:
+        """These settings on another database (the embedded one, once started)."""
+        return replace(self, mongodb_uri=uri)
+
+    def environment(self) -> dict[str, str]:
+        """The settings as the environment variables that `from_env` reads back: how `serve`
+        hands them to uvicorn's worker processes (the embedded database's URI included)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.metadata["env"]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return out
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:

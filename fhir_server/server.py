@@ -1,22 +1,39 @@
-"""The running server's parts, wired once: settings, definitions, database, store, validator.
+"""The running server's parts, wired once: settings, definitions, database, store, validators,
+terminology, search parameters, the domain's write rules, and the router.
 
-Interactions receive this object; nothing else holds global state, so tests and tools (the
-loader, benchmarks) can build one against any database.
+Interactions and operations receive this object; nothing else holds global state, so tests and
+tools (the loader, benchmarks) can build one against any database. `start`/`stop` own what a
+running server keeps going besides requests (indexes, upgrades, watchers, warm-ups), whatever
+carries the requests (HTTP, the loader).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cached_property
 from pathlib import Path
 
-from fhir_server import jsonio
+from fhir_server import jsonio, routing
 from fhir_server.config import Settings
+from fhir_server.coordination import rules as coordination_rules
 from fhir_server.definitions.loading import load_definitions, parse_packages_setting
 from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions
+from fhir_server.errors import FhirError
+from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.interactions.rules import WriteRules
+from fhir_server.operations import reindex
+from fhir_server.search import custom
+from fhir_server.search.execute import find
+from fhir_server.search.parameters import SearchParameters
+from fhir_server.search.params.token import keys_term
 from fhir_server.storage.database import Database
-from fhir_server.storage.store import ResourceStore
+from fhir_server.storage.store import ResourceStore, Version
+from fhir_server.terminology import StoredFinder, Terminology, ucum
+from fhir_server.validation.ins import InsCheck
+from fhir_server.validation.profile import ProfileValidator
+from fhir_server.validation.structural import StructuralValidator
 
 log = logging.getLogger(__name__)
 GUIDE = Path(__file__).resolve().parent.parent / "profiles"
@@ -28,57 +45,89 @@ class FhirServer:
         self.definitions = definitions
         self.database = database
         self.store = ResourceStore(database)
+        self.write_rules = WriteRules()
+        coordination_rules.register(self.write_rules)
+        self._watcher: custom.Watcher | None = None
 
     @classmethod
-    def open(cls, settings: Settings, mongodb_uri: str) -> FhirServer:
+    def open(cls, settings: Settings, mongodb_uri: str | None = None) -> FhirServer:
+        """A server on `mongodb_uri` (default: FHIR_MONGODB_URI) with the configured packages."""
+        uri = mongodb_uri or settings.mongodb_uri
+        if not uri:
+            raise RuntimeError("no database: set FHIR_MONGODB_URI or start with `fhir-server serve`")
         cache = PackageCache(settings.package_cache, settings.package_registry)
         specs = parse_packages_setting(settings.packages)
         if GUIDE.is_dir():  # this project's own implementation guide, always on
             specs.append(str(GUIDE))
         definitions = load_definitions(cache, specs)
-        database = Database(mongodb_uri, settings.database, settings.db_timeout_ms)
+        database = Database(uri, settings.database, settings.db_timeout_ms)
         return cls(settings, definitions, database)
 
-    @cached_property
-    def validator(self):
-        from fhir_server.validation.ins import InsCheck
-        from fhir_server.validation.structural import StructuralValidator
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Before the first request: indexes, SearchParameters, a pending upgrade of the stored
+        search values, the watcher that shares SearchParameters between workers, warm-ups.
+        A database that is not there yet is not fatal: writes make their indexes, and the next
+        start checks the format again."""
+        try:
+            self.database.ensure_indexes()
+        except FhirError as exc:
+            log.warning("indexes not checked at start: %s", exc)
+        self.search_parameters  # noqa: B018 - loads the stored SearchParameters now, not in a request
+        try:  # search values stored by an older version are recomputed in the background
+            reindex.upgrade(self)
+        except FhirError as exc:
+            log.warning("format of the stored search values not checked at start: %s", exc)
+        # the UCUM unit table takes most of a second to build: not in the first request's time
+        threading.Thread(target=ucum.converter, args=("g",), name="ucum-warm-up", daemon=True).start()
+        self._watcher = custom.Watcher(self)
+        self._watcher.start()
 
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.close()
+
+    def close(self) -> None:
+        self.database.close()
+
+    # -- parts ---------------------------------------------------------------------------------
+    @cached_property
+    def validator(self) -> StructuralValidator:
         return StructuralValidator(self.definitions, resource_checks=[InsCheck()])
 
     @cached_property
-    def terminology(self):
+    def terminology(self) -> Terminology:
         """ValueSets and CodeSystems of the packages, then those stored through the API."""
-        from fhir_server.terminology.stored import for_server
+        return Terminology(self.definitions, StoredFinder(self._stored_by_url))
 
-        return for_server(self)
+    def _stored_by_url(self, resource_type: str, url: str) -> list[bytes]:
+        return [r.json for r in find(self, resource_type, [keys_term("url", {url})], json=True) if r.json]
 
     @cached_property
-    def profile_validator(self):
-        from fhir_server.validation.profile import ProfileValidator
-
+    def profile_validator(self) -> ProfileValidator:
         return ProfileValidator(self.definitions, self.terminology)
 
     @cached_property
-    def search_parameters(self):
-        from fhir_server.search import custom
-        from fhir_server.search.parameters import SearchParameters
-
+    def search_parameters(self) -> SearchParameters:
         params = SearchParameters(self.definitions)
         self.__dict__["search_parameters"] = params  # custom.load_stored registers into it
         try:
             count = custom.load_stored(self)
             if count:
                 log.info("%d SearchParameter resources loaded from the database", count)
-        except Exception as exc:  # noqa: BLE001 - the database may come later; the watcher catches up
+        except FhirError as exc:  # the database may come later; the watcher catches up
             log.warning("stored SearchParameters not loaded: %s", exc)
         return params
 
-    def transact(self, work, guards=()):
+    # -- requests and writes -------------------------------------------------------------------
+    def dispatch(self, req: FhirRequest) -> FhirResponse:
+        """Route one request (from HTTP or a bundle entry) to its interaction or operation."""
+        return routing.dispatch(self, req)
+
+    def transact(self, work, guards=()) -> list[Version]:
         """Commit a unit of work (see ResourceStore.transact), then let what depends on the
         written resources follow (SearchParameters take effect at once)."""
-        from fhir_server.search import custom
-
         versions = self.store.transact(work, guards)
         if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
             self.terminology.find_stored.forget()
@@ -91,10 +140,5 @@ class FhirServer:
         return versions
 
     def prepare_type(self, type_: str) -> None:
-        """Indexes for the search values of a type, made before its first write."""
-        from fhir_server.search.index import INDEXED_FIELDS
-
-        self.store.ensure_type_indexes(type_, INDEXED_FIELDS)
-
-    def close(self) -> None:
-        self.database.close()
+        """The index of a type's search keys, made before its first write."""
+        self.store.ensure_type_indexes(type_)

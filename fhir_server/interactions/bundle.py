@@ -88,11 +88,12 @@ def _entry(server, req: FhirRequest, index: int, raw: Any) -> Entry:
     if method == "PATCH" and isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         resource = _binary_patch(resource, where)
     entry_req = FhirRequest(
-        method=method, base_url=req.base_url, type=target.type, id=target.id, version=target.version,
+        method=method, base_url=req.base_url, shape=target.shape, operation=target.operation,
+        type=target.type, id=target.id, version=target.version,
         compartment=target.compartment, params=target.params, body=resource,
         if_match=request.get("ifMatch"), if_none_match=request.get("ifNoneMatch"),
         if_modified_since=_instant(request.get("ifModifiedSince")), if_none_exist=request.get("ifNoneExist"),
-        prefer_return=req.prefer_return, prefer_handling=req.prefer_handling)
+        prefer_return=req.prefer_return, prefer_handling=req.prefer_handling, request_id=req.request_id)
     if target.type is not None and not server.definitions.is_resource_type(target.type):
         raise FhirError(404, Issue("error", "not-supported", f"{where}: {target.type!r} is not a resource type"))
     full_url = raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None
@@ -162,28 +163,13 @@ def _references(value: Any):
 
 
 def _dispatch(server, entry: Entry) -> FhirResponse:
-    """One entry as the HTTP router would run it alone."""
-    from fhir_server import interactions, operations
-
-    shape, method = entry.target.shape, entry.method
-    if shape.endswith("-operation"):
-        level = shape.split("-")[0]
-        op = operations.find(entry.target.operation or "", level, entry.target.type)
-        if op is None:
-            raise FhirError(404, Issue("error", "not-supported", f"${entry.target.operation} is not an operation "
-                                       f"of this server at the {level} level"))
-        if (method if method != "HEAD" else "GET") not in op.methods:
-            raise FhirError(405, Issue("error", "not-supported", f"${op.name} takes {' or '.join(op.methods)}"))
-        return op.handler(server, entry.request)
-    for interaction in interactions.INTERACTIONS:
-        if interaction.shape == shape and interaction.method == (method if method != "HEAD" else "GET"):
-            if shape.endswith("-search") and isinstance(entry.request.body, dict):
-                entry.request.body = None
-            result = interaction.handler(server, entry.request)
-            if method == "HEAD":
-                result.body = None
-            return result
-    raise FhirError(405, Issue("error", "not-supported", f"{method} {entry.target.shape} is not supported"))
+    """One entry as the router runs any request (a HEAD entry answers without its body)."""
+    if entry.target.shape.endswith("-search") and isinstance(entry.request.body, dict):
+        entry.request.body = None
+    result = server.dispatch(entry.request)
+    if entry.method == "HEAD":
+        result.body = None
+    return result
 
 
 # -- transaction -----------------------------------------------------------------------------------
@@ -273,7 +259,7 @@ def _plan(server, req: FhirRequest, entries: list[Entry], session) -> list:
             # `Patient/123` written in the bundle may be referenced by its absolute URL too
             ids.setdefault(f"{req.base_url}/{entry.key}", entry.key)
             type_, id_ = entry.key.split("/", 1)
-            ix = index_values(server.search_parameters, {**entry.resource, "id": id_})["ix"]
+            ix = index_values(server.search_parameters, {**entry.resource, "id": id_}).values
             planned.append((type_, id_, ix))
     writes = []
     written_keys: dict[str, int] = {}

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.search.execute import find
 from fhir_server.search.query import RESULT_PARAMS, Context, build_terms
+from fhir_server.search.terms import Values
 from fhir_server.storage.store import Version
 
 
@@ -42,8 +43,8 @@ def parse(server, type_: str, text: str | None, where: str) -> list[tuple[str, s
 def matches(server, type_: str, criteria: list[tuple[str, str]], session: Any) -> list[Version]:
     """Current resources of the type meeting the condition, read in the transaction."""
     terms, _ = build_terms(_context(server, session), type_, criteria)
-    docs = find(server, type_, terms, session=session, projection={"v": 1, "ts": 1, "json": 1})
-    return [Version(type_, d["_id"], d["v"], d["ts"], False, d.get("json")) for d in docs]
+    return [Version(type_, r.id, r.version, r.last_updated, False, r.json)
+            for r in find(server, type_, terms, session=session, json=True)]
 
 
 def _context(server, session: Any) -> Context:
@@ -58,7 +59,7 @@ def matches_planned(server, type_: str, criteria: list[tuple[str, str]],
     if not candidates:
         return []
     terms, _ = build_terms(_context(server, None), type_, criteria)
-    return [id_ for id_, ix in candidates if all(t.match({"_id": id_, "ix": ix}) for t in terms)]
+    return [id_ for id_, ix in candidates if all(t.match(Values(id_, ix)) for t in terms)]
 
 
 def at_most_one(found: list[Version], type_: str, text: str | None) -> None:

@@ -23,6 +23,8 @@ _ETAG_RE = re.compile(r'^\s*(?:W/)?"?([^"\s]+)"?\s*$')
 class FhirRequest:
     method: str
     base_url: str  # e.g. http://host:8080/fhir
+    shape: str = ""  # the URL's shape (interactions.urls): instance, type-search, …
+    operation: str | None = None  # `$name` without the $, for the *-operation shapes
     type: str | None = None
     id: str | None = None
     version: str | None = None
@@ -35,6 +37,7 @@ class FhirRequest:
     if_none_exist: str | None = None
     prefer_return: str | None = None  # minimal | representation | OperationOutcome
     prefer_handling: str | None = None  # strict | lenient
+    request_id: str | None = None  # the X-Request-Id of the HTTP request that carried it
 
     def param(self, name: str) -> str | None:
         for key, value in self.params:

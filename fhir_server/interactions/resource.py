@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from fhir_server import jsonio
-from fhir_server.coordination import rules
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import ID_RE, FhirRequest
 from fhir_server.search.index import index_values
@@ -79,9 +78,9 @@ def new_version(server, resource: dict[str, Any], id_: str, version: int, expect
     """The write storing `resource` as version `version` of its type/id, with its search values
     (references to this server, written with `base_url` or FHIR_BASE_URL, count as local),
     once the coordination rules accept it as the successor of `previous`."""
-    if rules.applies(resource["resourceType"]):
+    if server.write_rules.applies(resource["resourceType"]):
         before = jsonio.loads(previous.json) if previous is not None and previous.json else None
-        rules.check(before, resource)
+        server.write_rules.check(before, resource)
     stored = stamp(resource, id_, version, last_updated)
     base_urls = tuple(u.rstrip("/") for u in (base_url, server.settings.base_url) if u)
     return Write(resource["resourceType"], id_, version, expected, last_updated, method,

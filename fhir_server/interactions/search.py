@@ -8,8 +8,6 @@ changes. Parameters the server does not know are reported (lenient) or refused (
 
 from __future__ import annotations
 
-from typing import Any
-
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
@@ -20,6 +18,7 @@ from fhir_server.search.execute import find, find_contained, stored_types
 from fhir_server.search.query import RESULT_PARAMS, Context, build_terms
 from fhir_server.search.summary import SUMMARY_VALUES
 from fhir_server.search.terms import Term
+from fhir_server.storage.records import Record
 
 _TOTALS = ("none", "estimate", "accurate")
 
@@ -31,7 +30,7 @@ def search(server, req: FhirRequest) -> FhirResponse:
     form = _Form.read(server, req, ctx)
     types = _types(server, req, form, ctx)
     compartment = _compartment(server, req) if req.id is not None else None
-    matches: list[tuple[str, dict[str, Any]]] = []
+    matches: list[Record] = []
     contained_keys: list[str] = []
     applied: list[tuple[str, str]] = []
     for type_ in types:
@@ -42,15 +41,15 @@ def search(server, req: FhirRequest) -> FhirResponse:
         applied = applied_here if not applied else applied
         terms += [extra] if extra else []
         if form.contained in ("false", "both"):
-            matches.extend((type_, d) for d in find(server, type_, terms))
+            matches.extend(find(server, type_, terms))
         if form.contained in ("true", "both"):
-            for ctype, cdoc, inner in find_contained(server, type_, terms, stored_types(server)):
+            for container, inner in find_contained(server, type_, terms, stored_types(server)):
                 if form.contained_type == "container":
-                    matches.append((ctype, cdoc))
+                    matches.append(container)
                 else:
-                    contained_keys.append(f"{ctype}/{cdoc['_id']}#{inner}")
+                    contained_keys.append(f"{container.key}#{inner}")
     matches = _order(server, form, _unique(matches), types)
-    keys = [f"{t}/{d['_id']}" for t, d in matches] + sorted(contained_keys)
+    keys = [record.key for record in matches] + sorted(contained_keys)
     info = {"params": form.self_params(applied), "count": form.count, "summary": form.summary,
             "elements": form.elements, "total": form.total,
             "includes": [[i.source, i.code, i.target, i.iterate] for i in form.includes],
@@ -153,18 +152,16 @@ def _compartment(server, req: FhirRequest) -> dict[str, Term]:
     return terms
 
 
-def _unique(matches):
-    seen, out = set(), []
-    for type_, doc in matches:
-        if (type_, doc["_id"]) not in seen:
-            seen.add((type_, doc["_id"]))
-            out.append((type_, doc))
-    return out
+def _unique(matches: list[Record]) -> list[Record]:
+    first: dict[str, Record] = {}
+    for record in matches:
+        first.setdefault(record.key, record)
+    return list(first.values())
 
 
-def _order(server, form: _Form, matches, types: list[str]):
+def _order(server, form: _Form, matches: list[Record], types: list[str]) -> list[Record]:
     if not form.sort:
-        return sorted(matches, key=lambda m: (m[1].get("ts"), m[0], m[1]["_id"]))
+        return sorted(matches, key=lambda m: (m.last_updated, m.type, m.id))
     keys = []
     for code, descending in form.sort:
         if code in ("_id", "_lastUpdated"):
@@ -175,8 +172,7 @@ def _order(server, form: _Form, matches, types: list[str]):
         if param is None:
             raise bad_request(f"_sort: {code!r} is not a search parameter of {', '.join(types[:3])}", code="value")
         keys.append((code, param.type, descending))
-    docs = sorting.order([dict(d, _t=t) for t, d in matches], keys)
-    return [(d.pop("_t"), d) for d in docs]
+    return sorting.order(matches, keys)
 
 
 def _path(req: FhirRequest) -> str:

@@ -15,6 +15,7 @@ from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search import include as includes
 from fhir_server.search.execute import fetch
 from fhir_server.search.summary import subset
+from fhir_server.storage.records import Record
 from fhir_server.storage.searches import SearchResults
 
 
@@ -67,21 +68,21 @@ def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str
     entries = []
     if info["summary"] != "count":
         page_keys = keys[offset:offset + count]
-        docs = fetch(server, [k.split("#", 1)[0] for k in page_keys])
-        page = [(k.split("/", 1)[0], docs[k]) for k in page_keys if k in docs]
+        records = fetch(server, [k.split("#", 1)[0] for k in page_keys])
+        page = [records[k] for k in page_keys if k in records]
         for key in page_keys:
-            container = docs.get(key.split("#", 1)[0])
+            container = records.get(key.split("#", 1)[0])
             if container is None:
                 continue
             if "#" in key:
                 entries.append(_contained_entry(server, base, key, container, info))
             else:
-                entries.append(_entry(server, base, key.split("/", 1)[0], container, "match", info))
+                entries.append(_entry(server, base, container, "match", info))
         inc = [includes.Include(*i) for i in info["includes"]]
         rev = [includes.Include(*i) for i in info["revincludes"]]
         if inc or rev:
             extra, capped = includes.included(server, page, inc, rev)
-            entries.extend(_entry(server, base, t, d, "include", info) for t, d in extra)
+            entries.extend(_entry(server, base, record, "include", info) for record in extra)
             if capped:
                 info["warnings"].append(Issue("warning", "too-costly", f"only the first {includes.MAX_INCLUDED} "
                                                                        f"included resources are returned").to_json())
@@ -94,16 +95,16 @@ def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str
     return FhirResponse(200, bundle)
 
 
-def _contained_entry(server, base: str, key: str, container: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def _contained_entry(server, base: str, key: str, container: Record, info: dict[str, Any]) -> dict[str, Any]:
     """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
     inner_id = key.split("#", 1)[1]
-    resource = next((r for r in jsonio.loads(container["json"]).get("contained") or ()
+    resource = next((r for r in jsonio.loads(container.json).get("contained") or ()
                      if isinstance(r, dict) and r.get("id") == inner_id), None)
     json = subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
     return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
 
 
-def _entry(server, base: str, type_: str, doc: dict[str, Any], mode: str, info: dict[str, Any]) -> dict[str, Any]:
-    json = subset(server.definitions, doc["json"], info["summary"], info["elements"])
-    return {"fullUrl": f"{base}/{type_}/{doc['_id']}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
+def _entry(server, base: str, record: Record, mode: str, info: dict[str, Any]) -> dict[str, Any]:
+    json = subset(server.definitions, record.json, info["summary"], info["elements"])
+    return {"fullUrl": f"{base}/{record.key}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
 

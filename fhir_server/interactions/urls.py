@@ -1,7 +1,10 @@
-"""A request URL relative to the FHIR base, split as the router does: the shape and its parts.
+"""A request URL relative to the FHIR base, split into its shape and parts.
 
-Used for the entries of batch and transaction bundles, whose `request.url` names the
-interaction the same way an HTTP request line does.
+The one parser of FHIR URLs: HTTP request paths and the `request.url` of batch and transaction
+entries both go through it, so both name interactions the same way. Shapes: metadata, system,
+system-search, system-history, system-operation, type, type-search, type-history,
+type-operation, instance, instance-history, instance-operation, version, compartment.
+A trailing slash changes nothing (`[base]/`, `[base]/Patient/`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-from fhir_server.errors import bad_request
+from fhir_server.errors import FhirError, Issue, bad_request
 
 
 @dataclass
@@ -24,14 +27,21 @@ class Target:
 
 
 def parse(url: str, base_url: str) -> Target:
+    """A bundle entry's `request.url`: relative, or absolute on this server's base."""
     if url.startswith(base_url.rstrip("/") + "/"):
         url = url[len(base_url.rstrip("/")) + 1:]
     elif "://" in url.split("?", 1)[0]:
         raise bad_request(f"request.url {url!r} is not on this server ({base_url}); use a relative URL")
     parts = urlsplit(url)
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    segments = [s for s in parts.path.strip("/").split("/") if s]
+    return parse_path(parts.path, parse_qsl(parts.query, keep_blank_values=True))
+
+
+def parse_path(path: str, params: list[tuple[str, str]]) -> Target:
+    """A path relative to the base (`Patient/1/_history`), with the query's parameters."""
+    segments = [s for s in path.strip("/").split("/") if s]
     n = len(segments)
+    if segments == ["metadata"]:
+        return Target("metadata", params=params)
     if n == 0:
         return Target("system", params=params)
     if segments[0].startswith("$"):
@@ -59,4 +69,6 @@ def parse(url: str, base_url: str) -> Target:
         return Target("compartment", type_, segments[1], compartment=segments[2], params=params)
     if n == 4 and segments[2] == "_history":
         return Target("version", type_, segments[1], segments[3], params=params)
-    raise bad_request(f"request.url {url!r} does not name a FHIR interaction")
+    raise FhirError(404, Issue("error", "not-found", f"{path!r} does not name a FHIR interaction: the URL forms are "
+                               f"[type], [type]/[id], [type]/[id]/_history/[vid], [type]/[id]/[type] and their "
+                               f"_search, _history and $operation forms"))

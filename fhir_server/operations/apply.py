@@ -53,8 +53,8 @@ def apply(server, req: FhirRequest) -> FhirResponse:
     patient = server.store.read("Patient", local[1])
     if patient is None or patient.deleted:
         raise FhirError(404, Issue("error", "not-found", f"{subject} does not exist"))
-    teams = find(server, "CareTeam", [keys_term("subject", {subject})], projection={"json": 1})
-    careplan, tasks, goals = _careplan(plan, subject, args, [jsonio.loads(t["json"]) for t in teams])
+    teams = find(server, "CareTeam", [keys_term("subject", {subject})], json=True)
+    careplan, tasks, goals = _careplan(plan, subject, args, [jsonio.loads(t.json) for t in teams])
     if args.get("store") not in ("true", True):
         careplan["contained"] = goals + tasks
         return FhirResponse(200, careplan)

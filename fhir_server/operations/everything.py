@@ -10,7 +10,6 @@ organisations, medications, locations…) come along, one level deep.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
@@ -21,6 +20,7 @@ from fhir_server.search.dates import DateError, period
 from fhir_server.search.execute import find, stored_types
 from fhir_server.search.params import reference
 from fhir_server.search.terms import values
+from fhir_server.storage.records import Ids, Record
 
 # The date parameters that say when care happened, by preference.
 _CARE_DATES = ("date", "period", "authored", "authoredon", "occurrence", "onset-date", "recorded-date",
@@ -37,17 +37,17 @@ def everything(server, req: FhirRequest) -> FhirResponse:
     count = _count(server, req.param("_count"))
 
     keys = [f"Patient/{req.id}"] if _wanted("Patient", types) else []
-    docs: list[tuple[str, dict[str, Any]]] = []
+    docs: list[Record] = []
     present = set(stored_types(server))
     for type_, term in compartment_terms(server, "Patient", req.id).items():
         if type_ == "Patient" or type_ not in present or not _wanted(type_, types):
             continue
         for doc in find(server, type_, [term]):
-            if _in_period(server, type_, doc, start, end) and (since is None or doc["ts"] >= since):
-                docs.append((type_, doc))
-    docs.sort(key=lambda item: (item[1].get("ts"), item[0], item[1]["_id"]))
-    keys += [f"{t}/{d['_id']}" for t, d in docs]
-    own = [("Patient", d) for d in server.store.db["Patient"].find({"_id": req.id}, {"ix": 1, "ts": 1})]
+            if _in_period(server, type_, doc, start, end) and (since is None or doc.last_updated >= since):
+                docs.append(doc)
+    docs.sort(key=lambda doc: (doc.last_updated, doc.type, doc.id))
+    keys += [doc.key for doc in docs]
+    own = server.store.find("Patient", Ids((req.id,)))
     keys += _referenced(server, docs + own, set(keys) | {f"Patient/{req.id}"}, types, since)
     info = {"params": [(k, v) for k, v in req.params if k != "_page"], "count": count, "summary": None,
             "elements": None, "total": "accurate", "includes": [], "revincludes": [],
@@ -55,11 +55,12 @@ def everything(server, req: FhirRequest) -> FhirResponse:
     return searchset.first_page(server, req, keys, info)
 
 
-def _referenced(server, docs, seen: set[str], types: set[str] | None, since: datetime | None) -> list[str]:
+def _referenced(server, docs: list[Record], seen: set[str], types: set[str] | None,
+                since: datetime | None) -> list[str]:
     """`Type/id` of the resources the compartment refers to and does not hold itself."""
     wanted: dict[str, set[str]] = {}
-    for type_, doc in docs:
-        for code, param in server.search_parameters.for_type(type_).items():
+    for doc in docs:
+        for code, param in server.search_parameters.for_type(doc.type).items():
             if param.type != "reference":
                 continue
             for key in values(doc, code):
@@ -69,13 +70,13 @@ def _referenced(server, docs, seen: set[str], types: set[str] | None, since: dat
                     wanted.setdefault(local[0], set()).add(local[1])
     out = []
     for type_, ids in sorted(wanted.items()):
-        for doc in server.store.db[type_].find({"_id": {"$in": sorted(ids)}}, {"ts": 1, "del": 1}):
-            if not doc.get("del") and (since is None or doc["ts"] >= since):
-                out.append(f"{type_}/{doc['_id']}")
+        for doc in server.store.find(type_, Ids(tuple(sorted(ids)))):
+            if since is None or doc.last_updated >= since:
+                out.append(doc.key)
     return sorted(set(out))
 
 
-def _in_period(server, type_: str, doc: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
+def _in_period(server, type_: str, doc: Record, start: datetime | None, end: datetime | None) -> bool:
     if start is None and end is None:
         return True
     params = server.search_parameters.for_type(type_)

@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from typing import Any
-
-from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search.execute import stored_types
 from fhir_server.search.index import index_values
+from fhir_server.storage.jobs import Jobs, Marker
 from fhir_server.storage.store import format_instant, now
 
 log = logging.getLogger(__name__)
-JOBS = "_jobs"
-META = "_meta"
 BATCH = 500
 # The format of the stored search values: raise it when `index_values` computes something new.
 # 2: UCUM quantities in canonical units, `_content`/`_text` words, ligatures folded.
 FORMAT = 2
-_FORMAT_ID = "search-index"
+_FORMAT_MARKER = "search-index"
 
 
 def reindex(server, req: FhirRequest) -> FhirResponse:
@@ -41,54 +36,47 @@ def reindex(server, req: FhirRequest) -> FhirResponse:
         return _status(server, req)
     types = [req.type] if req.type else stored_types(server)
     job = _start(server, types)
-    url = f"{req.base_url}/{req.type + '/' if req.type else ''}$reindex?_job={job['_id']}"
+    url = f"{req.base_url}/{req.type + '/' if req.type else ''}$reindex?_job={job['id']}"
     return FhirResponse(202, _report(job), content_location=url)
 
 
 def upgrade(server) -> str | None:
     """At start: reindex everything in the background if the stored search values are of an
     older format (one worker claims it); returns the job id, or None when nothing is to do."""
-    meta = server.store.db[META]
-    found = meta.find_one({"_id": _FORMAT_ID}) or {}
-    if found.get("format") == FORMAT or found.get("claimed") == FORMAT:
+    marker = Marker(server.database, _FORMAT_MARKER)
+    stored, claimed = marker.read()
+    if stored == FORMAT or claimed == FORMAT:
         return None
     types = stored_types(server)
-    try:
-        claim = meta.update_one({"_id": _FORMAT_ID, "claimed": found.get("claimed")},
-                                {"$set": {"claimed": FORMAT}}, upsert=not found)
-    except DuplicateKeyError:
-        return None  # another worker created it first
-    if not (claim.modified_count or claim.upserted_id):
+    if not marker.claim(FORMAT, claimed, exists=stored is not None or claimed is not None):
         return None  # another worker took it
     if not types:
-        meta.update_one({"_id": _FORMAT_ID}, {"$set": {"format": FORMAT}})
+        marker.write(FORMAT)
         return None
     job = _start(server, types, upgrade_to=FORMAT)
     log.warning("stored search values are of format %s, this server writes format %s: reindexing %s in the "
-                "background (GET [base]/$reindex?_job=%s for progress)", found.get("format", 1), FORMAT,
-                ", ".join(types), job["_id"])
-    return job["_id"]
+                "background (GET [base]/$reindex?_job=%s for progress)", stored or 1, FORMAT,
+                ", ".join(types), job["id"])
+    return job["id"]
 
 
 def _start(server, types: list[str], upgrade_to: int | None = None) -> dict[str, Any]:
-    job = {"_id": uuid.uuid4().hex, "kind": "reindex", "status": "in-progress", "types": types,
-           "processed": 0, "total": 0, "started": now(), "done": []}
-    server.store.db[JOBS].insert_one(job)
-    threading.Thread(target=_run, args=(server, job["_id"], types, upgrade_to), name=f"reindex-{job['_id'][:8]}",
+    job = Jobs(server.database).create("reindex", types=types, processed=0, total=0, done=[])
+    threading.Thread(target=_run, args=(server, job["id"], types, upgrade_to), name=f"reindex-{job['id'][:8]}",
                      daemon=True).start()
     return job
 
 
 def _status(server, req: FhirRequest) -> FhirResponse:
     job_id = req.param("_job")
-    job = server.store.db[JOBS].find_one({"_id": job_id}) if job_id else None
+    job = Jobs(server.database).get(job_id) if job_id else None
     if job is None:
         raise FhirError(404, Issue("error", "not-found", "no such $reindex job; POST $reindex to start one"))
     return FhirResponse(200 if job["status"] != "in-progress" else 202, _report(job))
 
 
 def _report(job: dict[str, Any]) -> dict[str, Any]:
-    params = [{"name": "job", "valueString": job["_id"]},
+    params = [{"name": "job", "valueString": job["id"]},
               {"name": "status", "valueCode": job["status"]},
               {"name": "processed", "valueInteger": job["processed"]},
               {"name": "total", "valueInteger": job["total"]},
@@ -102,44 +90,30 @@ def _report(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(server, job_id: str, types: list[str], upgrade_to: int | None = None) -> None:
-    jobs = server.store.db[JOBS]
+    jobs = Jobs(server.database)
     try:
-        total = sum(server.store.db[t].estimated_document_count() for t in types)
-        jobs.update_one({"_id": job_id}, {"$set": {"total": total}})
+        jobs.update(job_id, set_={"total": sum(server.store.estimated_count(t) for t in types)})
         for type_ in types:
             server.prepare_type(type_)
-            _reindex_type(server, job_id, type_)
-            jobs.update_one({"_id": job_id}, {"$push": {"done": type_}})
-        jobs.update_one({"_id": job_id}, {"$set": {"status": "completed", "finished": now()}})
+            _reindex_type(server, jobs, job_id, type_)
+            jobs.update(job_id, append={"done": type_})
+        jobs.update(job_id, set_={"status": "completed", "finished": now()})
         if upgrade_to is not None:
-            server.store.db[META].update_one({"_id": _FORMAT_ID}, {"$set": {"format": upgrade_to}})
+            Marker(server.database, _FORMAT_MARKER).write(upgrade_to)
             log.warning("search values reindexed to format %s", upgrade_to)
     except Exception as exc:  # noqa: BLE001 - reported through the job, not lost in a thread
         log.exception("$reindex failed" + ("; POST [base]/$reindex to finish the upgrade" if upgrade_to else ""))
-        jobs.update_one({"_id": job_id}, {"$set": {"status": "failed", "finished": now(),
-                                                   "error": f"{type(exc).__name__}: {exc}"}})
+        try:
+            jobs.update(job_id, set_={"status": "failed", "finished": now(), "error": f"{type(exc).__name__}: {exc}"})
+        except FhirError:
+            log.warning("$reindex job %s could not be marked failed: the database is unavailable", job_id)
 
 
-def _reindex_type(server, job_id: str, type_: str) -> None:
-    collection = server.store.db[type_]
+def _reindex_type(server, jobs: Jobs, job_id: str, type_: str) -> None:
     base_urls = (server.settings.base_url,) if server.settings.base_url else ()
-    batch: list[UpdateOne] = []
-    skipped = 0  # tombstones: counted as processed, nothing to index
-    for doc in collection.find({}, {"json": 1, "v": 1, "del": 1}):
-        if doc.get("del") or not doc.get("json"):
-            skipped += 1
-        else:
-            fields = index_values(server.search_parameters, jsonio.loads(doc["json"]), base_urls)
-            # only if the version is unchanged: a concurrent write has indexed itself already
-            batch.append(UpdateOne({"_id": doc["_id"], "v": doc["v"]}, {"$set": fields}))
-        if len(batch) + skipped >= BATCH:
-            _flush(server, job_id, collection, batch, skipped)
-            batch, skipped = [], 0
-    _flush(server, job_id, collection, batch, skipped)
-
-
-def _flush(server, job_id: str, collection, batch: list[UpdateOne], skipped: int) -> None:
-    if batch:
-        collection.bulk_write(batch, ordered=False)
-    if batch or skipped:
-        server.store.db[JOBS].update_one({"_id": job_id}, {"$inc": {"processed": len(batch) + skipped}})
+    for rows in server.store.current_json(type_, BATCH):
+        # only if the version is unchanged: a concurrent write has indexed itself already
+        server.store.replace_index(type_, [(id_, version, index_values(server.search_parameters,
+                                                                       jsonio.loads(json), base_urls))
+                                           for id_, version, json in rows if json])
+        jobs.update(job_id, add={"processed": len(rows)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.search.terms import EXACT, Term, values
+from fhir_server.search.terms import EXACT, KEYS, Term, values
 
 
 def compartment_terms(server, compartment: str, id_: str) -> dict[str, Term]:
@@ -22,5 +22,5 @@ def compartment_terms(server, compartment: str, id_: str) -> dict[str, Term]:
         def match(doc, codes=codes) -> bool:
             return any(target in values(doc, c) for c in codes)
 
-        out[entry["code"]] = Term("k", [f"{c}={target}" for c in codes], match, EXACT)
+        out[entry["code"]] = Term(KEYS, [f"{c}={target}" for c in codes], match, EXACT)
     return out

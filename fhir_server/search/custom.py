@@ -7,19 +7,15 @@ collection); existing data follows with `$reindex`.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from typing import Any
 
 import fhirpathpy
 from fhirpathpy.models import models
-from pymongo.errors import PyMongoError
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 
-log = logging.getLogger(__name__)
 TYPE = "SearchParameter"
 
 
@@ -56,11 +52,10 @@ def apply(server, resource: dict[str, Any] | None, url: str | None) -> None:
 
 
 def load_stored(server) -> int:
-    count = 0
-    for doc in server.store.db[TYPE].find({"del": False}, {"json": 1}):
-        apply(server, jsonio.loads(doc["json"]), None)
-        count += 1
-    return count
+    records = server.store.find(TYPE, None, json=True)
+    for record in records:
+        apply(server, jsonio.loads(record.json), None)
+    return len(records)
 
 
 class Watcher:
@@ -69,7 +64,8 @@ class Watcher:
     def __init__(self, server):
         self.server = server
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="searchparameter-watch", daemon=True)
+        self.thread = threading.Thread(target=self.server.store.watch, args=(TYPE, self._on_change, self.stopping),
+                                       name="searchparameter-watch", daemon=True)
         self._urls: dict[str, str] = {}  # id → url, to unregister on delete
 
     def start(self) -> None:
@@ -78,27 +74,10 @@ class Watcher:
     def stop(self) -> None:
         self.stopping.set()
 
-    def _run(self) -> None:
-        delay = 1.0
-        while not self.stopping.is_set():
-            try:
-                with self.server.store.db[TYPE].watch(full_document="updateLookup", max_await_time_ms=1000) as stream:
-                    delay = 1.0
-                    while not self.stopping.is_set():
-                        change = stream.try_next()
-                        if change is not None:
-                            self._on_change(change)
-            except PyMongoError as exc:
-                log.debug("SearchParameter change stream: %s; retrying", exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 30)
-
-    def _on_change(self, change: dict[str, Any]) -> None:
-        doc = change.get("fullDocument") or {}
-        key = str((change.get("documentKey") or {}).get("_id"))
-        if doc.get("json") and not doc.get("del"):
-            resource = jsonio.loads(doc["json"])
-            self._urls[key] = resource.get("url", "")
+    def _on_change(self, id_: str, json: bytes | None) -> None:
+        if json:
+            resource = jsonio.loads(json)
+            self._urls[id_] = resource.get("url", "")
             apply(self.server, resource, None)
-        elif key in self._urls:
-            apply(self.server, None, self._urls.pop(key))
+        elif id_ in self._urls:
+            apply(self.server, None, self._urls.pop(id_))

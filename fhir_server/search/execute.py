@@ -1,24 +1,20 @@
 """Run terms against one resource type: drive with the cheapest indexed term, check them all.
 
-The driving term's conditions become queries on the single `k` index (or on `_id`), one per
-condition, so the database only ever plans an equality or a bounded range on one field; every
-term's exact predicate then runs on what came back. With no indexed term the collection is
-scanned once (search values only, never the resource JSON).
+The driving term's conditions become index keys (or ids), one indexed query each, so the
+database only ever plans an equality or a bounded range on one field; every term's exact
+predicate then runs on what came back. With no indexed term the type is scanned once (search
+values only, never the resource JSON). Storage runs the queries: this module decides which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.keys import contained_prefix, key_condition, prefixed, search_conditions
-from fhir_server.search.terms import PREFIX, Term
-from fhir_server.storage.database import translate_errors
+from fhir_server.search.terms import IDS, KEYS, PREFIX, Term, Values
+from fhir_server.storage.records import Ids, Key, Keys, Record, Selection
 
-# Without the JSON: what the predicates, sorting and includes need.
-META_PROJECTION = {"json": 0, "k": 0}
-FULL_PROJECTION = {"json": 1, "ix": 1, "v": 1, "ts": 1, "del": 1}
 # A driving term with more conditions than this is cheaper as a scan.
 MAX_DRIVING_CONDITIONS = 500
 
@@ -29,9 +25,9 @@ def plan(terms: list[Term], keyed_only: bool = False) -> Term | None:
     for term in terms + _merged_ranges(terms):
         if not term.indexed or not term.conditions or len(term.conditions) > MAX_DRIVING_CONDITIONS:
             continue
-        if keyed_only and term.field == "_id":
+        if keyed_only and term.field == IDS:
             continue
-        if term.field not in ("_id", "k") and any(key_condition(term.field, c) is None for c in term.conditions):
+        if term.field not in (IDS, KEYS) and any(key_condition(term.field, c) is None for c in term.conditions):
             continue
         cost = term.rank + len(term.conditions)
         if best_cost is None or cost < best_cost:
@@ -56,99 +52,62 @@ def _merged_ranges(terms: list[Term]) -> list[Term]:
         if not lows or not highs:
             continue
         window: dict[str, Any] = {"$gte": max(lows), "$lte": min(highs)}
-        conditions = [key_condition(f"ix.{code}.l", window)]
+        conditions = [key_condition(f"{code}.l", window)]
         h_lows = [t.bounds.h_low for t in group if t.bounds.h_low is not None]
         if h_lows:
-            conditions.append(key_condition(f"ix.{code}.h", {"$gt": max(h_lows)}))
+            conditions.append(key_condition(f"{code}.h", {"$gt": max(h_lows)}))
         if any(c is None for c in conditions):
             continue
         matches = [t.match for t in group]
-        merged.append(Term("k", conditions, lambda doc, matches=matches: all(m(doc) for m in matches), PREFIX))
+        merged.append(Term(KEYS, conditions, lambda doc, matches=matches: all(m(doc) for m in matches), PREFIX))
     return merged
 
 
-def queries(database, term: Term) -> list[dict[str, Any]]:
-    if term.field == "_id":
-        ids = list(term.conditions)
-        return [{"_id": ids[0]}] if len(ids) == 1 else [{"_id": {"$in": ids}}]
-    if term.field == "k":  # raw keys, e.g. a compartment's `patient=Patient/1` OR `performer=Patient/1`
-        return [{"k": key if isinstance(key, str) or database.tight_multikey_ranges else {"$elemMatch": key}}
-                for key in term.conditions]
-    out = []
+def selection(term: Term | None) -> Selection:
+    """What storage reads for a driving term (None: the whole type)."""
+    if term is None:
+        return None
+    if term.field == IDS:
+        return Ids(tuple(term.conditions))
+    if term.field == KEYS:
+        return Keys(tuple(term.conditions))
+    keys: list[Key] = []
     for condition in term.conditions:
-        for key in search_conditions(term.field, condition) or ():
-            if isinstance(key, dict) and not database.tight_multikey_ranges:
-                key = {"$elemMatch": key}
-            out.append({"k": key})
-    return out
+        keys.extend(search_conditions(term.field, condition) or ())
+    return Keys(tuple(keys))
 
 
-@translate_errors
-def find(server, type_: str, terms: list[Term], session: Any = None,
-         projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Current, non-deleted documents of `type_` matching every term (unordered)."""
-    collection = server.store.db[type_]
-    projection = projection or META_PROJECTION
-    if "ix" not in projection and any(projection.values()):
-        projection = {**projection, "ix": 1}
-    if any(projection.values()):
-        projection = {**projection, "del": 1}
-    driver = plan(terms)
-    docs: Iterable[dict[str, Any]]
-    if driver is None:
-        docs = collection.find({}, projection, session=session)
-        rest = terms
-    else:
-        seen: dict[str, dict[str, Any]] = {}
-        for query in queries(server.database, driver):
-            for doc in collection.find(query, projection, session=session):
-                seen.setdefault(doc["_id"], doc)
-        docs = seen.values()
-        rest = terms  # the driver's predicate is exact, its index condition may be a superset
-    return [doc for doc in docs if not doc.get("del") and all(t.match(doc) for t in rest)]
+def find(server, type_: str, terms: list[Term], *, session: Any = None, json: bool = False) -> list[Record]:
+    """Live resources of `type_` matching every term (unordered), with their JSON if asked."""
+    found = server.store.find(type_, selection(plan(terms)), json=json, session=session)
+    # the driver's predicate is exact, its index condition may be a superset
+    return [record for record in found if all(t.match(record) for t in terms)]
 
 
-@translate_errors
-def fetch(server, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """Full current documents for `Type/id` keys, one `_id` lookup per type; deleted ones left out."""
-    by_type: dict[str, list[str]] = {}
-    for key in keys:
-        type_, id_ = key.split("/", 1)
-        by_type.setdefault(type_, []).append(id_)
-    out = {}
-    for type_, ids in by_type.items():
-        for doc in server.store.db[type_].find({"_id": {"$in": ids}}, FULL_PROJECTION):
-            if not doc.get("del"):
-                out[f"{type_}/{doc['_id']}"] = doc
-    return out
+def fetch(server, keys: list[str]) -> dict[str, Record]:
+    """Live resources by `Type/id`, with their JSON; deleted ones left out."""
+    return server.store.fetch(keys)
 
 
-@translate_errors
-def find_contained(server, type_: str, terms: list[Term],
-                   containers: list[str]) -> list[tuple[str, dict[str, Any], str]]:
+def find_contained(server, type_: str, terms: list[Term], containers: list[str]) -> list[tuple[Record, str]]:
     """Resources of `type_` contained in resources of the `containers` types, matching every term:
-    (container type, container document, contained id). Needs one keyed term to drive with."""
+    (container, contained id). Needs one keyed term to drive with."""
     driver = plan(terms, keyed_only=True)
     if driver is None:
         raise FhirError(400, Issue("error", "too-costly", "_contained searches need at least one indexed "
                                    "search parameter (not only _id, :missing=true, :not or :contains)"))
     prefix = contained_prefix(type_)
-    found: dict[tuple[str, str, str], tuple[str, dict[str, Any], str]] = {}
+    keys = Keys(tuple(prefixed(key, prefix) for key in selection(driver).keys))
+    found: dict[tuple[str, str, str], tuple[Record, str]] = {}
     for container in containers:
-        collection = server.store.db[container]
-        for query in queries(server.database, driver):
-            for doc in collection.find({"k": prefixed(query["k"], prefix)}, FULL_PROJECTION | {"cix": 1}):
-                if doc.get("del"):
-                    continue
-                for entry in doc.get("cix") or ():
-                    pseudo = {"_id": entry["id"], "ix": entry["ix"]}
-                    if entry["t"] == type_ and all(t.match(pseudo) for t in terms):
-                        found.setdefault((container, doc["_id"], entry["id"]), (container, doc, entry["id"]))
+        for record in server.store.find(container, keys, json=True, contained=True):
+            for inner in record.contained:
+                if inner.type == type_ and all(t.match(Values(inner.id, inner.values)) for t in terms):
+                    found.setdefault((container, record.id, inner.id), (record, inner.id))
     return list(found.values())
 
 
-@translate_errors
 def stored_types(server) -> list[str]:
-    """Resource types that have a collection in the database."""
-    names = set(server.store.db.list_collection_names())
+    """Resource types that have resources in the database, in the definitions' order."""
+    names = server.store.stored_types()
     return [t for t in server.definitions.resource_types if t in names]

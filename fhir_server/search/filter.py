@@ -231,7 +231,7 @@ def _string(ctx, type_: str, node: Compare, criterion, negated) -> Term:
         raise ctx.error(f"_filter: {op} on a chained string ({node.path}) is not supported; use sw or co")
     code, folded = node.path, fold(value)
     if op in ("eq", "ne"):
-        equal = Term(f"ix.{code}", [folded], lambda doc: folded in values(doc, code), EXACT)
+        equal = Term(f"{code}", [folded], lambda doc: folded in values(doc, code), EXACT)
         return equal if op == "eq" else negated(equal)
     if op == "ew":
         return Term(None, [], lambda doc: any(v.endswith(folded) for v in values(doc, code)), SCAN)

@@ -1,6 +1,6 @@
 """`_include` and `_revinclude` (with `:iterate` and `*`): the resources a page brings along.
 
-References are read from the stored search values (`ix`), so a forward include is one `_id`
+References are read from the stored search values, so a forward include is one `_id`
 lookup per target type and a reverse include one keyed query per source type.
 """
 
@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.search.execute import FULL_PROJECTION, find
+from fhir_server.search.execute import find
 from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term
 from fhir_server.search.terms import values
+from fhir_server.storage.records import Ids, Record
 
 MAX_ROUNDS = 4  # :iterate depth
 MAX_INCLUDED = 5000
@@ -56,11 +57,11 @@ def _reference_codes(server, type_: str, code: str) -> list[str]:
     return [c for c, p in server.search_parameters.for_type(type_).items() if p.type == "reference"]
 
 
-def included(server, matches: list[tuple[str, dict[str, Any]]], includes: list[Include],
-             revincludes: list[Include], session: Any = None) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+def included(server, matches: list[Record], includes: list[Include], revincludes: list[Include],
+             session: Any = None) -> tuple[list[Record], bool]:
     """Resources to add with search.mode=include, and whether the cap cut the list short."""
-    seen = {f"{t}/{d['_id']}" for t, d in matches}
-    out: list[tuple[str, dict[str, Any]]] = []
+    seen = {record.key for record in matches}
+    out: list[Record] = []
     frontier = matches
     for round_ in range(MAX_ROUNDS + 1):
         fwd = [i for i in includes if round_ == 0 or i.iterate]
@@ -75,13 +76,13 @@ def included(server, matches: list[tuple[str, dict[str, Any]]], includes: list[I
     return out, False
 
 
-def _forward(server, docs, includes, seen, session):
+def _forward(server, docs: list[Record], includes, seen, session) -> list[Record]:
     wanted: dict[str, set[str]] = {}
-    for type_, doc in docs:
+    for doc in docs:
         for inc in includes:
-            if inc.source not in ("*", type_):
+            if inc.source not in ("*", doc.type):
                 continue
-            for code in _reference_codes(server, type_, inc.code):
+            for code in _reference_codes(server, doc.type, inc.code):
                 for key in values(doc, code):
                     local = reference.local_type(key)
                     if local and (inc.target is None or inc.target == local[0]) and key not in seen \
@@ -89,17 +90,16 @@ def _forward(server, docs, includes, seen, session):
                         wanted.setdefault(local[0], set()).add(local[1])
     out = []
     for type_, ids in sorted(wanted.items()):
-        for doc in server.store.db[type_].find({"_id": {"$in": sorted(ids)}}, FULL_PROJECTION, session=session):
-            key = f"{type_}/{doc['_id']}"
-            if not doc.get("del") and key not in seen:
-                seen.add(key)
-                out.append((type_, doc))
+        for record in server.store.find(type_, Ids(tuple(sorted(ids))), json=True, session=session):
+            if record.key not in seen:
+                seen.add(record.key)
+                out.append(record)
     return out
 
 
-def _reverse(server, docs, revincludes, seen, session):
+def _reverse(server, docs: list[Record], revincludes, seen, session) -> list[Record]:
     out = []
-    targets = {f"{t}/{d['_id']}" for t, d in docs}
+    targets = {doc.key for doc in docs}
     for inc in revincludes:
         types = server.definitions.resource_types if inc.source == "*" else (inc.source,)
         for type_ in types:
@@ -107,9 +107,8 @@ def _reverse(server, docs, revincludes, seen, session):
                 keys = {k for k in targets if inc.target is None or k.startswith(inc.target + "/")}
                 if not keys:
                     continue
-                for doc in find(server, type_, [keys_term(code, keys)], session=session, projection=FULL_PROJECTION):
-                    key = f"{type_}/{doc['_id']}"
-                    if key not in seen:
-                        seen.add(key)
-                        out.append((type_, doc))
+                for record in find(server, type_, [keys_term(code, keys)], session=session, json=True):
+                    if record.key not in seen:
+                        seen.add(record.key)
+                        out.append(record)
     return out

@@ -2,8 +2,8 @@
 
 MongoDB allows 64 indexes per collection and an Observation has more than 45 parameters; the
 embedded database plans one single-field index well and little else. So the stored search
-values (`ix`) are also flattened into one multikey array `k` of strings whose byte order is the
-value order: `gender=female`, `subject=Patient/123`, `name=durand` (folded),
+values are also flattened into one multikey array of strings whose byte order is the value
+order: `gender=female`, `subject=Patient/123`, `name=durand` (folded),
 `birthdate.l=1974-12-25T00:00:00.000000Z`, `value-quantity.l=<sortable hex of the double>`.
 Every indexed condition of a search term becomes an equality or a range inside one key prefix.
 
@@ -24,13 +24,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fhir_server.storage.records import Key, KeyRange
+
 _TOP = "\U0010ffff"
 SHORT_TIME = timedelta(days=1)  # ranges up to this long are keyed by their low end only
 _KEYED_SUFFIXES = (":identifier",)
 
 
 def is_keyed(name: str) -> bool:
-    """Whether an `ix` field (`code`, `code.l`, `code:text`…) is flattened into `k`."""
+    """Whether a stored value (`code`, `code.l`, `code:text`…) is flattened into the keys."""
     if ":" not in name:
         return True
     return any(name.endswith(s) or s + "." in name for s in _KEYED_SUFFIXES)
@@ -55,9 +57,9 @@ def sortable_number(number: float) -> str:
     return f"{bits:016x}"
 
 
-def flatten(ix: dict[str, Any]) -> list[str]:
+def flatten(values: dict[str, Any]) -> list[str]:
     keys: set[str] = set()
-    for name, stored in ix.items():
+    for name, stored in values.items():
         if is_keyed(name):
             keys.update(_flatten(name, stored))
     return sorted(keys)
@@ -93,9 +95,10 @@ def _short_range(stored: dict[str, Any]) -> bool:
     return False
 
 
-def search_conditions(field: str, condition: Any) -> list[Any] | None:
-    """The `k` conditions that together select a superset of `condition` on `ix.<field>`;
-    None if the field is not keyed. A condition on a high end (`….h`) also reads the low ends."""
+def search_conditions(field: str, condition: Any) -> list[Key] | None:
+    """The keys that together select a superset of `condition` on the stored values `field`
+    (`code`, `code.l`…); None if the field is not keyed. A condition on a high end (`….h`)
+    also reads the low ends."""
     main = key_condition(field, condition)
     if main is None or not field.endswith(".h"):
         return None if main is None else [main]
@@ -107,43 +110,42 @@ def search_conditions(field: str, condition: Any) -> list[Any] | None:
     return [main] if low is None else [main, low]
 
 
-def key_condition(field: str, condition: Any) -> Any | None:
-    """A term's condition on `ix.<field>` as a condition on `k`; None if not keyed."""
-    name = field[3:] if field.startswith("ix.") else field
-    if not is_keyed(name):
+def key_condition(field: str, condition: Any) -> Key | None:
+    """A term's condition on the stored values `field` as a key or key range; None if not keyed."""
+    if not is_keyed(field):
         return None
-    prefix = f"{name}="
+    prefix = f"{field}="
     if not isinstance(condition, dict):
         encoded = encode(condition)
         if encoded is None:
             return None
         if encoded.endswith("|") and not encoded.startswith("|"):  # `system|`: any code in it
-            return {"$gte": prefix + encoded, "$lt": prefix + encoded + _TOP}
+            return KeyRange(prefix + encoded, prefix + encoded + _TOP)
         if encoded.startswith("|"):  # `|code`: the code key, the missing system is checked after
             encoded = encoded[1:]
         return prefix + encoded
     low, high = prefix, prefix + _TOP
-    low_op, high_op = "$gte", "$lt"
+    low_closed, high_closed = True, False
     for op, value in condition.items():
         encoded = encode(value)
         if encoded is None:
             return None
         if op in ("$gt", "$gte"):
-            low, low_op = prefix + encoded, op
+            low, low_closed = prefix + encoded, op == "$gte"
         elif op in ("$lt", "$lte"):
-            high, high_op = prefix + encoded, op
+            high, high_closed = prefix + encoded, op == "$lte"
         else:
             return None
-    return {low_op: low, high_op: high}
+    return KeyRange(low, high, low_closed, high_closed)
 
 
 def contained_prefix(resource_type: str) -> str:
-    """Keys of a contained resource, stored in its container's `k`: `#Medication:code=…`."""
+    """Keys of a contained resource, stored among its container's: `#Medication:code=…`."""
     return f"#{resource_type}:"
 
 
-def prefixed(condition: Any, prefix: str) -> Any:
-    """A `k` condition moved under a prefix (strings, ranges and `$elemMatch` alike)."""
-    if isinstance(condition, str):
-        return prefix + condition
-    return {op: prefixed(value, prefix) for op, value in condition.items()}
+def prefixed(key: Key, prefix: str) -> Key:
+    """A key or key range moved under a prefix."""
+    if isinstance(key, str):
+        return prefix + key
+    return KeyRange(prefix + key.low, prefix + key.high, key.low_closed, key.high_closed)

@@ -17,7 +17,8 @@ from fhir_server.search import filter as filter_param
 from fhir_server.search import fulltext
 from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term, unescape
-from fhir_server.search.terms import EXACT, RANGE, SCAN, Term, values
+from fhir_server.search.terms import EXACT, IDS, KEYS, RANGE, SCAN, Term, values
+from fhir_server.storage.records import KeyRange
 
 _COMMA = re.compile(r"(?<!\\),")
 MAX_CHAIN_DEPTH = 4
@@ -99,10 +100,10 @@ def criterion_term(ctx: Context, type_: str, name: str, value: str, depth: int =
     if code == "_id":
         ids = {unescape(v) for v in split_values(value)}
         if modifier == "not":
-            return Term(None, [], lambda doc: doc["_id"] not in ids, SCAN)
+            return Term(None, [], lambda doc: doc.id not in ids, SCAN)
         if modifier:
             raise ctx.unsupported_modifier(code, modifier)
-        return Term("_id", sorted(ids), lambda doc: doc["_id"] in ids, EXACT)
+        return Term(IDS, sorted(ids), lambda doc: doc.id in ids, EXACT)
     if code == "_list":
         return _list_term(ctx, type_, value)
     if code in fulltext.CODES and not dot:
@@ -124,15 +125,15 @@ def _missing_term(code: str, value: str, ctx: Context) -> Term:
     if value not in ("true", "false"):
         raise ctx.error(f"{code}:missing takes true or false, not {value!r}")
     if value == "false":  # has a value: any key of this parameter (`code=…`, `code.l=…`, `code:…=`)
-        keyed = [{"$gte": f"{code}.", "$lt": f"{code}=\U0010ffff"}]
-        return Term("k", keyed, lambda doc: _present(doc, code), RANGE)
+        keyed = [KeyRange(f"{code}.", f"{code}=\U0010ffff")]
+        return Term(KEYS, keyed, lambda doc: _present(doc, code), RANGE)
     return Term(None, [], lambda doc: not _present(doc, code), SCAN)
 
 
 def _present(doc, code: str) -> bool:
     """A value under any form of the parameter: `subject`, `subject:identifier`, `code:text`…"""
-    ix = doc.get("ix") or {}
-    return bool(ix.get(code)) or any(k.startswith(f"{code}:") and ix[k] for k in ix)
+    stored = doc.values
+    return bool(stored.get(code)) or any(k.startswith(f"{code}:") and stored[k] for k in stored)
 
 
 def _chain_term(ctx: Context, type_: str, code: str, modifier: str | None, targets: tuple[str, ...],
@@ -152,8 +153,7 @@ def _chain_term(ctx: Context, type_: str, code: str, modifier: str | None, targe
         if inner is None:
             continue
         chained_somewhere = True
-        for doc in find(ctx.server, target, [inner], session=ctx.session, projection={"_id": 1, "del": 1}):
-            keys.add(f"{target}/{doc['_id']}")
+        keys.update(record.key for record in find(ctx.server, target, [inner], session=ctx.session))
     if not chained_somewhere:
         ctx.unknown(type_, f"{code}.{tail}")
         return None  # type: ignore[return-value]
@@ -179,12 +179,12 @@ def _has_term(ctx: Context, type_: str, name: str, value: str, depth: int) -> Te
         ctx.unknown(type_, name)
         return None  # type: ignore[return-value]
     ids = set()
-    for doc in find(ctx.server, other, [inner], session=ctx.session, projection={"ix": 1, "del": 1}):
-        for key in values(doc, ref_code):
+    for record in find(ctx.server, other, [inner], session=ctx.session):
+        for key in values(record, ref_code):
             local = reference.local_type(key)
             if local and local[0] == type_:
                 ids.add(local[1])
-    return Term("_id", sorted(ids), lambda doc: doc["_id"] in ids, EXACT + len(ids))
+    return Term(IDS, sorted(ids), lambda doc: doc.id in ids, EXACT + len(ids))
 
 
 def _list_term(ctx: Context, type_: str, value: str) -> Term:
@@ -200,7 +200,7 @@ def _list_term(ctx: Context, type_: str, value: str) -> Term:
             local = reference.local_type(ctx.relative(ref))
             if local and local[0] == type_:
                 ids.add(local[1])
-    return Term("_id", sorted(ids), lambda doc: doc["_id"] in ids, EXACT + len(ids))
+    return Term(IDS, sorted(ids), lambda doc: doc.id in ids, EXACT + len(ids))
 
 
 def _quiet(ctx: Context) -> Context:

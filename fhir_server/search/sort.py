@@ -12,13 +12,14 @@ from typing import Any
 
 from fhir_server.search.params import quantity
 from fhir_server.search.terms import values
+from fhir_server.storage.records import Record
 
 
-def sort_key_value(doc: dict[str, Any], code: str, type_: str, descending: bool) -> Any:
+def sort_key_value(doc: Record, code: str, type_: str, descending: bool) -> Any:
     if code == "_id":
-        return doc["_id"]
+        return doc.id
     if code == "_lastUpdated":
-        return doc.get("ts")
+        return doc.last_updated
     stored = values(doc, code)
     if not stored:
         return None
@@ -34,9 +35,9 @@ def sort_key_value(doc: dict[str, Any], code: str, type_: str, descending: bool)
     return (max if descending else min)(strings) if strings else None
 
 
-def order(docs: list[dict[str, Any]], keys: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
+def order(docs: list[Record], keys: list[tuple[str, str, bool]]) -> list[Record]:
     """Sort `docs` by `keys` = [(code, parameter type, descending)], most significant first."""
-    docs = sorted(docs, key=lambda d: d["_id"])
+    docs = sorted(docs, key=lambda d: (d.id, d.type))
     for code, type_, descending in reversed(keys):
         present = [d for d in docs if sort_key_value(d, code, type_, descending) is not None]
         missing = [d for d in docs if sort_key_value(d, code, type_, descending) is None]

@@ -1,9 +1,10 @@
 """A parsed search criterion, in the two forms the executor needs.
 
-- `field`/`conditions`: MongoDB conditions on one indexed field whose union selects a superset
-  of the matches (no field when no index can help, e.g. `:missing=true` or `:not`); one query
-  per condition, since an equality or a range on one field is what every server plans well;
-- `match`: the exact predicate on a stored document's search values.
+- `field`/`conditions`: conditions on one stored value (`code`, `code.l`…; `IDS` for resource
+  ids, `KEYS` for index keys as they are) whose union selects a superset of the matches (no
+  field when no index can help, e.g. `:missing=true` or `:not`); one query per condition, since
+  an equality or a range on one field is what every server plans well;
+- `match`: the exact predicate on a candidate's search values.
 
 The executor drives the query with the most selective indexed term and checks every term's
 `match` on what comes back: one single-field index per query, which every MongoDB-compatible
@@ -14,9 +15,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-Doc = dict[str, Any]
+IDS = "_id"  # a term on resource ids
+KEYS = "_keys"  # a term whose conditions are index keys already (compartments, :missing)
+
+
+class Candidate(Protocol):
+    """What a predicate reads: a stored `Record`, or values not stored yet."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def values(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Values:
+    """Search values to test that are not a stored resource (a transaction's planned writes,
+    a composite's components, a contained resource)."""
+
+    id: str
+    values: dict[str, Any]
 
 # Planner ranks: lower is more selective.
 EXACT = 0  # equality on ids/keys
@@ -41,7 +62,7 @@ class Bounds:
 class Term:
     field: str | None
     conditions: list[Any]
-    match: Callable[[Doc], bool]
+    match: Callable[[Candidate], bool]
     rank: int = EXACT
     bounds: Bounds | None = None
 
@@ -50,10 +71,6 @@ class Term:
         return self.field is not None
 
 
-def values(doc: Doc, code: str) -> list[Any]:
-    """The stored search values of one parameter in a document (empty if none)."""
-    return (doc.get("ix") or {}).get(code) or []
-
-
-def never(doc: Doc) -> bool:
-    return False
+def values(doc: Candidate, code: str) -> list[Any]:
+    """The search values of one parameter (empty if none)."""
+    return doc.values.get(code) or []

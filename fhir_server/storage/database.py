@@ -8,14 +8,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database as MongoDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from fhir_server.errors import DatabaseUnavailable, FhirError
+from fhir_server.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +24,42 @@ GUARDS = "_guards"  # keys that serialise conditional creates (see ResourceStore
 T = TypeVar("T")
 
 
+def _unavailable(exc: PyMongoError) -> DatabaseUnavailable:
+    """Every driver failure is the same 503 with Retry-After: unreachable, failing over, or
+    refusing an operation, the client can only try again later. What is not a connection
+    problem is logged, since it may be a fault of ours."""
+    if isinstance(exc, ConnectionFailure):  # includes AutoReconnect, ServerSelectionTimeoutError
+        return DatabaseUnavailable(type(exc).__name__)
+    if isinstance(exc, OperationFailure):
+        if not (exc.has_error_label("TransientTransactionError") or exc.code in (91, 189, 11600, 11602)):
+            log.error("database operation failed: %s", exc)
+        return DatabaseUnavailable(f"code {exc.code}")
+    log.error("database failure: %s: %s", type(exc).__name__, exc)
+    return DatabaseUnavailable(type(exc).__name__)
+
+
 def translate_errors(func: Callable[..., T]) -> Callable[..., T]:
-    """Database unreachable → 503; any other driver failure → 500 without internals leaking."""
+    """Driver failures of a storage call → DatabaseUnavailable (503), never a driver exception."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except ConnectionFailure as exc:  # includes AutoReconnect, ServerSelectionTimeoutError
-            raise DatabaseUnavailable(type(exc).__name__) from exc
-        except OperationFailure as exc:
-            if exc.has_error_label("TransientTransactionError") or exc.code in (91, 189, 11600, 11602):
-                raise DatabaseUnavailable(f"code {exc.code}") from exc
-            log.exception("database operation failed")
-            raise FhirError(500, f"database error {exc.code}", code="exception") from exc
         except PyMongoError as exc:
-            log.exception("database failure")
-            raise FhirError(500, f"database error ({type(exc).__name__})", code="exception") from exc
+            raise _unavailable(exc) from exc
+
+    return wrapper
+
+
+def translate_iteration(func: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
+    """`translate_errors` for a generator: failures while it is iterated are translated too."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[T]:
+        try:
+            yield from func(*args, **kwargs)
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
 
     return wrapper
 
@@ -65,6 +84,7 @@ class Database:
         self.client.close()
 
     @property
+    @translate_errors
     def supports_transactions(self) -> bool:
         """Multi-document transactions need a replica set or a sharded cluster."""
         if self._transactions is None:
@@ -76,6 +96,7 @@ class Database:
         return self._transactions
 
     @property
+    @translate_errors
     def tight_multikey_ranges(self) -> bool:
         """True when a plain range on an array field bounds both ends of the index scan (the
         embedded server); MongoDB needs `$elemMatch` for that."""
@@ -83,9 +104,7 @@ class Database:
             self._tight_ranges = "secantusVersion" in self.client.admin.command("buildInfo")
         return self._tight_ranges
 
-    def ping(self) -> None:
-        self.client.admin.command("ping")
-
+    @translate_errors
     def ensure_indexes(self) -> None:
         """Indexes the storage layer relies on; idempotent, run once per process."""
         with self._lock:

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bson
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors
+from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors, translate_iteration
+from fhir_server.storage.records import ContainedValues, Ids, IndexValues, KeyRange, Keys, Record, Selection
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ class Write:
     last_updated: datetime
     method: str  # POST | PUT | PATCH | DELETE
     json: bytes | None  # None for a deletion
-    index: dict[str, Any] = field(default_factory=dict)  # search values, stored beside the JSON
+    index: IndexValues | None = None  # search values, stored beside the JSON (None for a deletion)
 
     def as_version(self) -> Version:
         return Version(self.type, self.id, self.version, self.last_updated, self.json is None,
@@ -115,6 +117,21 @@ def _version(type_: str, id_: str, doc: dict[str, Any], method: str | None = Non
     return Version(type_, id_, doc["v"], doc["ts"], bool(doc.get("del")), doc.get("json"), method)
 
 
+def _record(type_: str, doc: dict[str, Any]) -> Record:
+    contained = tuple(ContainedValues(c["t"], c["id"], c["ix"]) for c in doc.get("cix") or ())
+    return Record(type_, doc["_id"], doc["v"], doc["ts"], doc.get("ix") or {}, doc.get("json"), contained)
+
+
+def _index_fields(index: IndexValues | None) -> dict[str, Any]:
+    """The stored form of search values: `ix` values, `k` keys, `cix` contained values."""
+    if index is None:
+        return {}
+    fields: dict[str, Any] = {"ix": index.values, "k": index.keys}
+    if index.contained:
+        fields["cix"] = [{"t": c.type, "id": c.id, "ix": c.values} for c in index.contained]
+    return fields
+
+
 class ResourceStore:
     def __init__(self, database: Database):
         self.database = database
@@ -122,16 +139,113 @@ class ResourceStore:
         self._prepared: set[str] = set()
 
     @translate_errors
-    def ensure_type_indexes(self, type_: str, fields: Iterable[str]) -> None:
-        """Single-field indexes on a type's search values; once per type and process."""
+    def ensure_type_indexes(self, type_: str) -> None:
+        """The index of a type's search keys; once per type and process, before its first write."""
         if type_ in self._prepared:
             return
         self.database.ensure_indexes()
-        existing = set(self.db[type_].index_information())
-        for name in fields:
-            if f"{name}_1" not in existing:
-                self.db[type_].create_index([(name, ASCENDING)])
+        if "k_1" not in set(self.db[type_].index_information()):
+            self.db[type_].create_index([("k", ASCENDING)])
         self._prepared.add(type_)
+
+    # -- search --------------------------------------------------------------------------------
+    @translate_errors
+    def find(self, type_: str, selection: Selection, *, json: bool = False, contained: bool = False,
+             session: Any = None) -> list[Record]:
+        """Live resources of a type selected by ids or index keys (None: all of them), with
+        their search values, and their JSON or contained values only when asked.
+
+        One query per id list or key, since an equality or a range on one field is what every
+        MongoDB-compatible server plans well; the caller checks its exact predicates after."""
+        projection = {"v": 1, "ts": 1, "del": 1, "ix": 1, **({"json": 1} if json else {}),
+                      **({"cix": 1} if contained else {})}
+        collection = self.db[type_]
+        if selection is None:
+            docs: Iterable[dict[str, Any]] = collection.find({}, projection, session=session)
+        else:
+            seen: dict[str, dict[str, Any]] = {}
+            for query in self._queries(selection):
+                for doc in collection.find(query, projection, session=session):
+                    seen.setdefault(doc["_id"], doc)
+            docs = seen.values()
+        return [_record(type_, doc) for doc in docs if not doc.get("del")]
+
+    def fetch(self, keys: Iterable[str], session: Any = None) -> dict[str, Record]:
+        """Live resources by `Type/id`, with JSON and search values; one lookup per type."""
+        by_type: dict[str, list[str]] = {}
+        for key in keys:
+            type_, _, id_ = key.partition("/")
+            by_type.setdefault(type_, []).append(id_)
+        out: dict[str, Record] = {}
+        for type_, ids in by_type.items():
+            for record in self.find(type_, Ids(tuple(ids)), json=True, session=session):
+                out[record.key] = record
+        return out
+
+    def _queries(self, selection: Ids | Keys) -> list[dict[str, Any]]:
+        if isinstance(selection, Ids):
+            ids = list(selection.ids)
+            return [{"_id": ids[0]}] if len(ids) == 1 else [{"_id": {"$in": ids}}]
+        return [{"k": self._key_condition(key)} for key in selection.keys]
+
+    def _key_condition(self, key: str | KeyRange) -> Any:
+        if isinstance(key, str):
+            return key
+        bounds = {"$gte" if key.low_closed else "$gt": key.low, "$lte" if key.high_closed else "$lt": key.high}
+        # a plain range on an array bounds both ends of the index scan on the embedded server;
+        # MongoDB needs $elemMatch for that
+        return bounds if self.database.tight_multikey_ranges else {"$elemMatch": bounds}
+
+    @translate_errors
+    def stored_types(self) -> set[str]:
+        """Names of the resource types that have a collection (storage's own start with `_`)."""
+        return {name for name in self.db.list_collection_names() if not name.startswith("_")}
+
+    # -- reindexing ----------------------------------------------------------------------------
+    @translate_errors
+    def estimated_count(self, type_: str) -> int:
+        return self.db[type_].estimated_document_count()
+
+    @translate_iteration
+    def current_json(self, type_: str, batch: int) -> Iterable[list[tuple[str, int, bytes | None]]]:
+        """Every current document of a type as (id, version, JSON or None for a tombstone), in
+        batches, for recomputing search values."""
+        rows: list[tuple[str, int, bytes | None]] = []
+        for doc in self.db[type_].find({}, {"json": 1, "v": 1, "del": 1}):
+            rows.append((doc["_id"], doc["v"], None if doc.get("del") else doc.get("json")))
+            if len(rows) >= batch:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
+
+    @translate_errors
+    def replace_index(self, type_: str, rows: list[tuple[str, int, IndexValues]]) -> None:
+        """New search values for (id, version) pairs; a resource written since keeps its own,
+        which its write computed already."""
+        if rows:
+            self.db[type_].bulk_write([UpdateOne({"_id": id_, "v": version}, {"$set": _index_fields(index)})
+                                       for id_, version, index in rows], ordered=False)
+
+    # -- change stream -------------------------------------------------------------------------
+    def watch(self, type_: str, on_change: Callable[[str, bytes | None], None], stopping: threading.Event) -> None:
+        """Call `on_change(id, JSON or None when deleted)` for every write to a type by anyone,
+        until `stopping` is set; a lost stream is opened again with a growing delay."""
+        delay = 1.0
+        while not stopping.is_set():
+            try:
+                with self.db[type_].watch(full_document="updateLookup", max_await_time_ms=1000) as stream:
+                    delay = 1.0
+                    while not stopping.is_set():
+                        change = stream.try_next()
+                        if change is not None:
+                            doc = change.get("fullDocument") or {}
+                            key = str((change.get("documentKey") or {}).get("_id"))
+                            on_change(key, None if doc.get("del") else doc.get("json"))
+            except PyMongoError as exc:
+                log.debug("change stream on %s: %s; opening it again", type_, exc)
+                stopping.wait(delay)
+                delay = min(delay * 2, 30)
 
     # -- reads ---------------------------------------------------------------------------------
     @translate_errors
@@ -213,10 +327,6 @@ class ResourceStore:
             yield _version(type_name, id_, doc, doc.get("m"))
 
     # -- writes --------------------------------------------------------------------------------
-    def commit(self, writes: list[Write]) -> list[Version]:
-        """Commit all writes or none; raises VersionConflict if any expected version is stale."""
-        return self.transact(lambda session: writes)
-
     @translate_errors
     def transact(self, work: Callable[[Any], list[Write]], guards: Iterable[str] = ()) -> list[Version]:
         """Run `work(session)` and commit the writes it returns, all in one transaction.
@@ -304,7 +414,7 @@ class ResourceStore:
         for write in writes:
             inserts, replaces, replaced = by_type.setdefault(write.type, ([], [], []))
             current = {"_id": write.id, "v": write.version, "ts": write.last_updated,
-                       "del": write.json is None, "json": write.json, **write.index}
+                       "del": write.json is None, "json": write.json, **_index_fields(write.index)}
             if len(write.json or b"") > 1_000_000 or len(current.get("k", ())) > 10_000:
                 _check_size(write, current)
             if write.expected is None:

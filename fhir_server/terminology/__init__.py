@@ -15,6 +15,6 @@ filter) is a TerminologyError for `expand`/`lookup`, and None ("cannot tell") fo
 
 from fhir_server.terminology.errors import TerminologyError
 from fhir_server.terminology.service import Terminology
-from fhir_server.terminology.stored import for_server, stored_finder
+from fhir_server.terminology.stored import StoredFinder
 
-__all__ = ["Terminology", "TerminologyError", "for_server", "stored_finder"]
+__all__ = ["StoredFinder", "Terminology", "TerminologyError"]

@@ -1,4 +1,7 @@
-"""ValueSets and CodeSystems written through the API, found by canonical URL with the search engine.
+"""ValueSets and CodeSystems written through the API, found by canonical URL.
+
+The lookup itself (a search on `url`) is handed in by the server's wiring: terminology sits
+below search and does not import it.
 
 Answers (misses included: most code systems a write mentions are stored nowhere) are kept a few
 seconds, so that validating a write does not cost a query per binding; a ValueSet or CodeSystem
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fhir_server import jsonio
@@ -21,8 +25,8 @@ class StoredFinder:
     """`find_stored(resource_type, "url" or "url|version")` over this server's current resources:
     with a version, the resource of that version; without, the most recently updated one."""
 
-    def __init__(self, server, ttl_s: float = TTL_S):
-        self.server = server
+    def __init__(self, lookup: Callable[[str, str], Iterable[bytes]], ttl_s: float = TTL_S):
+        self.lookup = lookup  # (resource type, url) → JSON of the live resources with that url
         self.ttl_s = ttl_s
         self._answers: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
@@ -45,24 +49,9 @@ class StoredFinder:
             self._answers.clear()
 
     def _query(self, resource_type: str, canonical: str) -> dict[str, Any] | None:
-        from fhir_server.search.execute import find
-        from fhir_server.search.params.token import keys_term
-
         url, _, version = canonical.partition("|")
-        docs = find(self.server, resource_type, [keys_term("url", {url})], projection={"json": 1, "del": 1, "ix": 1})
-        found = [jsonio.loads(doc["json"]) for doc in docs if doc.get("json")]
+        found = [jsonio.loads(json) for json in self.lookup(resource_type, url)]
         found = [r for r in found if r.get("url") == url and (not version or r.get("version") == version)]
         if not found:
             return None
         return max(found, key=lambda r: (r.get("meta") or {}).get("lastUpdated") or "")
-
-
-def stored_finder(server) -> StoredFinder:
-    return StoredFinder(server)
-
-
-def for_server(server):
-    """The `Terminology` of a running server: its packages, then what is stored on it."""
-    from fhir_server.terminology.service import Terminology
-
-    return Terminology(server.definitions, stored_finder(server))

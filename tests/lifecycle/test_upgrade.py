@@ -50,7 +50,7 @@ def test_search_values_of_an_older_format_are_recomputed_at_start(tmp_path: Path
             wait_until(found, 60, "the upgrade reindexed the stored resources")
             assert message["id"] and weight["id"]
             with _database(again) as mongo:
-                assert mongo["fhir"]["_meta"].find_one({"_id": "search-index"})["format"] == 2
+                assert mongo["fhir"]["_meta"].find_one({"_id": "search-index"})["value"] == 2
         assert "reindexing" in again.log()
     finally:
         again.stop(signal.SIGTERM)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir_server.search.terms import SCAN, Term, values
+from fhir_server.search.terms import SCAN, Term, Values, values
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
 SUB = "v"  # placeholder code of a component inside a composite entry
@@ -32,10 +32,6 @@ def index(code: str, items: list[tuple[Any, str | None]], components, registry,
     return {code: entries} if entries else {}
 
 
-def index_fields(code: str, components, registry) -> list[str]:
-    if not components:
-        return []
-    return [f"{code}.0.{f}" for f in registry.module(components[0][0]).index_fields(SUB)]
 
 
 def term(code: str, modifier: str | None, texts: list[str], ctx, components, registry) -> Term:
@@ -52,12 +48,12 @@ def term(code: str, modifier: str | None, texts: list[str], ctx, components, reg
     def match(doc) -> bool:
         for entry in values(doc, code):
             for terms in alternatives:
-                if all(t.match({"ix": entry.get(str(i)) or {}}) for i, t in enumerate(terms)):
+                if all(t.match(Values(doc.id, entry.get(str(i)) or {})) for i, t in enumerate(terms)):
                     return True
         return False
 
     firsts = [terms[0] for terms in alternatives]
     if not all(t.indexed for t in firsts) or len({t.field for t in firsts}) != 1:
         return Term(None, [], match, SCAN)
-    field = firsts[0].field.replace(f"ix.{SUB}", f"ix.{code}.0.{SUB}", 1)
+    field = firsts[0].field.replace(SUB, f"{code}.0.{SUB}", 1)
     return Term(field, [c for t in firsts for c in t.conditions], match, firsts[0].rank)

@@ -54,8 +54,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: [{"l": lo, "h": hi} for lo, hi in ranges]} if ranges else {}
 
 
-def index_fields(code: str) -> list[str]:
-    return [f"{code}.l", f"{code}.h"]
 
 
 def split_prefix(text: str) -> tuple[str, str]:
@@ -129,4 +127,4 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
 
     if not indexed:
         return Term(None, [], match, SCAN, window)
-    return Term(f"ix.{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE, window)
+    return Term(f"{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE, window)

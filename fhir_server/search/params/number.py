@@ -37,8 +37,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: [{"l": lo, "h": hi} for lo, hi in points]} if points else {}
 
 
-def index_fields(code: str) -> list[str]:
-    return [f"{code}.l", f"{code}.h"]
 
 
 def parse_number(text: str) -> tuple[float, float, float]:
@@ -108,4 +106,4 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     fields = {r[0] for r in rules}
     if len(fields) != 1 or None in fields:
         return Term(None, [], match, SCAN, window)
-    return Term(f"ix.{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE, window)
+    return Term(f"{code}.{rules[0][0]}", [r[1] for r in rules], match, RANGE, window)

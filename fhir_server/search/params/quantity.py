@@ -83,8 +83,6 @@ def as_written(stored: list[Any]) -> list[Any]:
     return [e for e in stored if not (isinstance(e, dict) and e.get("c"))]
 
 
-def index_fields(code: str) -> list[str]:
-    return [f"{code}.l", f"{code}.h", f"{code}.k"]
 
 
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
@@ -120,4 +118,4 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
 
     if len(fields) != 1 or None in fields:
         return Term(None, [], match, SCAN)
-    return Term(f"ix.{code}.{fields.pop()}", conditions, match, RANGE)
+    return Term(f"{code}.{fields.pop()}", conditions, match, RANGE)

@@ -30,8 +30,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: points} if points else {}
 
 
-def index_fields(code: str) -> list[str]:
-    return [f"{code}.lat"]
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -62,4 +60,4 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
         return any(distance_km(lat, lon, p["lat"], p["lon"]) <= km
                    for p in values(doc, code) for lat, lon, km in circles)
 
-    return Term(f"ix.{code}.lat", conditions, match, RANGE)
+    return Term(f"{code}.lat", conditions, match, RANGE)

@@ -44,14 +44,12 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: sorted({fold(s) for s in raw}), f"{code}:exact": sorted(raw)}
 
 
-def index_fields(code: str) -> list[str]:
-    return [code, f"{code}:exact"]
 
 
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier == "exact":  # driven by the folded key, then compared exactly
         exact = {unescape(t) for t in texts}
-        return Term(f"ix.{code}", sorted({fold(t) for t in exact}),
+        return Term(f"{code}", sorted({fold(t) for t in exact}),
                     lambda doc: any(v in exact for v in values(doc, f"{code}:exact")), EXACT)
     if modifier == "contains":
         needles = [fold(unescape(t)) for t in texts]

@@ -82,8 +82,6 @@ def index(code: str, items: list[tuple[Any, str | None]], implied_system: str | 
     return out
 
 
-def index_fields(code: str) -> list[str]:
-    return [code, f"{code}:text", f"{code}:of-type"]
 
 
 def unescape(text: str) -> str:
@@ -114,7 +112,7 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
                 raise ctx.error(f"{code}:of-type needs system|code|value, got {t!r}")
             wanted.add("|".join(parts))
             plain.add(parts[2])
-        return Term(f"ix.{code}", sorted(plain),
+        return Term(f"{code}", sorted(plain),
                     lambda doc: any(v in wanted for v in values(doc, f"{code}:of-type")), EXACT)
     if modifier in ("in", "not-in", "above", "below"):
         wanted = set()
@@ -133,7 +131,7 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
 
 def keys_term(code: str, keys: set[str]) -> Term:
     """Any of these exact keys in `ix.<code>`."""
-    return Term(f"ix.{code}", sorted(keys), lambda doc: any(k in keys for k in values(doc, code)), EXACT)
+    return Term(f"{code}", sorted(keys), lambda doc: any(k in keys for k in values(doc, code)), EXACT)
 
 
 def prefix_term(code: str, prefixes: list[str]) -> Term:
@@ -143,4 +141,4 @@ def prefix_term(code: str, prefixes: list[str]) -> Term:
     def match(doc) -> bool:
         return any(v.startswith(p) for v in values(doc, code) for p in prefixes)
 
-    return Term(f"ix.{code}", conditions, match, PREFIX)
+    return Term(f"{code}", conditions, match, PREFIX)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
-from fhir_server.interactions import INTERACTIONS
-from fhir_server.operations import OPERATIONS
 from fhir_server.search import fulltext
 from fhir_server.storage.store import format_instant, now
 
@@ -14,11 +12,12 @@ _TYPE_LEVEL = {"read", "vread", "update", "patch", "delete", "history-instance",
                "search-type"}
 
 
-def capability_statement(server, base_url: str) -> dict[str, Any]:
-    codes = [i.code for i in INTERACTIONS]
+def capability_statement(server, base_url: str, interactions, operation_table) -> dict[str, Any]:
+    """The statement of what `interactions` and `operations` (the router's tables) offer."""
+    codes = [i.code for i in interactions if i.code != "capabilities"]
     type_codes = sorted({c for c in codes if c in _TYPE_LEVEL})
     system_codes = sorted({c for c in codes if c not in _TYPE_LEVEL})
-    conditional = {(i.code, i.shape) for i in INTERACTIONS if i.conditional}
+    conditional = {(i.code, i.shape) for i in interactions if i.conditional}
     try:
         transactions = server.database.supports_transactions
     except Exception:  # noqa: BLE001 - the statement is served even while the database is away
@@ -51,7 +50,7 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
         if supported:
             resources[-1]["supportedProfile"] = supported
         operations = [{"name": op.name, "definition": op.definition or f"{base_url}/OperationDefinition/{op.name}"}
-                      for op in OPERATIONS if ({"type", "instance"} & set(op.levels))
+                      for op in operation_table if ({"type", "instance"} & set(op.levels))
                       and (not op.types or type_ in op.types)]
         if operations:
             resources[-1]["operation"] = operations
@@ -79,6 +78,6 @@ def capability_statement(server, base_url: str) -> dict[str, Any]:
             "resource": resources,
             "interaction": [{"code": c} for c in system_codes],
             "operation": [{"name": op.name, "definition": op.definition or f"{base_url}/OperationDefinition/{op.name}"}
-                          for op in OPERATIONS if "system" in op.levels],
+                          for op in operation_table if "system" in op.levels],
         }],
     }

@@ -1,0 +1,47 @@
+"""The one router: a `FhirRequest` (from HTTP or a bundle entry) → its interaction or operation.
+
+HTTP and batch/transaction entries both come through `dispatch`, so whatever is checked here
+(resource types, methods, and later who may do what) holds on every path alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.routing import tables
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
+
+def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
+    """Run the request; HEAD runs GET (the caller drops the body), OPTIONS lists the methods."""
+    method = "GET" if req.method == "HEAD" else req.method
+    if req.type is not None and not server.definitions.is_resource_type(req.type):
+        raise FhirError(404, Issue("error", "not-supported", f"{req.type!r} is not a FHIR R4 resource type this "
+                                   f"server knows (see [base]/metadata)"))
+    if req.shape.endswith("-operation"):
+        return _operation(server, req, method)
+    allowed = tables.methods(req.shape)
+    if method == "OPTIONS":
+        return FhirResponse(204, headers={"Allow": ", ".join(allowed)})
+    interaction = tables.interaction(req.shape, method)
+    if interaction is None:
+        raise FhirError(405, Issue("error", "not-supported", f"{req.method} is not supported on this URL; use "
+                                   f"{', '.join(m for m in allowed if m != 'HEAD')}"),
+                        headers={"Allow": ", ".join(allowed)})
+    return interaction.handler(server, req)
+
+
+def _operation(server: FhirServer, req: FhirRequest, method: str) -> FhirResponse:
+    level = req.shape.split("-", 1)[0]
+    operation = tables.operation(req.operation or "", level, req.type)
+    if operation is None:
+        raise FhirError(404, Issue("error", "not-supported", f"${req.operation} is not an operation of this server "
+                                   f"at the {level} level (see [base]/metadata)"))
+    if method not in operation.methods:
+        raise FhirError(405, Issue("error", "not-supported", f"${operation.name} takes {' or '.join(operation.methods)}"),
+                        headers={"Allow": ", ".join(operation.methods)})
+    return operation.handler(server, req)

@@ -1,0 +1,98 @@
+"""The interactions and operations the server implements, as two tables.
+
+The router dispatches through them (HTTP requests and bundle entries alike) and the
+CapabilityStatement is generated from them, so the server cannot claim what it does not route,
+nor route what it does not declare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fhir_server.interactions import bundle, create, delete, history, patch, read, search, update
+from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.operations import apply, everything, expand, lookup, reindex, validate, validate_code
+from fhir_server.routing import capabilities
+
+
+@dataclass(frozen=True)
+class Interaction:
+    code: str  # the CapabilityStatement interaction code
+    shape: str  # URL shape (see interactions.urls)
+    method: str
+    handler: Callable
+    conditional: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # without the $
+    levels: tuple[str, ...]  # system | type | instance
+    methods: tuple[str, ...]
+    handler: Callable
+    definition: str | None = None  # canonical URL of its OperationDefinition, when one exists
+    types: tuple[str, ...] = ()  # resource types it applies to at type/instance level (empty: all)
+
+
+def _metadata(server, req: FhirRequest) -> FhirResponse:
+    return FhirResponse(200, capabilities.capability_statement(server, req.base_url, INTERACTIONS, OPERATIONS))
+
+
+INTERACTIONS: tuple[Interaction, ...] = (
+    Interaction("capabilities", "metadata", "GET", _metadata),
+    Interaction("read", "instance", "GET", read.read),
+    Interaction("vread", "version", "GET", read.vread),
+    Interaction("update", "instance", "PUT", update.update),
+    Interaction("delete", "instance", "DELETE", delete.delete),
+    Interaction("patch", "instance", "PATCH", patch.patch),
+    Interaction("history-instance", "instance-history", "GET", history.history),
+    Interaction("create", "type", "POST", create.create),
+    Interaction("update", "type", "PUT", update.conditional_update, conditional=True),
+    Interaction("delete", "type", "DELETE", delete.conditional_delete, conditional=True),
+    Interaction("patch", "type", "PATCH", patch.conditional_patch, conditional=True),
+    Interaction("history-type", "type-history", "GET", history.history),
+    Interaction("search-type", "type", "GET", search.search),
+    Interaction("search-type", "type-search", "POST", search.search),
+    Interaction("search-type", "compartment", "GET", search.search),
+    Interaction("history-system", "system-history", "GET", history.history),
+    Interaction("search-system", "system", "GET", search.search),
+    Interaction("transaction", "system", "POST", bundle.process),
+    Interaction("batch", "system", "POST", bundle.process),
+    Interaction("search-system", "system-search", "POST", search.search),
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("reindex", ("system", "type"), ("GET", "POST"), reindex.reindex),
+    Operation("validate", ("type", "instance"), ("GET", "POST"), validate.validate,
+              "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+    Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
+              "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+    Operation("apply", ("instance",), ("GET", "POST"), apply.apply,
+              "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply", ("PlanDefinition",)),
+    Operation("expand", ("type", "instance"), ("GET", "POST"), expand.expand, expand.DEFINITION, ("ValueSet",)),
+    Operation("validate-code", ("type", "instance"), ("GET", "POST"), validate_code.valueset_validate_code,
+              validate_code.VALUESET_DEFINITION, ("ValueSet",)),
+    Operation("validate-code", ("type", "instance"), ("GET", "POST"), validate_code.codesystem_validate_code,
+              validate_code.CODESYSTEM_DEFINITION, ("CodeSystem",)),
+    Operation("lookup", ("type",), ("GET", "POST"), lookup.lookup, lookup.LOOKUP_DEFINITION, ("CodeSystem",)),
+    Operation("subsumes", ("type", "instance"), ("GET", "POST"), lookup.subsumes, lookup.SUBSUMES_DEFINITION,
+              ("CodeSystem",)),
+)
+
+
+def interaction(shape: str, method: str) -> Interaction | None:
+    return next((i for i in INTERACTIONS if i.shape == shape and i.method == method), None)
+
+
+def methods(shape: str) -> list[str]:
+    """The methods a URL shape answers, HEAD wherever GET is."""
+    found = sorted({i.method for i in INTERACTIONS if i.shape == shape})
+    return found + (["HEAD"] if "GET" in found else [])
+
+
+def operation(name: str, level: str, type_: str | None = None) -> Operation | None:
+    for op in OPERATIONS:
+        if op.name == name and level in op.levels and (not op.types or type_ in op.types or type_ is None):
+            return op
+    return None
