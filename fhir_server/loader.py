@@ -17,9 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 BATCH = 200
 
@@ -179,17 +182,16 @@ def http_sender(base_url: str, timeout: float = 600) -> Callable[[dict[str, Any]
     return send
 
 
-def local_sender(server) -> Callable[[dict[str, Any]], tuple[int, Any]]:
-    """Straight into the server's database, through the same bundle processing as HTTP."""
+def local_sender(server: FhirServer) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    """Straight into the server's database, through the same router as HTTP."""
     from fhir_server.errors import FhirError
-    from fhir_server.interactions import bundle as bundles
     from fhir_server.interactions.request import FhirRequest
 
     base = server.settings.base_url or "http://localhost/fhir"
 
     def send(data: dict[str, Any]) -> tuple[int, Any]:
         try:
-            result = bundles.process(server, FhirRequest("POST", base, body=data, prefer_return="minimal"))
+            result = server.dispatch(FhirRequest("POST", base, shape="system", body=data, prefer_return="minimal"))
         except FhirError as exc:
             return exc.status, exc.outcome()
         return result.status, jsonio.loads(jsonio.dumps(result.body))

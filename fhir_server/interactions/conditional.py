@@ -9,7 +9,7 @@ parameter is an error here, never ignored, and several matches always mean 412.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.errors import FhirError, Issue, bad_request
@@ -18,13 +18,16 @@ from fhir_server.search.query import RESULT_PARAMS, Context, build_terms
 from fhir_server.search.terms import Values
 from fhir_server.storage.store import Version
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 
 def query_string(params: list[tuple[str, str]]) -> str:
     """The condition in a `[type]?query` URL, without the response-shaping parameters."""
     return urlencode([(k, v) for k, v in params if k not in RESULT_PARAMS], safe="|:/,$")
 
 
-def parse(server, type_: str, text: str | None, where: str) -> list[tuple[str, str]]:
+def parse(server: FhirServer, type_: str, text: str | None, where: str) -> list[tuple[str, str]]:
     if not text or not text.strip():
         raise bad_request(f"{where} holds no search parameters: a conditional interaction needs a "
                           f"query such as identifier=system|value", code="required")
@@ -40,19 +43,19 @@ def parse(server, type_: str, text: str | None, where: str) -> list[tuple[str, s
     return pairs
 
 
-def matches(server, type_: str, criteria: list[tuple[str, str]], session: Any) -> list[Version]:
+def matches(server: FhirServer, type_: str, criteria: list[tuple[str, str]], session: Any) -> list[Version]:
     """Current resources of the type meeting the condition, read in the transaction."""
     terms, _ = build_terms(_context(server, session), type_, criteria)
     return [Version(type_, r.id, r.version, r.last_updated, False, r.json)
             for r in find(server, type_, terms, session=session, json=True)]
 
 
-def _context(server, session: Any) -> Context:
+def _context(server: FhirServer, session: Any) -> Context:
     return Context(server, server.settings.base_url or "", strict=True, session=session,
                    strict_because="a condition must use known search parameters")
 
 
-def matches_planned(server, type_: str, criteria: list[tuple[str, str]],
+def matches_planned(server: FhirServer, type_: str, criteria: list[tuple[str, str]],
                     planned: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
     """Ids of resources a transaction is about to write (`(type, id, ix)`) meeting the condition."""
     candidates = [(id_, ix) for t, id_, ix in planned if t == type_]

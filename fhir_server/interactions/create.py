@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from fhir_server.interactions import conditional
 from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.storage.store import now
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
-def create(server, req: FhirRequest) -> FhirResponse:
+
+def create(server: FhirServer, req: FhirRequest) -> FhirResponse:
     resource = require_body(req)
     validate(server, resource)
     server.prepare_type(req.type)

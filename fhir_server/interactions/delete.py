@@ -6,14 +6,19 @@ already deleted or never existed succeeds without writing anything.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import conditional
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
 from fhir_server.interactions.resource import outcome_issue
 from fhir_server.storage.store import Version, Write, next_instant
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
-def delete(server, req: FhirRequest) -> FhirResponse:
+
+def delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
     check_id(req.id)
     expected = parse_etag(req.if_match) if req.if_match is not None else None
 
@@ -28,7 +33,7 @@ def delete(server, req: FhirRequest) -> FhirResponse:
     return _answer(req, written, f"{req.type}/{req.id}")
 
 
-def conditional_delete(server, req: FhirRequest) -> FhirResponse:
+def conditional_delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
     """Deletes the single match; several matches → 412 (this server deletes one at a time)."""
     text = conditional.query_string(req.params)
     query = conditional.parse(server, req.type, text, "the URL")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import orjson
@@ -20,12 +20,15 @@ from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.search.dates import DateError, instant, period
 from fhir_server.storage.store import Version, format_instant, now
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 _PARAMS = {"_count", "_since", "_at", "_page", "_format", "_pretty", "_summary", "_elements"}
 _TOP_KEY = "\U0010ffff"  # sorts after every key: "everything at this instant"
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
-def history(server, req: FhirRequest) -> FhirResponse:
+def history(server: FhirServer, req: FhirRequest) -> FhirResponse:
     _check_params(req)
     count = _count(server, req)
     since = _instant_param(req, "_since")
@@ -55,7 +58,7 @@ def history(server, req: FhirRequest) -> FhirResponse:
                    and cursor["e"] != top)
 
 
-def _instance_history(server, req, count, since, at, cursor) -> FhirResponse:
+def _instance_history(server: FhirServer, req, count, since, at, cursor) -> FhirResponse:
     versions = server.store.versions(req.type, req.id)
     if not versions:
         raise unknown(req.type, req.id)
@@ -147,7 +150,7 @@ def _check_params(req: FhirRequest) -> None:
                           f"_count, _since, _at", code="not-supported")
 
 
-def _count(server, req: FhirRequest) -> int:
+def _count(server: FhirServer, req: FhirRequest) -> int:
     raw = req.param("_count")
     if raw is None:
         return server.settings.default_count

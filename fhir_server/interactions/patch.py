@@ -6,7 +6,7 @@ validated whole (422 if it is not a valid resource) and stored as the next versi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
@@ -17,8 +17,11 @@ from fhir_server.interactions.resource import new_version, validate
 from fhir_server.patch import fhirpath_patch, json_patch
 from fhir_server.storage.store import Version, Write, next_instant
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
-def patch(server, req: FhirRequest) -> FhirResponse:
+
+def patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
     check_id(req.id)
     changes = _changes(req.body)
     expected = parse_etag(req.if_match) if req.if_match is not None else None
@@ -32,7 +35,7 @@ def patch(server, req: FhirRequest) -> FhirResponse:
     return versioned_response(req, server.transact(work)[0], 200)
 
 
-def conditional_patch(server, req: FhirRequest) -> FhirResponse:
+def conditional_patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
     changes = _changes(req.body)
     text = conditional.query_string(req.params)
     query = conditional.parse(server, req.type, text, "the URL")
@@ -79,7 +82,7 @@ def element_at(definitions, path: str):
     return element
 
 
-def patched_version(server, type_: str, id_: str, current: Version | None, changes: tuple[str, Any],
+def patched_version(server: FhirServer, type_: str, id_: str, current: Version | None, changes: tuple[str, Any],
                     expected: str | None, if_match: str | None, base_url: str | None = None) -> Write:
     """The next version of type/id with the patch applied, validated whole (422 otherwise)."""
     if current is None:

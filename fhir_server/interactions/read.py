@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.storage.store import Version, format_instant
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 
 def gone(stored: Version) -> FhirError:
@@ -20,7 +25,7 @@ def unknown(type_: str, id_: str) -> FhirError:
     return FhirError(404, Issue("error", "not-found", f"{type_}/{id_} does not exist"))
 
 
-def current(server, type_: str, id_: str) -> Version:
+def current(server: FhirServer, type_: str, id_: str) -> Version:
     """The live version of a resource (what a read answers): 404 if unknown, 410 if deleted."""
     check_id(id_)
     stored = server.store.read(type_, id_)
@@ -31,7 +36,7 @@ def current(server, type_: str, id_: str) -> Version:
     return stored
 
 
-def read(server, req: FhirRequest) -> FhirResponse:
+def read(server: FhirServer, req: FhirRequest) -> FhirResponse:
     stored = current(server, req.type, req.id)
     if _not_modified(req, stored):
         return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
@@ -39,7 +44,7 @@ def read(server, req: FhirRequest) -> FhirResponse:
                         last_modified=stored.last_updated)
 
 
-def _subset(server, req: FhirRequest, json: bytes) -> bytes:
+def _subset(server: FhirServer, req: FhirRequest, json: bytes) -> bytes:
     """`_summary` / `_elements` on a read, as on a search."""
     summary, elements = req.param("_summary"), req.param("_elements")
     if summary is None and elements is None:
@@ -49,7 +54,7 @@ def _subset(server, req: FhirRequest, json: bytes) -> bytes:
     return subset(server.definitions, json, summary, [e.strip() for e in elements.split(",")] if elements else None)
 
 
-def vread(server, req: FhirRequest) -> FhirResponse:
+def vread(server: FhirServer, req: FhirRequest) -> FhirResponse:
     check_id(req.id)
     if not (req.version or "").isdigit() or int(req.version) < 1:
         raise bad_request(f"version {req.version!r} is not a version id of this server (1, 2, 3…)",

@@ -23,8 +23,6 @@ _ETAG_RE = re.compile(r'^\s*(?:W/)?"?([^"\s]+)"?\s*$')
 class FhirRequest:
     method: str
     base_url: str  # e.g. http://host:8080/fhir
-    shape: str = ""  # the URL's shape (interactions.urls): instance, type-search, …
-    operation: str | None = None  # `$name` without the $, for the *-operation shapes
     type: str | None = None
     id: str | None = None
     version: str | None = None
@@ -38,6 +36,8 @@ class FhirRequest:
     prefer_return: str | None = None  # minimal | representation | OperationOutcome
     prefer_handling: str | None = None  # strict | lenient
     request_id: str | None = None  # the X-Request-Id of the HTTP request that carried it
+    shape: str = ""  # the URL's shape (interactions.urls): instance, type-search, …
+    operation: str | None = None  # `$name` without the $, for the *-operation shapes
 
     def param(self, name: str) -> str | None:
         for key, value in self.params:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
@@ -11,6 +11,9 @@ from fhir_server.interactions.request import ID_RE, FhirRequest
 from fhir_server.search.index import index_values
 from fhir_server.storage.store import Version, Write, format_instant
 from fhir_server.validation import pipeline
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 # Elements the server owns in `meta`; the rest of the client's meta (profile, tag, security,
 # source, extension) is kept as sent.
@@ -43,7 +46,7 @@ def require_body(req: FhirRequest) -> dict[str, Any]:
 _STRUCTURAL = frozenset({"structure", "required", "value", "invalid", "not-supported", "too-costly"})
 
 
-def validate(server, resource: dict[str, Any], status: int = 400) -> None:
+def validate(server: FhirServer, resource: dict[str, Any], status: int = 400) -> None:
     """Validation as `validation/pipeline.py` runs it, listing every problem found: 400 when the
     resource is not well-formed (422 for a patched resource), 422 when it breaks a rule of its
     definition or of a profile (binding, invariant, INS key…)."""
@@ -72,7 +75,7 @@ def stamp(resource: dict[str, Any], id_: str, version: int, last_updated: dateti
     return out
 
 
-def new_version(server, resource: dict[str, Any], id_: str, version: int, expected: int | None,
+def new_version(server: FhirServer, resource: dict[str, Any], id_: str, version: int, expected: int | None,
                 last_updated: datetime, method: str, base_url: str | None = None,
                 previous: Version | None = None) -> Write:
     """The write storing `resource` as version `version` of its type/id, with its search values

@@ -8,6 +8,8 @@ changes. Parameters the server does not know are reported (lenient) or refused (
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
@@ -20,10 +22,13 @@ from fhir_server.search.summary import SUMMARY_VALUES
 from fhir_server.search.terms import Term
 from fhir_server.storage.records import Record
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 _TOTALS = ("none", "estimate", "accurate")
 
 
-def search(server, req: FhirRequest) -> FhirResponse:
+def search(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.param("_page") is not None:
         return searchset.stored_page(server, req)
     ctx = Context(server, req.base_url, strict=req.prefer_handling == "strict")
@@ -61,7 +66,7 @@ def search(server, req: FhirRequest) -> FhirResponse:
 class _Form:
     """The request's search parameters split into criteria and result controls."""
 
-    def __init__(self, server, req: FhirRequest, params: list[tuple[str, str]], ctx: Context):
+    def __init__(self, server: FhirServer, req: FhirRequest, params: list[tuple[str, str]], ctx: Context):
         self.criteria: list[tuple[str, str]] = []
         self.count = server.settings.default_count
         self.sort: list[tuple[str, bool]] = []
@@ -82,13 +87,13 @@ class _Form:
             self._control(server, ctx, name, base, value)
 
     @classmethod
-    def read(cls, server, req: FhirRequest, ctx: Context) -> _Form:
+    def read(cls, server: FhirServer, req: FhirRequest, ctx: Context) -> _Form:
         params = list(req.params)
         if isinstance(req.body, list):  # POST _search: the form body's parameters
             params += req.body
         return cls(server, req, params, ctx)
 
-    def _control(self, server, ctx: Context, name: str, base: str, value: str) -> None:
+    def _control(self, server: FhirServer, ctx: Context, name: str, base: str, value: str) -> None:
         if base == "_count":
             if not value.isdigit():
                 raise bad_request(f"_count must be a whole number, got {value!r}", code="value")
@@ -125,7 +130,7 @@ class _Form:
         return applied + [(k, v) for k, v in self.controls if k not in ("_format", "_pretty")]
 
 
-def _types(server, req: FhirRequest, form: _Form, ctx: Context) -> list[str]:
+def _types(server: FhirServer, req: FhirRequest, form: _Form, ctx: Context) -> list[str]:
     if req.type is not None and req.id is None:
         return [req.type]
     if req.id is not None:  # compartment: one type, or * for all in the compartment
@@ -144,7 +149,7 @@ def _types(server, req: FhirRequest, form: _Form, ctx: Context) -> list[str]:
     return list(server.definitions.resource_types)
 
 
-def _compartment(server, req: FhirRequest) -> dict[str, Term]:
+def _compartment(server: FhirServer, req: FhirRequest) -> dict[str, Term]:
     check_id(req.id)
     terms = compartment_terms(server, req.type, req.id)
     if req.compartment != "*" and req.compartment not in terms:
@@ -159,7 +164,7 @@ def _unique(matches: list[Record]) -> list[Record]:
     return list(first.values())
 
 
-def _order(server, form: _Form, matches: list[Record], types: list[str]) -> list[Record]:
+def _order(server: FhirServer, form: _Form, matches: list[Record], types: list[str]) -> list[Record]:
     if not form.sort:
         return sorted(matches, key=lambda m: (m.last_updated, m.type, m.id))
     keys = []

@@ -4,7 +4,7 @@ and every link reads that stored list, so pages stay stable while data changes."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import orjson
@@ -18,8 +18,11 @@ from fhir_server.search.summary import subset
 from fhir_server.storage.records import Record
 from fhir_server.storage.searches import SearchResults
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
-def first_page(server, req: FhirRequest, keys: list[str], info: dict[str, Any]) -> FhirResponse:
+
+def first_page(server: FhirServer, req: FhirRequest, keys: list[str], info: dict[str, Any]) -> FhirResponse:
     """The first page of ordered matches; the whole list is stored when it takes more than one
     page, and the paging links name it. `info`: params (for the self link), count, summary,
     elements, total, includes, revincludes, path (for the links), warnings."""
@@ -29,7 +32,7 @@ def first_page(server, req: FhirRequest, keys: list[str], info: dict[str, Any]) 
     return _page(server, req, keys, 0, info, search_id)
 
 
-def stored_page(server, req: FhirRequest) -> FhirResponse:
+def stored_page(server: FhirServer, req: FhirRequest) -> FhirResponse:
     """A later page (`_page=<search id>.<offset>`), read from the stored matches."""
     token = req.param("_page") or ""
     search_id, _, offset = token.partition(".")
@@ -42,7 +45,7 @@ def stored_page(server, req: FhirRequest) -> FhirResponse:
     return _page(server, req, stored["keys"], int(offset), stored, search_id)
 
 
-def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],
+def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],
           search_id: str | None) -> FhirResponse:
     count = info["count"]
     base = req.base_url
@@ -95,7 +98,8 @@ def _page(server, req: FhirRequest, keys: list[str], offset: int, info: dict[str
     return FhirResponse(200, bundle)
 
 
-def _contained_entry(server, base: str, key: str, container: Record, info: dict[str, Any]) -> dict[str, Any]:
+def _contained_entry(server: FhirServer, base: str, key: str, container: Record,
+                     info: dict[str, Any]) -> dict[str, Any]:
     """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
     inner_id = key.split("#", 1)[1]
     resource = next((r for r in jsonio.loads(container.json).get("contained") or ()
@@ -104,7 +108,7 @@ def _contained_entry(server, base: str, key: str, container: Record, info: dict[
     return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
 
 
-def _entry(server, base: str, record: Record, mode: str, info: dict[str, Any]) -> dict[str, Any]:
+def _entry(server: FhirServer, base: str, record: Record, mode: str, info: dict[str, Any]) -> dict[str, Any]:
     json = subset(server.definitions, record.json, info["summary"], info["elements"])
     return {"fullUrl": f"{base}/{record.key}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
 

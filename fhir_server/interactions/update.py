@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
@@ -16,8 +17,11 @@ from fhir_server.interactions.request import (
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.storage.store import Write, next_instant
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
-def update(server, req: FhirRequest) -> FhirResponse:
+
+def update(server: FhirServer, req: FhirRequest) -> FhirResponse:
     resource = update_body(req)
     validate(server, resource)
     server.prepare_type(req.type)
@@ -31,7 +35,7 @@ def update(server, req: FhirRequest) -> FhirResponse:
                               location=written.version == 1)
 
 
-def conditional_update(server, req: FhirRequest) -> FhirResponse:
+def conditional_update(server: FhirServer, req: FhirRequest) -> FhirResponse:
     """PUT [type]?query: 0 matches → create, 1 → update it, several → 412."""
     resource = require_body(req)
     validate(server, resource)
@@ -75,7 +79,8 @@ def _if_match(req: FhirRequest) -> str | None:
     return parse_etag(req.if_match) if req.if_match is not None else None
 
 
-def next_version(server, req: FhirRequest, session, id_: str, resource: dict, expected: str | None) -> Write:
+def next_version(server: FhirServer, req: FhirRequest, session, id_: str, resource: dict,
+                 expected: str | None) -> Write:
     """The write that makes `resource` the next version of type/id, honouring If-Match."""
     current = server.store.read_in(session, req.type, id_)
     if expected is not None:

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
-from fhir_server.interactions import bundle as bundles
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
 from fhir_server.search.execute import find
 from fhir_server.search.params.reference import local_type
 from fhir_server.search.params.token import keys_term
 from fhir_server.storage.store import format_instant, now
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 GUIDE = "https://fhir-server.dev/ig/coordination"
 CAREPLAN_PROFILE = f"{GUIDE}/StructureDefinition/coord-careplan"
@@ -39,7 +41,7 @@ _UNITS = {"min": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(d
           "mo": timedelta(days=30), "a": timedelta(days=365)}
 
 
-def apply(server, req: FhirRequest) -> FhirResponse:
+def apply(server: FhirServer, req: FhirRequest) -> FhirResponse:
     args = _arguments(req)
     plan = jsonio.loads(current(server, "PlanDefinition", req.id).json)
     if plan.get("status") == "retired":
@@ -182,7 +184,7 @@ def _goal(goal: dict[str, Any], subject: str, n: int) -> dict[str, Any]:
     return out
 
 
-def _store(server, req: FhirRequest, careplan, tasks, goals) -> FhirResponse:
+def _store(server: FhirServer, req: FhirRequest, careplan, tasks, goals) -> FhirResponse:
     """One transaction: the CarePlan, its Tasks (basedOn it) and Goals, linked by urn:uuid."""
     ids = {f"#{r['id']}": f"urn:uuid:{uuid.uuid4()}" for r in tasks + goals}
     plan_url = f"urn:uuid:{uuid.uuid4()}"
@@ -199,9 +201,9 @@ def _store(server, req: FhirRequest, careplan, tasks, goals) -> FhirResponse:
     for activity in plan.get("activity") or ():
         activity["reference"]["reference"] = ids[activity["reference"]["reference"]]
     entries.insert(0, {"fullUrl": plan_url, "resource": plan, "request": {"method": "POST", "url": "CarePlan"}})
-    transaction = FhirRequest("POST", req.base_url, body={"resourceType": "Bundle", "type": "transaction",
-                                                           "entry": entries}, prefer_return="minimal")
-    result = bundles.process(server, transaction)
+    transaction = FhirRequest("POST", req.base_url, shape="system", prefer_return="minimal", request_id=req.request_id,
+                              body={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    result = server.dispatch(transaction)
     location = result.body["entry"][0]["response"]["location"]
     stored = server.store.read("CarePlan", location.split("/")[1])
     return versioned_response(req, stored, 201, location=True)

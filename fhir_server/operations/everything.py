@@ -10,6 +10,7 @@ organisations, medications, locations…) come along, one level deep.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
@@ -22,12 +23,15 @@ from fhir_server.search.params import reference
 from fhir_server.search.terms import values
 from fhir_server.storage.records import Ids, Record
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 # The date parameters that say when care happened, by preference.
 _CARE_DATES = ("date", "period", "authored", "authoredon", "occurrence", "onset-date", "recorded-date",
                "effective", "issued", "created", "sent", "received", "started")
 
 
-def everything(server, req: FhirRequest) -> FhirResponse:
+def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.param("_page") is not None:
         return searchset.stored_page(server, req)
     current(server, "Patient", req.id)  # 404 or 410 before any work
@@ -55,7 +59,7 @@ def everything(server, req: FhirRequest) -> FhirResponse:
     return searchset.first_page(server, req, keys, info)
 
 
-def _referenced(server, docs: list[Record], seen: set[str], types: set[str] | None,
+def _referenced(server: FhirServer, docs: list[Record], seen: set[str], types: set[str] | None,
                 since: datetime | None) -> list[str]:
     """`Type/id` of the resources the compartment refers to and does not hold itself."""
     wanted: dict[str, set[str]] = {}
@@ -76,7 +80,7 @@ def _referenced(server, docs: list[Record], seen: set[str], types: set[str] | No
     return sorted(set(out))
 
 
-def _in_period(server, type_: str, doc: Record, start: datetime | None, end: datetime | None) -> bool:
+def _in_period(server: FhirServer, type_: str, doc: Record, start: datetime | None, end: datetime | None) -> bool:
     if start is None and end is None:
         return True
     params = server.search_parameters.for_type(type_)
@@ -91,7 +95,7 @@ def _wanted(type_: str, types: set[str] | None) -> bool:
     return types is None or type_ in types
 
 
-def _types(server, raw: str | None) -> set[str] | None:
+def _types(server: FhirServer, raw: str | None) -> set[str] | None:
     if not raw:
         return None
     types = {t.strip() for t in raw.split(",") if t.strip()}
@@ -110,7 +114,7 @@ def _date(name: str, raw: str | None, side: int) -> datetime | None:
         raise bad_request(f"{name}: {exc}", code="value") from None
 
 
-def _count(server, raw: str | None) -> int:
+def _count(server: FhirServer, raw: str | None) -> int:
     if raw is None:
         return server.settings.default_count
     if not raw.isdigit() or int(raw) == 0:

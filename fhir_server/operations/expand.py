@@ -9,7 +9,7 @@ expanded here (a code system not held, an unknown filter…), saying what and wh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request, not_found
@@ -18,13 +18,16 @@ from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations.terminology_params import Inputs, read_inputs
 from fhir_server.terminology import TerminologyError
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
 # Inputs that change which codes are in the answer in ways not implemented here.
 REFUSED = ("context", "contextDirection", "date", "exclude-system", "system-version", "check-system-version",
            "force-system-version")
 
 
-def expand(server, req: FhirRequest) -> FhirResponse:
+def expand(server: FhirServer, req: FhirRequest) -> FhirResponse:
     inputs = read_inputs(server, req, DEFINITION, REFUSED)
     valueset = target_valueset(server, req, inputs)
     offset, count = inputs.get("offset") or 0, inputs.get("count")
@@ -39,7 +42,7 @@ def expand(server, req: FhirRequest) -> FhirResponse:
     return FhirResponse(200, result)
 
 
-def target_valueset(server, req: FhirRequest, inputs: Inputs) -> dict[str, Any]:
+def target_valueset(server: FhirServer, req: FhirRequest, inputs: Inputs) -> dict[str, Any]:
     """The ValueSet an operation is about: stored (instance level), inline (`valueSet`) or by `url`
     (with `valueSetVersion`)."""
     url, inline, version = inputs.get("url"), inputs.get("valueSet"), inputs.get("valueSetVersion")
@@ -66,7 +69,7 @@ def target_valueset(server, req: FhirRequest, inputs: Inputs) -> dict[str, Any]:
     return found
 
 
-def stored_resource(server, req: FhirRequest) -> dict[str, Any]:
+def stored_resource(server: FhirServer, req: FhirRequest) -> dict[str, Any]:
     return jsonio.loads(current(server, req.type, req.id).json)
 
 

@@ -9,7 +9,7 @@ code, 400 for missing or contradictory inputs, 422 when the system's codes are n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import bad_request, not_found
 from fhir_server.interactions.request import FhirRequest, FhirResponse
@@ -17,11 +17,14 @@ from fhir_server.operations.expand import stored_resource, terminology_error
 from fhir_server.operations.terminology_params import read_inputs
 from fhir_server.terminology import TerminologyError
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 LOOKUP_DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"
 SUBSUMES_DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes"
 
 
-def lookup(server, req: FhirRequest) -> FhirResponse:
+def lookup(server: FhirServer, req: FhirRequest) -> FhirResponse:
     inputs = read_inputs(server, req, LOOKUP_DEFINITION, ("date",))
     code, system, version = inputs.get("code"), inputs.get("system"), inputs.get("version")
     coding = inputs.get("coding")
@@ -63,7 +66,7 @@ def lookup(server, req: FhirRequest) -> FhirResponse:
     return FhirResponse(200, {"resourceType": "Parameters", "parameter": params})
 
 
-def subsumes(server, req: FhirRequest) -> FhirResponse:
+def subsumes(server: FhirServer, req: FhirRequest) -> FhirResponse:
     inputs = read_inputs(server, req, SUBSUMES_DEFINITION, ())
     system, version = inputs.get("system"), inputs.get("version")
     if req.id is not None:

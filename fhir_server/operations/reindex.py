@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
@@ -23,6 +23,9 @@ from fhir_server.search.index import index_values
 from fhir_server.storage.jobs import Jobs, Marker
 from fhir_server.storage.store import format_instant, now
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 log = logging.getLogger(__name__)
 BATCH = 500
 # The format of the stored search values: raise it when `index_values` computes something new.
@@ -31,7 +34,7 @@ FORMAT = 2
 _FORMAT_MARKER = "search-index"
 
 
-def reindex(server, req: FhirRequest) -> FhirResponse:
+def reindex(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.method == "GET":
         return _status(server, req)
     types = [req.type] if req.type else stored_types(server)
@@ -40,7 +43,7 @@ def reindex(server, req: FhirRequest) -> FhirResponse:
     return FhirResponse(202, _report(job), content_location=url)
 
 
-def upgrade(server) -> str | None:
+def upgrade(server: FhirServer) -> str | None:
     """At start: reindex everything in the background if the stored search values are of an
     older format (one worker claims it); returns the job id, or None when nothing is to do."""
     marker = Marker(server.database, _FORMAT_MARKER)
@@ -60,14 +63,14 @@ def upgrade(server) -> str | None:
     return job["id"]
 
 
-def _start(server, types: list[str], upgrade_to: int | None = None) -> dict[str, Any]:
+def _start(server: FhirServer, types: list[str], upgrade_to: int | None = None) -> dict[str, Any]:
     job = Jobs(server.database).create("reindex", types=types, processed=0, total=0, done=[])
     threading.Thread(target=_run, args=(server, job["id"], types, upgrade_to), name=f"reindex-{job['id'][:8]}",
                      daemon=True).start()
     return job
 
 
-def _status(server, req: FhirRequest) -> FhirResponse:
+def _status(server: FhirServer, req: FhirRequest) -> FhirResponse:
     job_id = req.param("_job")
     job = Jobs(server.database).get(job_id) if job_id else None
     if job is None:
@@ -89,7 +92,7 @@ def _report(job: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Parameters", "parameter": params}
 
 
-def _run(server, job_id: str, types: list[str], upgrade_to: int | None = None) -> None:
+def _run(server: FhirServer, job_id: str, types: list[str], upgrade_to: int | None = None) -> None:
     jobs = Jobs(server.database)
     try:
         jobs.update(job_id, set_={"total": sum(server.store.estimated_count(t) for t in types)})
@@ -109,7 +112,7 @@ def _run(server, job_id: str, types: list[str], upgrade_to: int | None = None) -
             log.warning("$reindex job %s could not be marked failed: the database is unavailable", job_id)
 
 
-def _reindex_type(server, jobs: Jobs, job_id: str, type_: str) -> None:
+def _reindex_type(server: FhirServer, jobs: Jobs, job_id: str, type_: str) -> None:
     base_urls = (server.settings.base_url,) if server.settings.base_url else ()
     for rows in server.store.current_json(type_, BATCH):
         # only if the version is unchanged: a concurrent write has indexed itself already

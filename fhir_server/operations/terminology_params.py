@@ -12,10 +12,13 @@ implement (e.g. `system-version`) are refused with 400 rather than ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.request import FhirRequest
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 CONTROL = frozenset({"_format", "_pretty", "_summary", "_elements"})
 _STRINGS = frozenset({"string", "uri", "url", "canonical", "code", "id", "oid", "uuid", "markdown", "dateTime",
@@ -38,7 +41,7 @@ class Inputs:
         return name in self.values
 
 
-def read_inputs(server, req: FhirRequest, definition: str, refused: tuple[str, ...] = ()) -> Inputs:
+def read_inputs(server: FhirServer, req: FhirRequest, definition: str, refused: tuple[str, ...] = ()) -> Inputs:
     opdef = server.definitions.resource(definition)
     if opdef is None:  # the core package always has them; say so plainly if it does not
         raise FhirError(500, Issue("fatal", "exception", f"the OperationDefinition {definition} is not loaded"))

@@ -8,7 +8,7 @@ issue saying all is well. Nothing is stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import Issue, bad_request, operation_outcome
@@ -16,10 +16,13 @@ from fhir_server.interactions.read import gone, unknown
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.validation import pipeline
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 MODES = ("create", "update", "delete", "profile")
 
 
-def validate(server, req: FhirRequest) -> FhirResponse:
+def validate(server: FhirServer, req: FhirRequest) -> FhirResponse:
     resource, profile, mode = _arguments(req)
     if mode is not None and mode not in MODES:
         raise bad_request(f"mode {mode!r} is not one of {', '.join(MODES)}", code="value")

@@ -9,18 +9,21 @@ unknown filter), with the reason.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue, bad_request, not_found
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations.expand import stored_resource, target_valueset
 from fhir_server.operations.terminology_params import Inputs, read_inputs
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 VALUESET_DEFINITION = "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"
 CODESYSTEM_DEFINITION = "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code"
 
 
-def valueset_validate_code(server, req: FhirRequest) -> FhirResponse:
+def valueset_validate_code(server: FhirServer, req: FhirRequest) -> FhirResponse:
     inputs = read_inputs(server, req, VALUESET_DEFINITION, ("context", "date"))
     valueset = target_valueset(server, req, inputs)
     code, system = inputs.get("code"), inputs.get("system")
@@ -31,7 +34,7 @@ def valueset_validate_code(server, req: FhirRequest) -> FhirResponse:
     return _answer(server, inputs, valueset=valueset, code=code, system=system)
 
 
-def codesystem_validate_code(server, req: FhirRequest) -> FhirResponse:
+def codesystem_validate_code(server: FhirServer, req: FhirRequest) -> FhirResponse:
     inputs = read_inputs(server, req, CODESYSTEM_DEFINITION, ("date",))
     url, inline, version = inputs.get("url"), inputs.get("codeSystem"), inputs.get("version")
     coding = inputs.get("coding")
@@ -59,7 +62,7 @@ def codesystem_validate_code(server, req: FhirRequest) -> FhirResponse:
     return _answer(server, inputs, codesystem=codesystem, code=inputs.get("code"))
 
 
-def _answer(server, inputs: Inputs, **target: Any) -> FhirResponse:
+def _answer(server: FhirServer, inputs: Inputs, **target: Any) -> FhirResponse:
     try:
         result = server.terminology.validate_code(
             **target, display=inputs.get("display"), coding=inputs.get("coding"),

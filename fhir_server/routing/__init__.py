@@ -42,6 +42,7 @@ def _operation(server: FhirServer, req: FhirRequest, method: str) -> FhirRespons
         raise FhirError(404, Issue("error", "not-supported", f"${req.operation} is not an operation of this server "
                                    f"at the {level} level (see [base]/metadata)"))
     if method not in operation.methods:
-        raise FhirError(405, Issue("error", "not-supported", f"${operation.name} takes {' or '.join(operation.methods)}"),
+        allowed = " or ".join(operation.methods)
+        raise FhirError(405, Issue("error", "not-supported", f"${operation.name} takes {allowed}"),
                         headers={"Allow": ", ".join(operation.methods)})
     return operation.handler(server, req)

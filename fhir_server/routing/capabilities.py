@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.search import fulltext
 from fhir_server.storage.store import format_instant, now
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 _TYPE_LEVEL = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                "search-type"}
 
 
-def capability_statement(server, base_url: str, interactions, operation_table) -> dict[str, Any]:
+def capability_statement(server: FhirServer, base_url: str, interactions, operation_table) -> dict[str, Any]:
     """The statement of what `interactions` and `operations` (the router's tables) offer."""
     codes = [i.code for i in interactions if i.code != "capabilities"]
     type_codes = sorted({c for c in codes if c in _TYPE_LEVEL})

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fhir_server.interactions import bundle, create, delete, history, patch, read, search, update
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations import apply, everything, expand, lookup, reindex, validate, validate_code
 from fhir_server.routing import capabilities
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Operation:
     types: tuple[str, ...] = ()  # resource types it applies to at type/instance level (empty: all)
 
 
-def _metadata(server, req: FhirRequest) -> FhirResponse:
+def _metadata(server: FhirServer, req: FhirRequest) -> FhirResponse:
     return FhirResponse(200, capabilities.capability_statement(server, req.base_url, INTERACTIONS, OPERATIONS))
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.terms import EXACT, KEYS, Term, values
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
-def compartment_terms(server, compartment: str, id_: str) -> dict[str, Term]:
+
+def compartment_terms(server: FhirServer, compartment: str, id_: str) -> dict[str, Term]:
     """Per resource type of the compartment, a term: any of its compartment parameters refers to
     `compartment/id_` (`CarePlan`: `patient` or `performer` = `Patient/123`)."""
     definition = server.definitions.resource(f"http://hl7.org/fhir/CompartmentDefinition/{compartment.lower()}")

@@ -8,7 +8,7 @@ collection); existing data follows with `$reindex`.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fhirpathpy
 from fhirpathpy.models import models
@@ -16,10 +16,13 @@ from fhirpathpy.models import models
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
 TYPE = "SearchParameter"
 
 
-def check(server, resource: dict[str, Any]) -> None:
+def check(server: FhirServer, resource: dict[str, Any]) -> None:
     """422 when a SearchParameter could not work here (unknown base, type, bad expression)."""
     problems = []
     for base in resource.get("base") or ():
@@ -41,7 +44,7 @@ def check(server, resource: dict[str, Any]) -> None:
                               for p in problems])
 
 
-def apply(server, resource: dict[str, Any] | None, url: str | None) -> None:
+def apply(server: FhirServer, resource: dict[str, Any] | None, url: str | None) -> None:
     """Register (or, for a deletion or a retired one, remove) a stored SearchParameter."""
     params = server.search_parameters
     if resource is None or resource.get("status") == "retired":
@@ -51,7 +54,7 @@ def apply(server, resource: dict[str, Any] | None, url: str | None) -> None:
     params.add(resource)
 
 
-def load_stored(server) -> int:
+def load_stored(server: FhirServer) -> int:
     records = server.store.find(TYPE, None, json=True)
     for record in records:
         apply(server, jsonio.loads(record.json), None)
@@ -61,7 +64,7 @@ def load_stored(server) -> int:
 class Watcher:
     """Keeps this worker's registry in step with SearchParameters written by other workers."""
 
-    def __init__(self, server):
+    def __init__(self, server: FhirServer):
         self.server = server
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.server.store.watch, args=(TYPE, self._on_change, self.stopping),

@@ -8,12 +8,15 @@ values only, never the resource JSON). Storage runs the queries: this module dec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.keys import contained_prefix, key_condition, prefixed, search_conditions
 from fhir_server.search.terms import IDS, KEYS, PREFIX, Term, Values
 from fhir_server.storage.records import Ids, Key, Keys, Record, Selection
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 # A driving term with more conditions than this is cheaper as a scan.
 MAX_DRIVING_CONDITIONS = 500
@@ -77,19 +80,20 @@ def selection(term: Term | None) -> Selection:
     return Keys(tuple(keys))
 
 
-def find(server, type_: str, terms: list[Term], *, session: Any = None, json: bool = False) -> list[Record]:
+def find(server: FhirServer, type_: str, terms: list[Term], *, session: Any = None, json: bool = False) -> list[Record]:
     """Live resources of `type_` matching every term (unordered), with their JSON if asked."""
     found = server.store.find(type_, selection(plan(terms)), json=json, session=session)
     # the driver's predicate is exact, its index condition may be a superset
     return [record for record in found if all(t.match(record) for t in terms)]
 
 
-def fetch(server, keys: list[str]) -> dict[str, Record]:
+def fetch(server: FhirServer, keys: list[str]) -> dict[str, Record]:
     """Live resources by `Type/id`, with their JSON; deleted ones left out."""
     return server.store.fetch(keys)
 
 
-def find_contained(server, type_: str, terms: list[Term], containers: list[str]) -> list[tuple[Record, str]]:
+def find_contained(server: FhirServer, type_: str, terms: list[Term],
+                   containers: list[str]) -> list[tuple[Record, str]]:
     """Resources of `type_` contained in resources of the `containers` types, matching every term:
     (container, contained id). Needs one keyed term to drive with."""
     driver = plan(terms, keyed_only=True)
@@ -107,7 +111,7 @@ def find_contained(server, type_: str, terms: list[Term], containers: list[str])
     return list(found.values())
 
 
-def stored_types(server) -> list[str]:
+def stored_types(server: FhirServer) -> list[str]:
     """Resource types that have resources in the database, in the definitions' order."""
     names = server.store.stored_types()
     return [t for t in server.definitions.resource_types if t in names]

@@ -7,7 +7,7 @@ lookup per target type and a reverse include one keyed query per source type.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.execute import find
@@ -15,6 +15,9 @@ from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term
 from fhir_server.search.terms import values
 from fhir_server.storage.records import Ids, Record
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 MAX_ROUNDS = 4  # :iterate depth
 MAX_INCLUDED = 5000
@@ -32,7 +35,7 @@ class Include:
         return out + (f":{self.target}" if self.target else "")
 
 
-def parse(server, name: str, value: str) -> Include:
+def parse(server: FhirServer, name: str, value: str) -> Include:
     iterate = name.endswith(":iterate") or name.endswith(":recurse")
     if value == "*":
         return Include("*", "*", None, iterate)
@@ -51,13 +54,13 @@ def parse(server, name: str, value: str) -> Include:
     return Include(source, code, target, iterate)
 
 
-def _reference_codes(server, type_: str, code: str) -> list[str]:
+def _reference_codes(server: FhirServer, type_: str, code: str) -> list[str]:
     if code != "*":
         return [code]
     return [c for c, p in server.search_parameters.for_type(type_).items() if p.type == "reference"]
 
 
-def included(server, matches: list[Record], includes: list[Include], revincludes: list[Include],
+def included(server: FhirServer, matches: list[Record], includes: list[Include], revincludes: list[Include],
              session: Any = None) -> tuple[list[Record], bool]:
     """Resources to add with search.mode=include, and whether the cap cut the list short."""
     seen = {record.key for record in matches}
@@ -76,7 +79,7 @@ def included(server, matches: list[Record], includes: list[Include], revincludes
     return out, False
 
 
-def _forward(server, docs: list[Record], includes, seen, session) -> list[Record]:
+def _forward(server: FhirServer, docs: list[Record], includes, seen, session) -> list[Record]:
     wanted: dict[str, set[str]] = {}
     for doc in docs:
         for inc in includes:
@@ -97,7 +100,7 @@ def _forward(server, docs: list[Record], includes, seen, session) -> list[Record
     return out
 
 
-def _reverse(server, docs: list[Record], revincludes, seen, session) -> list[Record]:
+def _reverse(server: FhirServer, docs: list[Record], revincludes, seen, session) -> list[Record]:
     out = []
     targets = {doc.key for doc in docs}
     for inc in revincludes:

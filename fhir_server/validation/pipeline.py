@@ -8,9 +8,12 @@ imposes on its type, and those a `$validate` caller names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import Issue
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
 
 _BLOCKING = ("error", "fatal")
 
@@ -25,7 +28,7 @@ def required_profiles(setting: str, resource_type: str) -> list[str]:
     return out
 
 
-def profiles_for(server, resource: dict[str, Any], extra: list[str] = ()) -> list[str]:
+def profiles_for(server: FhirServer, resource: dict[str, Any], extra: list[str] = ()) -> list[str]:
     declared = (resource.get("meta") or {}).get("profile") or []
     wanted = [p for p in declared if isinstance(p, str)]
     wanted += required_profiles(server.settings.required_profiles, resource["resourceType"])
@@ -33,7 +36,7 @@ def profiles_for(server, resource: dict[str, Any], extra: list[str] = ()) -> lis
     return list(dict.fromkeys(wanted))
 
 
-def validate(server, resource: dict[str, Any], extra_profiles: list[str] = ()) -> list[Issue]:
+def validate(server: FhirServer, resource: dict[str, Any], extra_profiles: list[str] = ()) -> list[Issue]:
     """Every issue, all severities: structural, then base rules and profiles."""
     issues = structural(server, resource)
     if any(i.severity in _BLOCKING for i in issues):
@@ -41,18 +44,18 @@ def validate(server, resource: dict[str, Any], extra_profiles: list[str] = ()) -
     return issues + rules(server, resource, extra_profiles)
 
 
-def structural(server, resource: dict[str, Any]) -> list[Issue]:
+def structural(server: FhirServer, resource: dict[str, Any]) -> list[Issue]:
     """Is it well-formed R4 JSON (and are its INS keys right)?"""
     return server.validator.validate(resource, resource.get("resourceType"))
 
 
-def rules(server, resource: dict[str, Any], extra_profiles: list[str] = ()) -> list[Issue]:
+def rules(server: FhirServer, resource: dict[str, Any], extra_profiles: list[str] = ()) -> list[Issue]:
     """The base definition's rules (bindings, invariants, reference targets) and the profiles."""
     found = server.profile_validator.validate(resource, profiles_for(server, resource, extra_profiles))
     return [_escalate(server, i) for i in found]
 
 
-def _escalate(server, issue: Issue) -> Issue:
+def _escalate(server: FhirServer, issue: Issue) -> Issue:
     """An unknown declared profile is a warning, or an error with FHIR_UNKNOWN_PROFILE=error."""
     if issue.code == "not-found" and issue.severity == "warning" and issue.diagnostics.startswith("Profile ") \
             and server.settings.unknown_profile == "error":

@@ -1,0 +1,234 @@
+"""transaction: every entry or none, in one MongoDB transaction.
+
+Entries are processed in the spec's order (DELETE, POST, PUT/PATCH, then GET/HEAD after the
+commit), references between them are rewritten (`references.py`) to the ids the server
+assigns, conditional references and conditions (`ifNoneExist`, `Type?query`) are resolved by
+search inside the transaction, and any failure leaves the database exactly as it was: the
+answer is then the failing entry's error, naming it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions import conditional
+from fhir_server.interactions.bundle_entries import ORDER, Entry, dispatch, parse_entry
+from fhir_server.interactions.bundle_responses import error_entry, failed, response_entry
+from fhir_server.interactions.delete import tombstones
+from fhir_server.interactions.patch import _changes, patched_version
+from fhir_server.interactions.references import base_of, rewrite
+from fhir_server.interactions.request import FhirRequest, FhirResponse, etag, parse_etag, versioned_response
+from fhir_server.interactions.resource import new_version, require_body, validate
+from fhir_server.interactions.update import next_version, update_body
+from fhir_server.search.index import index_values
+from fhir_server.storage.store import Version, format_instant, now
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
+
+def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
+    entries = []
+    for index, item in enumerate(raw):
+        try:
+            entries.append(parse_entry(server, req, index, item))
+        except FhirError as exc:
+            full_url = item.get("fullUrl") if isinstance(item, dict) else None
+            raise failed(exc, f"entry {index}" + (f" ({full_url})" if isinstance(full_url, str) else "")) from None
+    _unique_full_urls(entries)
+    _check_writes(server, entries)
+    writes = [e for e in entries if not e.reads]
+    guards = []
+    for entry in writes:
+        if entry.method in ("POST", "PUT", "PATCH"):
+            server.prepare_type(entry.target.type)
+        if entry.method == "POST" and entry.request.if_none_exist:
+            query = conditional.parse(server, entry.target.type, entry.request.if_none_exist, "ifNoneExist")
+            guards.append(conditional.guard_key(entry.target.type, query))
+
+    def work(session):
+        return _plan(server, req, entries, session)
+
+    written = server.transact(work, guards) if writes else []
+    by_key = {f"{v.type}/{v.id}": v for v in written}
+    responses = [_transaction_response(server, req, entry, by_key) for entry in entries]
+    out: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction-response"}
+    if responses:
+        out["entry"] = responses
+    return FhirResponse(200, out)
+
+
+def _unique_full_urls(entries: list[Entry]) -> None:
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.full_url is None:
+            continue
+        if entry.full_url in seen:
+            raise failed(bad_request(f"fullUrl {entry.full_url} is also the fullUrl of entry {seen[entry.full_url]}; "
+                                      f"fullUrls must be unique in a bundle (bdl-7)", code="invariant"), entry.where())
+        seen[entry.full_url] = entry.index
+
+
+def _check_writes(server: FhirServer, entries: list[Entry]) -> None:
+    """Checks that need no database: bodies, validation, the same resource written twice."""
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.reads:
+            continue
+        try:
+            if entry.method == "POST" and entry.target.shape == "type":
+                validate(server, require_body(entry.request))
+            elif entry.method == "PUT" and entry.target.shape == "instance":
+                validate(server, update_body(entry.request))
+            elif entry.method == "PUT" and entry.target.shape == "type":
+                validate(server, require_body(entry.request))
+            elif entry.method == "PATCH":
+                _changes(entry.request.body)
+            elif entry.method in ("POST", "PUT", "DELETE") and entry.target.shape not in ("type", "instance"):
+                raise bad_request(f"{entry.method} {entry.target.shape} is not possible in a transaction")
+            if entry.method in ("PUT", "DELETE", "PATCH") and entry.target.shape == "instance":
+                key = f"{entry.target.type}/{entry.target.id}"
+                if key in seen:
+                    raise bad_request(f"{key} is also written by entry {seen[key]}: a transaction may touch a "
+                                      f"resource once", code="business-rule")
+                seen[key] = entry.index
+        except FhirError as exc:
+            raise failed(exc, entry.where()) from None
+
+
+def _plan(server: FhirServer, req: FhirRequest, entries: list[Entry], session) -> list:
+    """Inside the transaction: decide every entry's target, rewrite references, build the writes."""
+    ids: dict[str, str] = {}
+    planned: list[tuple[str, str, dict[str, Any]]] = []  # what this transaction creates, for conditions
+    ordered = sorted(entries, key=lambda e: (ORDER[e.method], e.index))
+    for entry in ordered:
+        entry.key, entry.existing, entry.alias, entry.written = None, None, False, []
+        try:
+            _resolve_target(server, entry, session, planned)
+        except FhirError as exc:
+            raise failed(exc, entry.where()) from None
+        if entry.full_url and entry.key:
+            ids[entry.full_url] = entry.key
+        if entry.key and entry.method in ("POST", "PUT") and entry.existing is None and not entry.alias:
+            # `Patient/123` written in the bundle may be referenced by its absolute URL too
+            ids.setdefault(f"{req.base_url}/{entry.key}", entry.key)
+            type_, id_ = entry.key.split("/", 1)
+            ix = index_values(server.search_parameters, {**entry.resource, "id": id_}).values
+            planned.append((type_, id_, ix))
+    writes = []
+    written_keys: dict[str, int] = {}
+    for entry in ordered:
+        if entry.reads or entry.existing is not None or entry.alias or entry.key is None:
+            continue
+        if entry.key in written_keys:
+            raise failed(bad_request(f"{entry.key} is also written by entry {written_keys[entry.key]}: a "
+                                      f"transaction may touch a resource once", code="business-rule"), entry.where())
+        written_keys[entry.key] = entry.index
+        try:
+            writes.extend(_writes(server, req, entry, ids, session, planned))
+        except FhirError as exc:
+            raise failed(exc, entry.where()) from None
+    return writes
+
+
+def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
+    type_, target = entry.target.type, entry.target
+    if entry.reads:
+        return
+    if target.shape == "instance":
+        entry.key = f"{type_}/{target.id}"
+        return
+    if entry.method == "POST":
+        if entry.request.if_none_exist:
+            query = conditional.parse(server, type_, entry.request.if_none_exist, "ifNoneExist")
+            found = conditional.matches(server, type_, query, session)
+            coming = conditional.matches_planned(server, type_, query, planned)
+            if len(found) + len(coming) > 1:
+                raise FhirError(412, Issue("error", "multiple-matches",
+                                           f"{len(found) + len(coming)} {type_} resources match ifNoneExist "
+                                           f"{entry.request.if_none_exist!r}"))
+            if found:
+                entry.existing = found[0]
+                entry.key = f"{type_}/{found[0].id}"
+                return
+            if coming:  # an earlier entry of this transaction creates it
+                entry.alias = True
+                entry.key = f"{type_}/{coming[0]}"
+                return
+        entry.key = f"{type_}/{uuid.uuid4()}"
+        return
+    text = conditional.query_string(target.params)
+    query = conditional.parse(server, type_, text, "request.url")
+    found = conditional.matches(server, type_, query, session)
+    conditional.at_most_one(found, type_, text)
+    if found:
+        entry.key = f"{type_}/{found[0].id}"
+    elif entry.method == "PUT":
+        body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
+        entry.key = f"{type_}/{body_id or uuid.uuid4()}"
+    elif entry.method == "PATCH":
+        raise FhirError(404, Issue("error", "not-found", f"no {type_} matches {text!r}"))
+    else:  # conditional DELETE with no match: nothing to do
+        entry.key = None
+
+
+def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, str], session, planned) -> list:
+    type_, id_ = entry.key.split("/", 1)
+    if entry.method == "DELETE":
+        current = server.store.read_in(session, type_, id_)
+        expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
+        if expected is not None and (current is None or expected not in ("*", str(current.version))):
+            raise FhirError(412, Issue("error", "conflict", f"{entry.key} is not at version {expected}"))
+        return tombstones([current] if current and not current.deleted else [])
+    if entry.method == "PATCH":
+        current = server.store.read_in(session, type_, id_)
+        expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
+        return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
+                                entry.request.if_match, req.base_url)]
+    resource = rewrite(dict(entry.resource), ids, base_of(entry.full_url),
+                       lambda ref: _conditional_reference(server, ref, session, planned))
+    resource["id"] = id_
+    if entry.method == "POST":
+        return [new_version(server, resource, id_, 1, None, now(), "POST", req.base_url)]
+    expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
+    put_req = FhirRequest("PUT", req.base_url, type_, id_, if_match=entry.request.if_match)
+    return [next_version(server, put_req, session, id_, resource, expected)]
+
+
+def _conditional_reference(server: FhirServer, ref: str, session, planned) -> str:
+    type_, _, query = ref.partition("?")
+    if not server.definitions.is_resource_type(type_):
+        raise bad_request(f"the conditional reference {ref!r} does not start with a resource type")
+    criteria = conditional.parse(server, type_, query, f"the conditional reference {ref!r}")
+    keys = [f"{type_}/{v.id}" for v in conditional.matches(server, type_, criteria, session)]
+    keys += [f"{type_}/{id_}" for id_ in conditional.matches_planned(server, type_, criteria, planned)]
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        raise FhirError(404, Issue("error", "not-found", f"the conditional reference {ref!r} matches nothing"))
+    if len(keys) > 1:
+        raise FhirError(412, Issue("error", "multiple-matches", f"{len(keys)} {type_} resources match the "
+                                   f"conditional reference {ref!r}; make it selective enough to match one"))
+    return keys[0]
+
+
+def _transaction_response(server: FhirServer, req: FhirRequest, entry: Entry,
+                          written: dict[str, Version]) -> dict[str, Any]:
+    if entry.reads:
+        try:
+            return response_entry(req, dispatch(server, entry))
+        except FhirError as exc:
+            return error_entry(exc)
+    if entry.existing is not None:
+        return response_entry(req, versioned_response(entry.request, entry.existing, 200, location=True))
+    version = written.get(entry.key or "")
+    if entry.alias and version is not None:
+        return response_entry(req, versioned_response(entry.request, version, 200, location=True))
+    if version is None:  # a delete of nothing
+        return {"response": {"status": "204 No Content"}}
+    if version.deleted:
+        return {"response": {"status": "204 No Content", "etag": etag(version.version),
+                             "lastModified": format_instant(version.last_updated)}}
+    status = 201 if version.version == 1 else 200
+    return response_entry(req, versioned_response(entry.request, version, status, location=True))
