@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import conditional
-from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
+from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, check_if_match, etag, parse_etag
 from fhir_server.interactions.resource import outcome_issue
 from fhir_server.storage.store import Version, Write, next_instant
 
@@ -24,9 +23,7 @@ def delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
 
     def work(session):
         current = server.store.read_in(session, req.type, req.id)
-        if expected is not None and (current is None or expected not in ("*", str(current.version))):
-            raise FhirError(412, Issue("error", "conflict", f"{req.type}/{req.id} is at version "
-                                       f"{current.version if current else 'none'}, not {expected}"))
+        check_if_match(f"{req.type}/{req.id}", current, expected)
         return tombstones([current] if current and not current.deleted else [])
 
     written = server.transact(work)

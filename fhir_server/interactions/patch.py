@@ -12,7 +12,14 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
 from fhir_server.interactions.read import gone, unknown
-from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, parse_etag, versioned_response
+from fhir_server.interactions.request import (
+    FhirRequest,
+    FhirResponse,
+    check_id,
+    check_if_match,
+    parse_etag,
+    versioned_response,
+)
 from fhir_server.interactions.resource import new_version, validate
 from fhir_server.patch import fhirpath_patch, json_patch
 from fhir_server.storage.store import Version, Write, next_instant
@@ -28,8 +35,7 @@ def patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
 
     def work(session):
         current = server.store.read_in(session, req.type, req.id)
-        return [patched_version(server, req.type, req.id, current, changes, expected, req.if_match,
-                                req.base_url)]
+        return [patched_version(server, req.type, req.id, current, changes, expected, req.base_url)]
 
     server.prepare_type(req.type)
     return versioned_response(req, server.transact(work)[0], 200)
@@ -47,8 +53,7 @@ def conditional_patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
         if not found:
             raise FhirError(404, Issue("error", "not-found", f"no {req.type} matches {text!r}"))
         current = server.store.read_in(session, req.type, found[0].id)
-        return [patched_version(server, req.type, found[0].id, current, changes, expected, req.if_match,
-                                req.base_url)]
+        return [patched_version(server, req.type, found[0].id, current, changes, expected, req.base_url)]
 
     server.prepare_type(req.type)
     return versioned_response(req, server.transact(work)[0], 200)
@@ -83,15 +88,13 @@ def element_at(definitions, path: str):
 
 
 def patched_version(server: FhirServer, type_: str, id_: str, current: Version | None, changes: tuple[str, Any],
-                    expected: str | None, if_match: str | None, base_url: str | None = None) -> Write:
+                    expected: str | None, base_url: str | None = None) -> Write:
     """The next version of type/id with the patch applied, validated whole (422 otherwise)."""
     if current is None:
         raise unknown(type_, id_)
     if current.deleted:
         raise gone(current)
-    if expected is not None and expected not in ("*", str(current.version)):
-        raise FhirError(412, Issue("error", "conflict", f"{type_}/{id_} is at version {current.version}, "
-                                                        f"not {expected} (If-Match {if_match})"))
+    check_if_match(f"{type_}/{id_}", current, expected)
     resource = jsonio.loads(current.json)
     kind, body = changes
     if kind == "json":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fhir_server.errors import Issue, bad_request
+from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.storage.store import Version, format_instant
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -71,6 +71,17 @@ def parse_etag(value: str) -> str:
         raise bad_request(f"cannot read the version in If-Match {value!r}; send W/\"<versionId>\"",
                           code="value")
     return match.group(1)
+
+
+def check_if_match(key: str, current: Version | None, expected: str | None) -> None:
+    """If-Match, the one check: 412 unless `key` exists at the `expected` version ("*": any)."""
+    if expected is None:
+        return
+    if current is None:
+        raise FhirError(412, Issue("error", "not-found", f"If-Match {etag(expected)} given but {key} does not exist"))
+    if expected != "*" and str(current.version) != expected:
+        raise FhirError(412, Issue("error", "conflict", f"{key} is at version {current.version}, not {expected}: "
+                                   f"read it again and apply your change to the current version"))
 
 
 def etag(version: int | str) -> str:

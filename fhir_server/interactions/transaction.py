@@ -19,7 +19,14 @@ from fhir_server.interactions.bundle_responses import error_entry, failed, respo
 from fhir_server.interactions.delete import tombstones
 from fhir_server.interactions.patch import _changes, patched_version
 from fhir_server.interactions.references import base_of, rewrite
-from fhir_server.interactions.request import FhirRequest, FhirResponse, etag, parse_etag, versioned_response
+from fhir_server.interactions.request import (
+    FhirRequest,
+    FhirResponse,
+    check_if_match,
+    etag,
+    parse_etag,
+    versioned_response,
+)
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.interactions.update import next_version, update_body
 from fhir_server.search.index import index_values
@@ -179,14 +186,13 @@ def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, s
     if entry.method == "DELETE":
         current = server.store.read_in(session, type_, id_)
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
-        if expected is not None and (current is None or expected not in ("*", str(current.version))):
-            raise FhirError(412, Issue("error", "conflict", f"{entry.key} is not at version {expected}"))
+        check_if_match(entry.key, current, expected)
         return tombstones([current] if current and not current.deleted else [])
     if entry.method == "PATCH":
         current = server.store.read_in(session, type_, id_)
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
-                                entry.request.if_match, req.base_url)]
+                                req.base_url)]
     resource = rewrite(dict(entry.resource), ids, base_of(entry.full_url),
                        lambda ref: _conditional_reference(server, ref, session, planned))
     resource["id"] = id_

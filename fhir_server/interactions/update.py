@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.errors import bad_request
 from fhir_server.interactions import conditional
 from fhir_server.interactions.request import (
     FhirRequest,
     FhirResponse,
     check_id,
+    check_if_match,
     parse_etag,
     versioned_response,
 )
@@ -83,14 +84,7 @@ def next_version(server: FhirServer, req: FhirRequest, session, id_: str, resour
                  expected: str | None) -> Write:
     """The write that makes `resource` the next version of type/id, honouring If-Match."""
     current = server.store.read_in(session, req.type, id_)
-    if expected is not None:
-        if current is None:
-            raise FhirError(412, Issue("error", "not-found",
-                                       f"If-Match {req.if_match} given but {req.type}/{id_} does not exist"))
-        if expected != "*" and str(current.version) != expected:
-            raise FhirError(412, Issue("error", "conflict",
-                                       f"{req.type}/{id_} is at version {current.version}, not {expected}: "
-                                       f"read it again and apply your change to the current version"))
+    check_if_match(f"{req.type}/{id_}", current, expected)
     version = current.version + 1 if current else 1
     ts = next_instant(current.last_updated if current else None)
     return new_version(server, resource, id_, version, current.version if current else None, ts, "PUT",
