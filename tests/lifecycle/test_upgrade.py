@@ -34,7 +34,9 @@ def test_search_values_of_an_older_format_are_recomputed_at_start(tmp_path: Path
                 db = mongo["fhir"]
                 db["Communication"].update_many({}, {"$unset": {"ix._content:words": ""}})
                 db["Observation"].update_many({}, {"$pull": {"ix.value-quantity": {"c": True}}})
-                db["_meta"].update_one({"_id": "search-index"}, {"$set": {"format": 1, "claimed": 1}})
+                # the marker as the release before this one wrote it
+                db["_meta"].update_one({"_id": "search-index"},
+                                       {"$set": {"format": 1, "claimed": 1}, "$unset": {"value": ""}})
             assert client.get("/Communication", params={"_content": "inr"}).json()["total"] == 0
             assert client.get("/Observation", params={"value-quantity": f"61|{UCUM}|kg"}).json()["total"] == 0
     finally:
