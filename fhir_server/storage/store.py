@@ -348,10 +348,11 @@ class ResourceStore:
             attempt += 1
             try:
                 return self._attempt(work, guards)
-            except VersionConflict:
+            except VersionConflict as exc:
                 # another writer got in first: the work reads again and decides again
                 if time.monotonic() > deadline:
-                    raise
+                    raise FhirError(409, Issue("error", "conflict", f"{exc.write.type}/{exc.write.id} kept changing "
+                                               f"while this write was being applied; send it again")) from exc
                 time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
             except OperationFailure as exc:  # write conflicts: another transaction holds the documents
                 transient = exc.has_error_label("TransientTransactionError") or exc.code == 112
@@ -429,9 +430,11 @@ class ResourceStore:
                     collection.insert_many(inserts, ordered=True, session=session)
                 except BulkWriteError as exc:
                     if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ())):
+                        # created meanwhile by another writer; the transaction is aborted, so its
+                        # session cannot say at which version: the work reads again on retry
                         failed = exc.details["writeErrors"][0]["index"]
                         write = next(w for w in writes if w.type == type_ and w.id == inserts[failed]["_id"])
-                        raise VersionConflict(write, self._current_version(write, session)) from None
+                        raise VersionConflict(write, None) from None
                     raise
             if replaces:
                 result = collection.bulk_write(replaces, ordered=True, session=session)

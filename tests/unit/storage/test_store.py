@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from fhir_server.errors import FhirError
 from fhir_server.search.keys import key_condition
 from fhir_server.storage import store as store_module
 from fhir_server.storage.database import GUARDS, Database
@@ -122,9 +123,10 @@ def test_a_stale_write_fails_the_whole_transaction(store, monkeypatch):
     monkeypatch.setattr(store_module, "_TXN_DEADLINE_S", 0)  # no retry: the work returns the same writes
     commit(store, write("Patient", "p1"))
     commit(store, write("Patient", "p1", 2, 1))
-    with pytest.raises(VersionConflict) as raised:
+    with pytest.raises(FhirError) as raised:
         commit(store, write("Observation", "o1"), write("Patient", "p1", 2, 1))
-    assert raised.value.current == 2
+    assert raised.value.status == 409
+    assert isinstance(raised.value.__cause__, VersionConflict) and raised.value.__cause__.current == 2
     assert store.read("Observation", "o1") is None
     assert [v.version for v in store.versions("Patient", "p1")] == [2, 1]
 
@@ -234,3 +236,12 @@ def test_fetch_by_type_and_id(patients):
     fetched = patients.fetch(["Patient/ann", "Observation/o1", "Patient/gone", "Patient/nope"])
     assert sorted(fetched) == ["Observation/o1", "Patient/ann"]
     assert json.loads(fetched["Observation/o1"].json)["resourceType"] == "Observation"
+
+
+def test_a_create_of_an_id_that_exists_is_a_conflict_not_a_loop(store, monkeypatch):
+    monkeypatch.setattr(store_module, "_TXN_DEADLINE_S", 0)  # the work keeps returning the same create
+    commit(store, write("Patient", "p1"))
+    with pytest.raises(FhirError) as raised:
+        commit(store, write("Patient", "p1"))
+    assert raised.value.status == 409
+    assert [v.version for v in store.versions("Patient", "p1")] == [1]
