@@ -261,7 +261,7 @@ class Profile:
         return iter(self.by_id.values())
 
 
-# Invariants that hold on every element and are checked by a JSON scan (see invariants.py).
+# Invariants that hold on every element and are checked by a JSON scan (see invariant_scan.py).
 NATIVE_KEYS = frozenset({"ele-1", "ext-1"})
 
 
