@@ -9,8 +9,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir_server.search.normalize import fold
 from fhir_server.terminology.expand import Entry, Expansion
+from fhir_server.text import fold
 
 _WORD = re.compile(r"\w+")
 
