@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
-from fhir_server.validation.snapshot import SnapshotError, snapshots_for, split_id
+from fhir_server.definitions.snapshot import SnapshotError, snapshots_for, split_id
 
 SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."
 EXT_REGEX = "http://hl7.org/fhir/StructureDefinition/regex"
