@@ -202,17 +202,6 @@ class SearchParameters:
                 out.update(self.index_param(param, code, items, base_urls, resource))
         return out
 
-    def index_fields(self, resource_type: str) -> list[str]:
-        fields = set()
-        for code, param in self.for_type(resource_type).items():
-            if code in NOT_INDEXED or not param.expression:
-                continue
-            module = self.module(param)
-            names = (module.index_fields(code, param.components, self) if param.type == "composite"
-                     else module.index_fields(code))
-            fields.update(f"ix.{n}" for n in names)
-        return sorted(fields)
-
     # -- queries -------------------------------------------------------------------------------
     def term_for(self, param: SearchParam, code: str, modifier: str | None, texts: list[str], ctx):
         module = self.module(param)

@@ -32,12 +32,6 @@ def index(code: str, items: list[tuple[Any, str | None]], components, registry,
     return {code: entries} if entries else {}
 
 
-def index_fields(code: str, components, registry) -> list[str]:
-    if not components:
-        return []
-    return [f"{code}.0.{f}" for f in registry.module(components[0][0]).index_fields(SUB)]
-
-
 def term(code: str, modifier: str | None, texts: list[str], ctx, components, registry) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)

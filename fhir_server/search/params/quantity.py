@@ -83,10 +83,6 @@ def as_written(stored: list[Any]) -> list[Any]:
     return [e for e in stored if not (isinstance(e, dict) and e.get("c"))]
 
 
-def index_fields(code: str) -> list[str]:
-    return [f"{code}.l", f"{code}.h", f"{code}.k"]
-
-
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)

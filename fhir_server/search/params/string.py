@@ -44,10 +44,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: sorted({fold(s) for s in raw}), f"{code}:exact": sorted(raw)}
 
 
-def index_fields(code: str) -> list[str]:
-    return [code, f"{code}:exact"]
-
-
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier == "exact":  # driven by the folded key, then compared exactly
         exact = {unescape(t) for t in texts}

@@ -82,10 +82,6 @@ def index(code: str, items: list[tuple[Any, str | None]], implied_system: str | 
     return out
 
 
-def index_fields(code: str) -> list[str]:
-    return [code, f"{code}:text", f"{code}:of-type"]
-
-
 def unescape(text: str) -> str:
     return text.replace("\\,", ",").replace("\\|", "|").replace("\\$", "$").replace("\\\\", "\\")
 
