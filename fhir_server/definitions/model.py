@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -341,9 +341,6 @@ class TypeModel:
     def element(self, path: str) -> ElementModel | None:
         """An element by snapshot path (`Patient.contact.name`)."""
         return self.by_path.get(path)
-
-    def iter_elements(self) -> Iterator[ElementModel]:
-        return iter(self.by_path.values())
 
 
 class Models:

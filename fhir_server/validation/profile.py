@@ -43,7 +43,6 @@ the INS-NIR key, checked by `ins.InsCheck` in the structural validator, is not c
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -631,11 +630,3 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
             seen.add(key)
             out.append(issue)
     return out
-
-
-def timed(validator: ProfileValidator, resource: dict[str, Any], profiles: Iterable[str] = (),
-          base: bool = True) -> tuple[list[Issue], float]:
-    """`validate` and the time it took (seconds), for measurements."""
-    start = time.perf_counter()
-    issues = validator.validate(resource, profiles, base=base)
-    return issues, time.perf_counter() - start
