@@ -85,7 +85,6 @@ def name_of(valueset: dict[str, Any]) -> str:
     return f"ValueSet/{valueset['id']}" if valueset.get("id") else "the ValueSet given inline"
 
 
-
 def enter(valueset: dict[str, Any], seen: frozenset[str]) -> tuple[str, frozenset[str]]:
     """(name, the ValueSets being evaluated with this one); an import cycle is an error."""
     name = name_of(valueset)
@@ -241,4 +240,3 @@ def _flatten(items):
         if item.get("code"):
             yield item
         yield from _flatten(item.get("contains") or ())
-

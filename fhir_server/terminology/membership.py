@@ -136,4 +136,3 @@ def _ucum_verdict(valueset: dict[str, Any], code: str) -> Verdict:
         return Verdict(False, reason=f"{code!r} is not a UCUM code ({error}), so not in {name_of(valueset)}")
     return Verdict(None, reason=f"{code!r} is a well-formed UCUM code, but the UCUM units are not held here to "
                                 f"tell whether it is one, and in {name_of(valueset)}")
-

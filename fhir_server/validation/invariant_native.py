@@ -66,6 +66,7 @@ def navigate(items: list[Any], name: str) -> list[Any] | None:
             found.append(_NOVALUE)
     return found
 
+
 def native_evaluator(ast: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any] | None] | None:
     """A direct evaluator for the commonest invariant operands: a path of element names,
     `extension('url')` and `where(name = 'literal')`, ending with exists()/exists(name =
