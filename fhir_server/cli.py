@@ -108,7 +108,7 @@ def _load(settings: Settings, args: argparse.Namespace) -> int:
 def _demo_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fhir_server.coordination import demo
+    from fhir_server.tools import demo
 
     if args.patients < 0 or args.per_file < 1:
         print("error: --patients must be 0 or more and --per-file 1 or more", file=sys.stderr)
@@ -124,7 +124,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 def _import_directory(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fhir_server.coordination import directory
+    from fhir_server.tools import directory
 
     try:
         mapping = directory.load_mapping(Path(args.mapping) if args.mapping else None)

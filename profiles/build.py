@@ -19,7 +19,7 @@ from pathlib import Path
 from fhir_server.config import Settings
 from fhir_server.definitions.loading import load_definitions
 from fhir_server.definitions.packages import PackageCache
-from fhir_server.validation.snapshot import snapshots_for
+from fhir_server.definitions.snapshot import snapshots_for
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,6 +17,6 @@ def test_configuration_table_matches_settings():
 
 
 def test_concept_table_is_generated_from_the_mapping():
-    from fhir_server.coordination.concepts import table
+    from fhir_server.tools.concepts import table
 
     assert table() in (ROOT / "README.md").read_text()

@@ -73,7 +73,7 @@ def _changes(body: Any) -> tuple[str, Any]:
 def element_at(definitions, path: str):
     """The ElementModel at an element path (`Patient.name.given`), through backbone elements and
     data types; None if the path leaves the definitions."""
-    from fhir_server.validation.model import models_for
+    from fhir_server.definitions.model import models_for
 
     names = path.split(".")
     model = models_for(definitions).resource(names[0])

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.search.normalize import fold
 from fhir_server.search.terms import EXACT, SCAN, Term, values
+from fhir_server.text import fold
 
 OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le", "ap", "sa", "eb", "pr", "po", "ss", "sb",
              "in", "ni", "re")

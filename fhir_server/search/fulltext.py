@@ -20,8 +20,8 @@ import html
 import re
 from typing import Any
 
-from fhir_server.search.normalize import fold
 from fhir_server.search.terms import SCAN, Term, values
+from fhir_server.text import fold
 
 CODES = ("_content", "_text")
 CONTENT = "_content:words"

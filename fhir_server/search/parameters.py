@@ -170,7 +170,7 @@ class SearchParameters:
         return self._systems[key]
 
     def _implied_system(self, resource_type: str, param: SearchParam) -> str | None:
-        from fhir_server.validation.model import models_for
+        from fhir_server.definitions.model import models_for
 
         model = models_for(self.definitions).resource(resource_type)
         for part in (param.expression or "").split("|"):
@@ -197,7 +197,6 @@ class SearchParameters:
             if items:
                 out.update(self.index_param(param, code, items, base_urls, resource))
         return out
-
 
     # -- queries -------------------------------------------------------------------------------
     def term_for(self, param: SearchParam, code: str, modifier: str | None, texts: list[str], ctx):

@@ -7,7 +7,7 @@ Which elements are "summary" and which are mandatory comes from the StructureDef
 from __future__ import annotations
 
 from fhir_server import jsonio
-from fhir_server.validation.model import models_for
+from fhir_server.definitions.model import models_for
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 SUMMARY_VALUES = ("true", "text", "data", "count", "false")

@@ -1,4 +1,4 @@
-"""ValueSet expansion and membership, from `compose` (or a ValueSet's own `expansion`).
+"""ValueSet expansion, from `compose` (or a ValueSet's own `expansion`).
 
 `compose.include` may enumerate concepts, take a whole code system, filter it (see
 `CodeSystemIndex.predicate`), and import other ValueSets (the include is then the
@@ -12,21 +12,15 @@ expansion over them is refused (TerminologyError), never guessed.
 The expansion is flat: concepts of a hierarchy are listed one after the other, in definition
 order, without nested `contains` (paging then means the same thing for every ValueSet).
 
-`member` answers "is this code in this ValueSet" without expanding: True, False, or None
-with the reason when the answer depends on something not held here.
+What a ValueSet holds is answered without expanding by `membership.member`; an expansion is
+turned into the `$expand` answer by `expansion_render.render`.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from fhir_server.search.normalize import fold
-from fhir_server.terminology import ucum
 from fhir_server.terminology.codesystems import CodeSystemIndex, Concept
 from fhir_server.terminology.errors import TerminologyError
 
@@ -76,16 +70,6 @@ class Expansion:
         return None
 
 
-@dataclass
-class Verdict:
-    state: bool | None  # in the ValueSet, not in it, cannot tell here
-    entry: Entry | None = None
-    reason: str | None = None
-
-
-NO = Verdict(False)
-
-
 class Resolver(Protocol):
     def valueset(self, canonical: str) -> dict[str, Any] | None: ...
 
@@ -101,8 +85,7 @@ def name_of(valueset: dict[str, Any]) -> str:
     return f"ValueSet/{valueset['id']}" if valueset.get("id") else "the ValueSet given inline"
 
 
-# -- expansion ---------------------------------------------------------------------------------
-def _enter(valueset: dict[str, Any], seen: frozenset[str]) -> tuple[str, frozenset[str]]:
+def enter(valueset: dict[str, Any], seen: frozenset[str]) -> tuple[str, frozenset[str]]:
     """(name, the ValueSets being evaluated with this one); an import cycle is an error."""
     name = name_of(valueset)
     url = valueset.get("url")
@@ -113,7 +96,7 @@ def _enter(valueset: dict[str, Any], seen: frozenset[str]) -> tuple[str, frozens
 
 def compute(scope: Resolver, valueset: dict[str, Any], seen: frozenset[str]) -> Expansion:
     """The full expansion of a ValueSet (no filter, no paging)."""
-    name, seen = _enter(valueset, seen)
+    name, seen = enter(valueset, seen)
     compose = valueset.get("compose")
     if not compose:
         if valueset.get("expansion") is not None:
@@ -122,7 +105,7 @@ def compute(scope: Resolver, valueset: dict[str, Any], seen: frozenset[str]) -> 
     try:
         return _compose(scope, valueset, compose, seen)
     except TerminologyError as exc:
-        if exc.code == "not-supported" and _complete_expansion(valueset):
+        if exc.code == "not-supported" and complete_expansion(valueset):
             result = from_expansion(valueset)
             result.warnings.append(f"the expansion carried by {name} is used: {exc}")
             return result
@@ -168,11 +151,11 @@ def _include(scope: Resolver, valueset: dict[str, Any], include: dict[str, Any],
                 if concept is None and cs is not None and cs.complete:
                     result.warnings.append(f"{name_of(valueset)} lists {item['code']!r}, which is not a code of "
                                            f"{system}" + (f" version {cs.version}" if cs.version else ""))
-                entries.append(_enumerated(system, version, cs, item, concept))
+                entries.append(enumerated(system, version, cs, item, concept))
         else:
-            cs = _whole(cs, system, include, valueset)
+            cs = complete_system(cs, system, include, valueset)
             predicates = [cs.predicate(f) for f in include.get("filter") or ()]
-            entries = [_entry(cs, c) for c in cs if all(p(c) for p in predicates)]
+            entries = [entry_of(cs, c) for c in cs if all(p(c) for p in predicates)]
     for vs_url in include.get("valueSet") or ():
         other = scope.valueset(vs_url)
         if other is None:
@@ -202,7 +185,7 @@ def _note_system(result: Expansion, system: str, version: str | None, cs: CodeSy
         result.used.setdefault(system, version)
 
 
-def _whole(cs: CodeSystemIndex | None, system: str, include: dict[str, Any],
+def complete_system(cs: CodeSystemIndex | None, system: str, include: dict[str, Any],
            valueset: dict[str, Any]) -> CodeSystemIndex:
     """The code system an include takes (all of, or filtered); only a complete one will do."""
     what = "the codes of" if not include.get("filter") else "the filter on"
@@ -216,12 +199,12 @@ def _whole(cs: CodeSystemIndex | None, system: str, include: dict[str, Any],
     return cs
 
 
-def _entry(cs: CodeSystemIndex, concept: Concept) -> Entry:
+def entry_of(cs: CodeSystemIndex, concept: Concept) -> Entry:
     return Entry(cs.url, concept.code, concept.display, cs.version, concept.abstract, concept.inactive,
                  list(concept.designations))
 
 
-def _enumerated(system: str, version: str | None, cs: CodeSystemIndex | None, item: dict[str, Any],
+def enumerated(system: str, version: str | None, cs: CodeSystemIndex | None, item: dict[str, Any],
                 concept: Concept | None) -> Entry:
     designations = list(item.get("designation") or ())
     if concept is None:
@@ -231,7 +214,7 @@ def _enumerated(system: str, version: str | None, cs: CodeSystemIndex | None, it
                  concept.abstract, concept.inactive, designations + list(concept.designations))
 
 
-def _complete_expansion(valueset: dict[str, Any]) -> bool:
+def complete_expansion(valueset: dict[str, Any]) -> bool:
     expansion = valueset.get("expansion")
     if not expansion or not expansion.get("contains"):
         return False
@@ -242,7 +225,7 @@ def _complete_expansion(valueset: dict[str, Any]) -> bool:
 def from_expansion(valueset: dict[str, Any]) -> Expansion:
     """A ValueSet's own `expansion`, when it is whole (not one page of it)."""
     expansion = valueset.get("expansion") or {}
-    if expansion.get("contains") and not _complete_expansion(valueset):
+    if expansion.get("contains") and not complete_expansion(valueset):
         raise TerminologyError(f"ValueSet {name_of(valueset)} carries only part of its expansion "
                                f"(total {expansion.get('total')}, offset {expansion.get('offset', 0)})",
                                "not-supported")
@@ -257,182 +240,3 @@ def _flatten(items):
         if item.get("code"):
             yield item
         yield from _flatten(item.get("contains") or ())
-
-
-# -- membership --------------------------------------------------------------------------------
-def member(scope: Resolver, valueset: dict[str, Any], system: str | None, code: str,
-           seen: frozenset[str] = frozenset()) -> Verdict:
-    """Whether `system|code` is in the ValueSet, evaluating compose for this one code."""
-    name, seen = _enter(valueset, seen)
-    compose = valueset.get("compose")
-    if not compose:
-        if valueset.get("expansion") is not None:
-            entry = from_expansion(valueset).find(system, code)
-            return Verdict(True, entry) if entry else NO
-        raise TerminologyError(f"ValueSet {name} has neither compose nor expansion", "invalid")
-    hit, unknown, denied = None, None, None
-    for include in compose.get("include") or ():
-        verdict = _include_member(scope, valueset, include, system, code, seen)
-        if verdict.state:
-            hit = verdict
-            break
-        if verdict.state is None and unknown is None:
-            unknown = verdict
-        if verdict.state is False and verdict.reason and denied is None:
-            denied = verdict  # a "no" that says why
-    if hit is None:
-        if unknown is not None and _complete_expansion(valueset):
-            entry = from_expansion(valueset).find(system, code)
-            return Verdict(True, entry) if entry else NO
-        return unknown or denied or NO
-    for exclude in compose.get("exclude") or ():
-        if exclude.get("system") and exclude["system"] != hit.entry.system:
-            continue
-        verdict = _include_member(scope, valueset, exclude, hit.entry.system, hit.entry.code, seen)
-        if verdict.state:
-            return Verdict(False, hit.entry, f"{hit.entry.system}#{hit.entry.code} is excluded from {name}")
-        if verdict.state is None:
-            return verdict
-    if compose.get("inactive") is False and hit.entry.inactive:
-        return Verdict(False, hit.entry, f"{hit.entry.system}#{hit.entry.code} is inactive, and {name} "
-                                         f"leaves inactive codes out")
-    return hit
-
-
-def _include_member(scope: Resolver, valueset: dict[str, Any], include: dict[str, Any], system: str | None,
-                    code: str, seen: frozenset[str]) -> Verdict:
-    inc_system = include.get("system")
-    entry: Entry | None = None
-    if inc_system:
-        if system is not None and system != inc_system:
-            return NO
-        cs = scope.codesystem(inc_system)
-        if include.get("concept"):
-            fold = cs is not None and not cs.case_sensitive
-            wanted = code.casefold() if fold else code
-            item = next((c for c in include["concept"] if c.get("code")
-                         and (c["code"].casefold() if fold else c["code"]) == wanted), None)
-            if item is None:
-                return NO
-            concept = cs.get(item["code"]) if cs is not None else None
-            entry = _enumerated(inc_system, include.get("version"), cs, item, concept)
-        else:
-            if cs is None and inc_system == ucum.SYSTEM:
-                return _ucum_verdict(valueset, code)
-            try:
-                cs = _whole(cs, inc_system, include, valueset) if cs is None or not cs.holds_codes else cs
-            except TerminologyError as exc:
-                return Verdict(None, reason=str(exc))
-            concept = cs.get(code)
-            if concept is None:
-                if cs.complete:
-                    return NO
-                return Verdict(None, reason=f"{code!r} is not among the codes of {inc_system} held here "
-                                            f"(content '{cs.content}': only part of them)")
-            try:
-                if not all(cs.predicate(f)(concept) for f in include.get("filter") or ()):
-                    return NO
-            except TerminologyError as exc:
-                return Verdict(None, reason=str(exc))
-            entry = _entry(cs, concept)
-    unknown = None
-    for vs_url in include.get("valueSet") or ():
-        other = scope.valueset(vs_url)
-        if other is None:
-            unknown = unknown or Verdict(None, reason=f"ValueSet {vs_url} (imported by {name_of(valueset)}) is "
-                                                      f"not known here")
-            continue
-        verdict = member(scope, other, system or inc_system, code, seen)
-        if verdict.state is False:
-            return NO
-        if verdict.state is None:
-            unknown = unknown or verdict
-        entry = entry or verdict.entry
-    if unknown is not None:
-        return unknown
-    return Verdict(True, entry) if entry is not None else NO
-
-
-def _ucum_verdict(valueset: dict[str, Any], code: str) -> Verdict:
-    """UCUM is not held, but its grammar is known: a malformed unit is certainly not in."""
-    error = ucum.syntax_error(code)
-    if error:
-        return Verdict(False, reason=f"{code!r} is not a UCUM code ({error}), so not in {name_of(valueset)}")
-    return Verdict(None, reason=f"{code!r} is a well-formed UCUM code, but the UCUM units are not held here to "
-                                f"tell whether it is one, and in {name_of(valueset)}")
-
-
-# -- the answer --------------------------------------------------------------------------------
-_WORD = re.compile(r"\w+")
-
-
-def text_matches(entry: Entry, text: str) -> bool:
-    """Every word of the filter starts a word of the display (or of a designation), or the
-    filter starts the code; case and accents ignored."""
-    folded = fold(text).strip()
-    words = _WORD.findall(folded)
-    if not words:
-        return True
-    if fold(entry.code).startswith(folded):
-        return True
-    texts = [entry.display or ""] + [d.get("value") or "" for d in entry.designations]
-    have = [w for t in texts for w in _WORD.findall(fold(t))]
-    return all(any(h.startswith(w) for h in have) for w in words)
-
-
-def render(valueset: dict[str, Any], expansion: Expansion, *, filter: str | None = None, offset: int = 0,
-           count: int | None = None, include_designations: bool = False, active_only: bool = False) -> dict[str, Any]:
-    """The ValueSet with its `expansion`: `total` codes after filter/activeOnly, from `offset`."""
-    if offset < 0 or (count is not None and count < 0):
-        raise ValueError("offset and count are not negative")
-    entries = expansion.entries
-    if active_only:
-        entries = [e for e in entries if not e.inactive]
-    if filter:
-        entries = [e for e in entries if text_matches(e, filter)]
-    page = entries[offset:] if count is None else entries[offset:offset + count]
-    parameters: list[dict[str, Any]] = []
-    if filter:
-        parameters.append({"name": "filter", "valueString": filter})
-    if offset:
-        parameters.append({"name": "offset", "valueInteger": offset})
-    if count is not None:
-        parameters.append({"name": "count", "valueInteger": count})
-    if include_designations:
-        parameters.append({"name": "includeDesignations", "valueBoolean": True})
-    if active_only:
-        parameters.append({"name": "activeOnly", "valueBoolean": True})
-    for system, version in expansion.used.items():
-        parameters.append({"name": "used-codesystem", "valueUri": f"{system}|{version}" if version else system})
-    for warning in expansion.warnings:
-        parameters.append({"name": "warning", "valueString": warning})
-    out = copy.deepcopy({k: v for k, v in valueset.items() if k not in ("text", "expansion")})
-    out.setdefault("resourceType", "ValueSet")
-    body: dict[str, Any] = {
-        "identifier": f"urn:uuid:{uuid.uuid4()}",
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "total": len(entries),
-        "offset": offset,
-    }
-    if parameters:
-        body["parameter"] = parameters
-    if page:
-        body["contains"] = [_item(e, include_designations) for e in page]
-    out["expansion"] = body
-    return out
-
-
-def _item(entry: Entry, include_designations: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {"system": entry.system}
-    if entry.version:
-        item["version"] = entry.version
-    if entry.abstract:
-        item["abstract"] = True
-    if entry.inactive:
-        item["inactive"] = True
-    item["code"] = entry.code
-    if entry.display:
-        item["display"] = entry.display
-    if include_designations and entry.designations:
-        item["designation"] = copy.deepcopy(entry.designations)
-    return item

@@ -22,8 +22,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from fhir_server.terminology import expand as expanding
+from fhir_server.terminology import expansion_render, membership, ucum
 from fhir_server.terminology import lookup as looking
-from fhir_server.terminology import ucum
 from fhir_server.terminology import validate_code as validating
 from fhir_server.terminology.codesystems import CodeSystemIndex
 from fhir_server.terminology.errors import TerminologyError
@@ -124,8 +124,8 @@ class Terminology:
         scope = Scope(self)
         resource = self._valueset(scope, valueset)
         expansion = scope.expansion(resource)
-        return expanding.render(resource, expansion, filter=filter, offset=offset, count=count,
-                                include_designations=include_designations, active_only=active_only)
+        return expansion_render.render(resource, expansion, filter=filter, offset=offset, count=count,
+                                       include_designations=include_designations, active_only=active_only)
 
     def entries(self, valueset: dict[str, Any] | str) -> list[Entry]:
         """Every code of a ValueSet (the full expansion, not rendered); TerminologyError as `expand`."""
@@ -140,7 +140,7 @@ class Terminology:
         if resource is None:
             return None
         try:
-            return expanding.member(scope, resource, system, code).state
+            return membership.member(scope, resource, system, code).state
         except TerminologyError:
             return None
 

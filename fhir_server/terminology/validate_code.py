@@ -19,7 +19,8 @@ from typing import Any
 
 from fhir_server.terminology.codesystems import CodeSystemIndex
 from fhir_server.terminology.errors import TerminologyError
-from fhir_server.terminology.expand import Entry, Resolver, member, name_of
+from fhir_server.terminology.expand import Entry, Resolver, name_of
+from fhir_server.terminology.membership import member
 
 
 def codings_of(code: str | None, system: str | None, display: str | None, coding: dict[str, Any] | None,

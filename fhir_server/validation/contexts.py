@@ -25,8 +25,8 @@ import re
 import threading
 from typing import Any
 
+from fhir_server.definitions.model import COMPLEX, PRIMITIVE, Models, models_for
 from fhir_server.definitions.registry import Definitions
-from fhir_server.validation.model import COMPLEX, PRIMITIVE, Models, models_for
 
 _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
 _ANYWHERE = "Element"

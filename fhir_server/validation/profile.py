@@ -43,13 +43,12 @@ the INS-NIR key, checked by `ins.InsCheck` in the structural validator, is not c
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
 from fhir_server.errors import Issue
-from fhir_server.validation import bindings, contexts, invariants, slicing
+from fhir_server.validation import bindings, contexts, invariant_scan, slicing
 from fhir_server.validation import values as values_mod
 from fhir_server.validation.contexts import ExtensionContexts
 from fhir_server.validation.invariants import Invariants
@@ -159,7 +158,7 @@ class ProfileValidator:
             return [Issue("error", "invalid", f"Not a resource of a known type ({rt!r}): validate it structurally "
                                               "first", [])]
         ctx = _Context(resource, resource, resource if rt == "Bundle" else None, rt)
-        invariants.scan(resource, rt, run.issues)
+        invariant_scan.scan(resource, rt, run.issues)
         if base:
             base_profile = self.profiles.base(rt)
             if base_profile is not None:
@@ -307,7 +306,7 @@ class ProfileValidator:
                     result = False
                     run.conformance[key] = result
                     return result
-                invariants.scan(value, "x", sub.issues)
+                invariant_scan.scan(value, "x", sub.issues)
                 self._resource(profile, value, value["resourceType"], nested, sub)
             else:
                 outside = _Context(ctx.resource, ctx.root, ctx.bundle, None)
@@ -631,11 +630,3 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
             seen.add(key)
             out.append(issue)
     return out
-
-
-def timed(validator: ProfileValidator, resource: dict[str, Any], profiles: Iterable[str] = (),
-          base: bool = True) -> tuple[list[Issue], float]:
-    """`validate` and the time it took (seconds), for measurements."""
-    start = time.perf_counter()
-    issues = validator.validate(resource, profiles, base=base)
-    return issues, time.perf_counter() - start

@@ -21,11 +21,10 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
-from fhir_server.validation.snapshot import SnapshotError, snapshots_for, split_id
+from fhir_server.definitions.snapshot import SnapshotError, snapshots_for, split_id
 
 SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."
 EXT_REGEX = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -160,16 +159,6 @@ class Node:
     def child(self, name: str) -> Node | None:
         return self.children.get(name)
 
-    def choice_child(self, json_name: str) -> tuple[Node, str] | None:
-        """(`value[x]` node, type code) for `valueQuantity`, among the children."""
-        for child in self.children.values():
-            prefix = child.choice_prefix
-            if prefix and json_name.startswith(prefix) and len(json_name) > len(prefix):
-                code = self.profile.profiles.type_of_suffix(json_name[len(prefix):])
-                if code is not None:
-                    return child, code
-        return None
-
     def slice(self, name: str) -> Node | None:
         for s in self.slices:
             if s.slice_name == name:
@@ -257,11 +246,8 @@ class Profile:
             child.trivial = (self.is_base and child.primitive and child.binding is None
                              and not any(c.get("key") not in NATIVE_KEYS for c in child.constraints))
 
-    def nodes(self) -> Iterator[Node]:
-        return iter(self.by_id.values())
 
-
-# Invariants that hold on every element and are checked by a JSON scan (see invariants.py).
+# Invariants that hold on every element and are checked by a JSON scan (see invariant_scan.py).
 NATIVE_KEYS = frozenset({"ele-1", "ext-1"})
 
 

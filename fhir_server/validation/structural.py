@@ -1,7 +1,7 @@
 """Structural validation of FHIR R4 JSON, driven by the StructureDefinitions of the packages.
 
 `StructuralValidator(definitions).validate(resource)` walks the JSON once against the compiled
-element models (`fhir_server.validation.model`) and returns every problem found as an
+element models (`fhir_server.definitions.model`) and returns every problem found as an
 `Issue("error", code, diagnostics, [expression])`; an empty list means the resource is
 structurally valid. What is checked:
 
@@ -14,7 +14,7 @@ structurally valid. What is checked:
 * cardinality and JSON shape: repeating elements are arrays, others are not; no arrays longer
   than `max`; every element with `min` ≥ 1 present (a `_name` companion counts); no empty
   arrays, empty objects or nulls (except nulls keeping `name`/`_name` arrays aligned);
-* primitive values (`fhir_server.validation.primitives`) and their `_name` companions (an
+* primitive values (`fhir_server.definitions.primitives`) and their `_name` companions (an
   object holding `id`/`extension`, or for repeating elements an array aligned with the values);
 * a nesting limit (`max_depth` objects deep) reported once, instead of a RecursionError.
 
@@ -46,9 +46,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from fhir_server.definitions.registry import FHIR_BASE, Definitions
-from fhir_server.errors import Issue
-from fhir_server.validation.model import (
+from fhir_server.definitions.model import (
     COMPLEX,
     PRIMITIVE,
     RESOURCE,
@@ -60,7 +58,9 @@ from fhir_server.validation.model import (
     TypeModel,
     models_for,
 )
-from fhir_server.validation.primitives import describe
+from fhir_server.definitions.primitives import describe
+from fhir_server.definitions.registry import FHIR_BASE, Definitions
+from fhir_server.errors import Issue
 
 MAX_DEPTH = 100
 _MAX_NAME = 80  # longer unknown names are truncated in reports (and get no suggestions)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.validation.primitives import describe
+from fhir_server.definitions.primitives import describe
 
 
 def _same_scalar(a: Any, b: Any) -> bool:

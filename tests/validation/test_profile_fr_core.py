@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from profile_helpers import TDDUI, errors, fr_core_examples, french_definitions, french_validators, load, report
 
-from fhir_server.validation.snapshot import Snapshots
+from fhir_server.definitions.snapshot import Snapshots
 
 
 @pytest.mark.parametrize("path", fr_core_examples(), ids=lambda p: p.name)

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from fhir_server import jsonio
+from fhir_server.definitions.model import COMPLEX, PRIMITIVE, RESOURCE, SYSTEM, Models, models_for
 from fhir_server.definitions.registry import FHIR_BASE
-from fhir_server.validation.model import COMPLEX, PRIMITIVE, RESOURCE, SYSTEM, Models, models_for
 from fhir_server.validation.structural import StructuralValidator
 
 XHTML = 'http://www.w3.org/1999/xhtml'

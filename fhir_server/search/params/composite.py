@@ -32,8 +32,6 @@ def index(code: str, items: list[tuple[Any, str | None]], components, registry,
     return {code: entries} if entries else {}
 
 
-
-
 def term(code: str, modifier: str | None, texts: list[str], ctx, components, registry) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)

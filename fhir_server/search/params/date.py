@@ -54,8 +54,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: [{"l": lo, "h": hi} for lo, hi in ranges]} if ranges else {}
 
 
-
-
 def split_prefix(text: str) -> tuple[str, str]:
     if len(text) > 2 and text[:2] in PREFIXES and not text[:2].isdigit():
         return text[:2], text[2:]

@@ -37,8 +37,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: [{"l": lo, "h": hi} for lo, hi in points]} if points else {}
 
 
-
-
 def parse_number(text: str) -> tuple[float, float, float]:
     """(value, low, high) of the implicit precision range: `1.5` → (1.5, 1.45, 1.55)."""
     try:

@@ -83,8 +83,6 @@ def as_written(stored: list[Any]) -> list[Any]:
     return [e for e in stored if not (isinstance(e, dict) and e.get("c"))]
 
 
-
-
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     if modifier is not None:
         raise ctx.unsupported_modifier(code, modifier)

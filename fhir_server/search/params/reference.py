@@ -58,8 +58,6 @@ def index(code: str, items: list[tuple[Any, str | None]], base_urls: tuple[str, 
     return out
 
 
-
-
 def local_type(key: str) -> tuple[str, str] | None:
     """`Patient/123` → ("Patient", "123"); None for anything that is not a local reference."""
     match = _LOCAL.match(key)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.search.normalize import fold
 from fhir_server.search.params.token import prefix_term, unescape
 from fhir_server.search.terms import EXACT, SCAN, Term, values
+from fhir_server.text import fold
 
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
@@ -42,8 +42,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     if not raw:
         return {}
     return {code: sorted({fold(s) for s in raw}), f"{code}:exact": sorted(raw)}
-
-
 
 
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:

@@ -11,8 +11,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from fhir_server.search.normalize import fold
 from fhir_server.search.terms import EXACT, PREFIX, SCAN, Term, values
+from fhir_server.text import fold
 
 _BAR = re.compile(r"(?<!\\)\|")
 
@@ -80,8 +80,6 @@ def index(code: str, items: list[tuple[Any, str | None]], implied_system: str | 
     if types:
         out[f"{code}:of-type"] = sorted(types)
     return out
-
-
 
 
 def unescape(text: str) -> str:

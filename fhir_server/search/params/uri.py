@@ -18,8 +18,6 @@ def index(code: str, items: list[tuple[Any, str | None]]) -> dict[str, list[Any]
     return {code: sorted(keys)} if keys else {}
 
 
-
-
 def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
     uris = [unescape(t) for t in texts]
     if modifier == "below":

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.definitions.registry import FHIR_BASE, Definitions
 
 if TYPE_CHECKING:
-    from fhir_server.validation.primitives import PrimitiveType
+    from fhir_server.definitions.primitives import PrimitiveType
 
 SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."
 EXT_FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
@@ -342,9 +342,6 @@ class TypeModel:
         """An element by snapshot path (`Patient.contact.name`)."""
         return self.by_path.get(path)
 
-    def iter_elements(self) -> Iterator[ElementModel]:
-        return iter(self.by_path.values())
-
 
 class Models:
     """The compiled models of one `Definitions`, built lazily and cached per URL (thread-safe)."""
@@ -369,7 +366,7 @@ class Models:
             sd = self.definitions.structure_definition(url)
             if sd is not None and not (sd.get("snapshot") or {}).get("element"):
                 # a differential-only package (tddui): the snapshot is generated from its base
-                from fhir_server.validation.snapshot import snapshots_for
+                from fhir_server.definitions.snapshot import snapshots_for
                 sd = snapshots_for(self.definitions).structure_definition(url)
             model = TypeModel(self, sd) if sd is not None else None
             self._models[url] = model
@@ -429,7 +426,7 @@ class Models:
         checker = self._primitives.get(key)
         if checker is not None:
             return checker
-        from fhir_server.validation.primitives import PrimitiveType
+        from fhir_server.definitions.primitives import PrimitiveType
         with self._lock:
             checker = self._primitives.get(key)
             if checker is None:

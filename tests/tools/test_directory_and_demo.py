@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from fhir_server.coordination import directory
+from fhir_server.tools import directory
 from fhir_server.validation.ins import nir_problem
 
 HEADER = ("rpps;nom;prenom;code_profession;code_specialite;mssante;telephone;identifiant_structure;"

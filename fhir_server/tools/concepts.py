@@ -1,5 +1,5 @@
 """The concept → profile map of the coordination guide (`mappings/concepts.json`), checked
-against its JSON Schema, and the README table made from it (`python -m fhir_server.coordination.concepts`)."""
+against its JSON Schema, and the README table made from it (`python -m fhir_server.tools.concepts`)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 
 if TYPE_CHECKING:
-    from fhir_server.validation.model import TypeModel
+    from fhir_server.definitions.model import TypeModel
 
 EXT_REGEX = "http://hl7.org/fhir/StructureDefinition/regex"
 SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."

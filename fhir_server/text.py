@@ -1,4 +1,5 @@
-"""String folding for search: case- and accent-insensitive, the same at write and query time."""
+"""Text folding, case- and accent-insensitive: what search compares (the same at write and query
+time) and what terminology filters (`$expand?filter=`) match on. Shared, so that both read text alike."""
 
 from __future__ import annotations
 
