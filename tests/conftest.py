@@ -88,6 +88,7 @@ def start_server(data_dir: Path, port: int | None = None, extra_env: dict | None
                  timeout: float = 120) -> RunningServer:
     """Start `fhir-server serve` and wait until GET /fhir/metadata answers 200."""
     port = port or free_port()
+    packages.guide_dependencies()
     env = {k: v for k, v in os.environ.items() if k != "FHIR_MONGODB_URI"}  # embedded unless asked
     env.update({"FHIR_DATA_DIR": str(data_dir), **(extra_env or {})})
     data_dir.mkdir(parents=True, exist_ok=True)

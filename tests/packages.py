@@ -153,6 +153,18 @@ def french_package(name: str, version: str) -> Path:
     pytest.skip(message)
 
 
+@functools.cache
+def guide_dependencies() -> None:
+    """Put FR Core, which the project's own guide (profiles/) depends on, in the tests' cache when it
+    can be had, as a user would with `fhir-server packages install`: every server the tests start
+    then loads it. Without it the servers start all the same (the guide's FR Core based rules are
+    not checked) and the tests that need those rules skip or fail through `fr_core()`."""
+    path, _ = _lookup(*FR_CORE)
+    cache = package_cache()
+    if path is not None and cache.get(*FR_CORE) is None:
+        cache.install(str(path))
+
+
 def fr_core() -> Path:
     return french_package(*FR_CORE)
 

@@ -71,7 +71,8 @@ def test_required_bindings_and_invariants_on_write(client):
     assert client.get("/CarePlan", params={"status": "bogus"}).json()["total"] == 0
 
 
-def test_coordination_profiles_on_write(client):
+def test_coordination_profiles_on_write(client, fr_core_tgz):
+    """The allowed owners of coord-task are FR Core profiles: the guide needs FR Core loaded."""
     task = {"resourceType": "Task", "meta": {"profile": [COORD + "coord-task"]}, "status": "requested",
             "intent": "order", "for": {"reference": "Patient/x"}}
     r = client.post("/Task", json=task)
