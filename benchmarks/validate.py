@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import tarfile
 import time
 from pathlib import Path
 
+from benchmarks import report
 from fhir_server import jsonio
 from fhir_server.config import Settings
 from fhir_server.definitions.loading import load_definitions
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--out", default="benchmarks/validate.json")
+    parser.add_argument("--out", default=report.out_path("validate.json"), help="default: benchmarks/out/validate.json")
     args = parser.parse_args()
     settings = Settings.from_env()
     definitions = load_definitions(PackageCache(settings.package_cache, settings.package_registry), [str(FR_CORE)])
@@ -82,8 +82,8 @@ def main() -> None:
         print(f"{name:<52} {per_s:>8.0f} resources/s  ({1e6 / per_s:>7.0f} µs each)")
     ratio = results["base rules + FR Core profiles (FR Core examples)"] / results["base rules (FR Core examples)"]
     print(f"FR Core profiles ÷ base rules (throughput): {ratio:.2f}")
-    Path(args.out).write_text(json.dumps({"resources_per_s": results, "first_round_ms": first_round_ms,
-                                          "fr_core_over_base": ratio}, indent=2))
+    report.write_json({"resources_per_s": results, "first_round_ms": first_round_ms, "fr_core_over_base": ratio},
+                      Path(args.out))
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
