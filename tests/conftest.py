@@ -40,7 +40,8 @@ _PYTEST_PID = os.getpid()
 def die_with_pytest() -> None:
     """`preexec_fn` of every process the tests start: the kernel kills it (SIGKILL) when pytest
     ends, however it ends (Ctrl-C, SIGKILL…), so no server is left behind; its embedded database
-    dies with it in turn (fhir_server/storage/embedded.py does the same for the database)."""
+    dies with it in turn (fhir_server/storage/embedded.py does the same for the database).
+    The kernel watches the thread that started the process: start servers from the main thread."""
     if sys.platform != "linux":
         return
     try:
