@@ -110,7 +110,7 @@ def _archive(package: Package) -> Path:
 
 @functools.cache
 def _lookup(name: str, version: str) -> tuple[Path | None, tuple[str, ...]]:
-    """(the .tgz, None) or (None, what was tried)."""
+    """(the .tgz, ()) or (None, what was tried), in the order of the module docstring."""
     filename = f"{name}-{version}.tgz"
     tried = []
     folder = os.environ.get(ENV_FOLDER)
