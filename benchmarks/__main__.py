@@ -2,13 +2,15 @@
 
     python -m benchmarks --quick     # CI-sized: a couple of minutes
     python -m benchmarks             # full: search at 1k and 20k patients (the 20k load takes minutes)
+    python -m benchmarks --write-docs   # full, and rewrite the results section of docs/BENCHMARKS.md
 
 Runs, in order: ingest (transactions over HTTP vs `insert_many`, benchmarks/ingest.py); search at a
 small and a large size (benchmarks/search.py); then, on the large dataset, reads by id over HTTP vs
 `find_one` with a profile of the read path (benchmarks/read.py) and a concurrent mixed load vs the
-same mix as raw pymongo operations (benchmarks/mixed.py). Writes `benchmarks/results.json` (the
-machine, the command, FHIR and raw numbers and their ratio per benchmark) and regenerates the
-results section of docs/BENCHMARKS.md between its markers.
+same mix as raw pymongo operations (benchmarks/mixed.py). Writes `results.json` (the machine, the
+command, FHIR and raw numbers and their ratio per benchmark) and `results.md` (the results section)
+into the output folder (`--out`, default `benchmarks/out/`, git-ignored): the work tree stays clean.
+Only with `--write-docs` is the results section of docs/BENCHMARKS.md (between its markers) rewritten.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from benchmarks import report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,22 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CI-sized run (a couple of minutes)")
     parser.add_argument("--only", default="ingest,search,read,mixed",
                         help="comma-separated subset of ingest, search, read, mixed")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument("--out", default=str(report.OUT),
+                        help="folder of results.json and results.md (default: benchmarks/out, git-ignored)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="also rewrite the generated results section of --docs (left alone otherwise)")
     parser.add_argument("--docs", default=str(ROOT / "docs" / "BENCHMARKS.md"),
-                        help="page whose generated section is rewritten ('' to leave it alone)")
+                        help="page whose generated section --write-docs rewrites (default: docs/BENCHMARKS.md)")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
 
-    from benchmarks import ingest, mixed, read, report, search
+    from benchmarks import ingest, mixed, read, search
     from fhir_server.config import Settings
     from fhir_server.definitions.packages import PackageCache
     from fhir_server.definitions.registry import Definitions, ensure_core
     from fhir_server.search.parameters import SearchParameters
 
     command = "python -m benchmarks" + (" --quick" if args.quick else "") + \
-        (f" --only {args.only}" if only != {"ingest", "search", "read", "mixed"} else "")  # what was measured
+        (f" --only {args.only}" if only != {"ingest", "search", "read", "mixed"} else "") + \
+        (" --write-docs" if args.write_docs else "")  # what was measured, and where it went
     results = {"command": command,
                "mode": mode, "machine": report.machine(), "benchmarks": {}}
     benchmarks = results["benchmarks"]
@@ -93,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
                 for name in runs[0]["queries"]}}
 
     results["elapsed_s"] = time.perf_counter() - started
-    report.write_json(results, Path(args.out))
-    if args.docs:
+    out = Path(args.out)
+    report.write_json(results, out / "results.json")
+    (out / "results.md").write_text(report.markdown(results) + "\n")
+    if args.write_docs:
         report.update_docs(results, Path(args.docs))
     print(report.markdown(results))
-    log(f"done in {results['elapsed_s']:.0f}s: {args.out}" + (f", {args.docs}" if args.docs else ""))
+    log(f"done in {results['elapsed_s']:.0f}s: {out / 'results.json'}, {out / 'results.md'}"
+        + (f", {args.docs}" if args.write_docs else f" ({args.docs} left alone: --write-docs rewrites it)"))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Transaction ingest over HTTP, next to raw pymongo `insert_many` of the same resources.
 
-    python -m benchmarks.ingest [--bundles 20] [--per-bundle 150] [--out benchmarks/ingest.json]
+    python -m benchmarks.ingest [--bundles 20] [--per-bundle 150] [--out benchmarks/out/ingest.json]
 
 Generated patient bundles (a Patient, encounters, observations, conditions, a care plan and
 tasks, all linked by `urn:uuid` references) are POSTed as transactions to a running
@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from pymongo import MongoClient
 
+from benchmarks import report
 from benchmarks.data import test_ins
 from fhir_server import jsonio
 from fhir_server.storage.embedded import EmbeddedDatabase, _free_port
@@ -137,12 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundles", type=int, default=20)
     parser.add_argument("--per-bundle", type=int, default=150)
-    parser.add_argument("--out", default="benchmarks/ingest.json")
+    parser.add_argument("--out", default=report.out_path("ingest.json"), help="default: benchmarks/out/ingest.json")
     args = parser.parse_args()
     result = {**run(args.bundles, args.per_bundle),
               "command": " ".join(["python -m benchmarks.ingest"] + sys.argv[1:])}
     print(json.dumps(result, indent=2))
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    report.write_json(result, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Concurrent mixed load over loopback, next to the same mix as raw pymongo operations.
 
-    python -m benchmarks.mixed [--patients 2000] [--threads 4] [--seconds 10] [--out benchmarks/mixed.json]
+    python -m benchmarks.mixed [--patients 2000] [--threads 4] [--seconds 10] [--out benchmarks/out/mixed.json]
 
 N client threads, each with its own keep-alive HTTP client, run for T seconds a fixed mix on the
 dataset of benchmarks/search.py: 60% reads by id (`GET Patient/{id}`), 30% searches
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks import report
 
 MIX = (("read", 0.6), ("search", 0.3), ("create", 0.1))
 
@@ -142,7 +144,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--out", default="benchmarks/mixed.json")
+    parser.add_argument("--out", default=report.out_path("mixed.json"), help="default: benchmarks/out/mixed.json")
     args = parser.parse_args()
     settings = Settings.from_env()
     params = SearchParameters(Definitions([ensure_core(PackageCache(settings.package_cache,
@@ -151,7 +153,7 @@ def main() -> None:
         result = measure(env.base_url, env.db, args.patients, args.threads, args.seconds)
     result["command"] = " ".join(["python -m benchmarks.mixed"] + sys.argv[1:])
     print(json.dumps(result, indent=2))
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    report.write_json(result, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Reads by id over HTTP, next to the raw pymongo `find_one` of the same documents; and where a
 read's time goes (cProfile of the request path, in-process).
 
-    python -m benchmarks.read [--patients 2000] [--reads 2000] [--out benchmarks/read.json]
+    python -m benchmarks.read [--patients 2000] [--reads 2000] [--out benchmarks/out/read.json]
 
 The dataset of benchmarks/search.py is loaded into a fresh embedded database; a running
 `fhir-server serve` answers `GET /fhir/Patient/{id}` for random ids, one request at a time over a
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks import report
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -203,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=2000)
-    parser.add_argument("--out", default="benchmarks/read.json")
+    parser.add_argument("--out", default=report.out_path("read.json"), help="default: benchmarks/out/read.json")
     args = parser.parse_args()
     settings = Settings.from_env()
     params = SearchParameters(Definitions([ensure_core(PackageCache(settings.package_cache,
@@ -213,7 +215,7 @@ def main() -> None:
         result["profile"] = profile(env.uri, args.patients, args.reads)
     result["command"] = " ".join(["python -m benchmarks.read"] + sys.argv[1:])
     print(json.dumps(result, indent=2))
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    report.write_json(result, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The machine a run was made on, `benchmarks/results.json`, and the generated results section of
-docs/BENCHMARKS.md (between `<!-- results:begin -->` and `<!-- results:end -->`; the rest of the
-page is written by hand and left alone)."""
+"""The machine a run was made on, the results files (in `benchmarks/out/` unless told otherwise),
+and the generated results section of docs/BENCHMARKS.md (between `<!-- results:begin -->` and
+`<!-- results:end -->`, rewritten only on request; the rest of the page is written by hand)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+OUT = Path(__file__).resolve().parent / "out"  # git-ignored: results never dirty the work tree
+
+
+def out_path(name: str) -> str:
+    """Default `--out` of a single benchmark: benchmarks/out/NAME."""
+    return str(OUT / name)
 
 
 def machine() -> dict[str, Any]:
@@ -42,6 +48,7 @@ def machine() -> dict[str, Any]:
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 

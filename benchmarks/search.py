@@ -1,6 +1,6 @@
 """Search latency at two database sizes, next to raw pymongo lookups on the same index.
 
-    python -m benchmarks.search [--sizes 1000,20000] [--repeat 200] [--out benchmarks/search.json]
+    python -m benchmarks.search [--sizes 1000,20000] [--repeat 200] [--out benchmarks/out/search.json]
 
 For each size, a synthetic CPTS dataset (patients with care plans, tasks, secure messages and
 RCP appointments; practitioners and organisations) is written into a fresh embedded database
@@ -15,7 +15,6 @@ cost follows the size of the answer, not of the database).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 from pymongo import MongoClient
 
+from benchmarks import report
 from benchmarks.data import test_ins
 from fhir_server import jsonio
 from fhir_server.config import Settings
@@ -244,7 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,20000")
     parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--out", default="benchmarks/search.json")
+    parser.add_argument("--out", default=report.out_path("search.json"), help="default: benchmarks/out/search.json")
     args = parser.parse_args()
     settings = Settings.from_env()
     definitions = Definitions([ensure_core(PackageCache(settings.package_cache, settings.package_registry))])
@@ -259,7 +259,7 @@ def main() -> None:
                          f"{r['queries'][name]['raw_p50_ms']:>6.2f}" for r in runs)
         ratio = large["queries"][name]["p50_ms"] / small["queries"][name]["p50_ms"]
         print(f"{name:<12} {cells} {ratio:>10.2f}")
-    Path(args.out).write_text(json.dumps({"runs": runs, "command": " ".join(sys.argv)}, indent=2))
+    report.write_json({"runs": runs, "command": " ".join(sys.argv)}, Path(args.out))
     print("\nresources: " + ", ".join(f"{r['patients']} patients → {r['resources']} ({r['load_s']:.0f}s to load)"
                                       for r in runs))
 

@@ -2,8 +2,9 @@
 
     FHIR_PACKAGE_CACHE=… python -m benchmarks.validate [--seconds 3] [--profile]
 
-Resources: the examples of FR Core 2.2.0 (which declare FR Core profiles; `../shared` beside
-the repository) and the R4 examples of the same types. Three stages, as a write runs them:
+Resources: the examples of FR Core 2.2.0 (which declare FR Core profiles; `--fr-core PATH`, by
+default `hl7.fhir.fr.core-2.2.0.tgz` in FHIR_TEST_PACKAGES or in `../shared/fhir-packages` beside
+the repository, as for the tests) and the R4 examples of the same types. Three stages, as a write runs them:
 structural (well-formed R4 JSON, INS keys), the base definition's rules (required bindings,
 invariants, reference targets), and the declared FR Core profiles. Compiled profiles are
 cached, so the first round (compilation) is reported apart. `--profile` prints where the time
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
+import os
 import pstats
 import tarfile
 import time
 from pathlib import Path
 
+from benchmarks import report
 from fhir_server import jsonio
 from fhir_server.config import Settings
 from fhir_server.definitions.loading import load_definitions
@@ -30,11 +32,11 @@ from fhir_server.validation.profile import ProfileValidator
 from fhir_server.validation.structural import StructuralValidator
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-packages"
-FR_CORE = SHARED / "hl7.fhir.fr.core-2.2.0.tgz"
+FR_CORE = Path(os.environ.get("FHIR_TEST_PACKAGES") or SHARED) / "hl7.fhir.fr.core-2.2.0.tgz"
 
 
-def fr_examples() -> list[dict]:
-    with tarfile.open(FR_CORE) as tar:
+def fr_examples(fr_core: Path) -> list[dict]:
+    with tarfile.open(fr_core) as tar:
         return [jsonio.loads(tar.extractfile(m).read()) for m in tar.getmembers()
                 if m.name.startswith("package/example/") and m.name.endswith(".json")]
 
@@ -53,13 +55,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--out", default="benchmarks/validate.json")
+    parser.add_argument("--fr-core", type=Path, default=FR_CORE, help=f"FR Core 2.2.0 archive (default: {FR_CORE})")
+    parser.add_argument("--out", default=report.out_path("validate.json"), help="default: benchmarks/out/validate.json")
     args = parser.parse_args()
+    if not args.fr_core.is_file():
+        parser.error(f"{args.fr_core} not found: give FR Core 2.2.0 with --fr-core PATH "
+                     "(or set FHIR_TEST_PACKAGES to the folder holding hl7.fhir.fr.core-2.2.0.tgz)")
     settings = Settings.from_env()
-    definitions = load_definitions(PackageCache(settings.package_cache, settings.package_registry), [str(FR_CORE)])
+    definitions = load_definitions(PackageCache(settings.package_cache, settings.package_registry), [str(args.fr_core)])
     structural = StructuralValidator(definitions, resource_checks=[InsCheck()])
     rules = ProfileValidator(definitions, Terminology(definitions))
-    french = fr_examples()
+    french = fr_examples(args.fr_core)
     types = {r["resourceType"] for r in french}
     r4 = [r for r in definitions.core.resources() if r.get("resourceType") in types][:60]
 
@@ -82,8 +88,8 @@ def main() -> None:
         print(f"{name:<52} {per_s:>8.0f} resources/s  ({1e6 / per_s:>7.0f} µs each)")
     ratio = results["base rules + FR Core profiles (FR Core examples)"] / results["base rules (FR Core examples)"]
     print(f"FR Core profiles ÷ base rules (throughput): {ratio:.2f}")
-    Path(args.out).write_text(json.dumps({"resources_per_s": results, "first_round_ms": first_round_ms,
-                                          "fr_core_over_base": ratio}, indent=2))
+    report.write_json({"resources_per_s": results, "first_round_ms": first_round_ms, "fr_core_over_base": ratio},
+                      Path(args.out))
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

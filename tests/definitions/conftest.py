@@ -1,4 +1,4 @@
-"""Fixtures of the package tests: a throw-away package cache and a local package registry.
+"""Fixtures of the package tests: a local package registry (FR Core: `fr_core_tgz` of tests/conftest.py).
 
 The registry is a real HTTP server (http.server in a thread) answering
 `GET /<name>/<version>` with a .tgz, as packages.fhir.org does, and 404 for anything else.
@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
-
-# `shared/` sits beside the repository (as in CI): the French packages are there.
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FR_CORE_TGZ = SHARED / "fhir-packages" / "hl7.fhir.fr.core-2.2.0.tgz"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,9 +63,3 @@ def registry():
     with LocalRegistry() as running:
         yield running
 
-
-@pytest.fixture(scope="session")
-def fr_core_tgz() -> Path:
-    if not FR_CORE_TGZ.is_file():
-        pytest.fail(f"{FR_CORE_TGZ} is missing: the French packages are expected in shared/fhir-packages beside the repository")
-    return FR_CORE_TGZ

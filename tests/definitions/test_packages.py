@@ -21,6 +21,7 @@ import pytest
 
 from fhir_server.definitions.packages import INDEX_FILE, Package, PackageCache
 from fhir_server.definitions.registry import Definitions, ensure_core
+from tests.conftest import die_with_pytest
 
 FR_CORE = "hl7.fhir.fr.core"
 FR_VERSION = "2.2.0"
@@ -37,7 +38,7 @@ def run_cli(*args: str, cache: Path, registry: str | None = None,
     if path is not None:
         env["PATH"] = path
     return subprocess.run([sys.executable, "-m", "fhir_server", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, preexec_fn=die_with_pytest)
 
 
 def archive_files(tgz: Path) -> set[str]:

@@ -25,9 +25,9 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # `tests.conftest` is importable from the repository root
     sys.path.insert(0, str(_ROOT))
 
-from tests.conftest import RunningServer, free_port, start_server  # noqa: E402
+from tests.conftest import RunningServer, die_with_pytest, free_port, start_server  # noqa: E402
 
-__all__ = ["RunningServer", "free_port", "start_server", "DbProcess", "db_processes", "children_db_processes",
+__all__ = ["RunningServer", "die_with_pytest", "free_port", "start_server", "DbProcess", "db_processes", "children_db_processes",
            "wait_until", "fhir_client", "create_patient", "OwnDatabase", "HoldDown", "secantusd"]
 
 FHIR_JSON = "application/fhir+json"
@@ -138,7 +138,7 @@ class OwnDatabase:
         self.process = subprocess.Popen(
             [secantusd(), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
              str(self.storage_path), "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_pytest)
         log.close()
         with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
             def ready() -> bool:

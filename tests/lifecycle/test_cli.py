@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.support import db_processes
+from lifecycle.support import db_processes, die_with_pytest
 
 ENV_KEYS = ("FHIR_MONGODB_URI", "FHIR_DATA_DIR", "FHIR_PACKAGE_REGISTRY")
 
@@ -30,7 +30,8 @@ def fhir_server_script() -> str:
 def run(argv: list[str], cwd: Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     environ.update(env)
-    return subprocess.run(argv, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=die_with_pytest)
 
 
 def test_help(tmp_path: Path) -> None:

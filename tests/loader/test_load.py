@@ -28,6 +28,7 @@ from tests.bundle.synthea import (  # noqa: E402
     provider_ids,
     providers,
 )
+from tests.conftest import die_with_pytest  # noqa: E402
 
 SUMMARY_RE = re.compile(r"^(\d+) resources loaded in [\d.]+s \((\d+)/s\); (\d+) failed$", re.M)
 
@@ -37,7 +38,8 @@ def run_load(args: list[str], data_dir: Path | None = None, timeout: float = 600
     if data_dir is not None:
         env["FHIR_DATA_DIR"] = str(data_dir)
     return subprocess.run([sys.executable, "-m", "fhir_server", "load", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=str(data_dir.parent if data_dir else _ROOT))
+                          env=env, timeout=timeout, cwd=str(data_dir.parent if data_dir else _ROOT),
+                          preexec_fn=die_with_pytest)
 
 
 def summary(result: subprocess.CompletedProcess) -> tuple[int, int]:

@@ -8,9 +8,8 @@ import uuid
 import pytest
 
 from fhir_server.validation.ins import nir_key
-from tests.conftest import ROOT, start_server
+from tests.conftest import start_server
 
-FR_CORE = ROOT.parent / "shared" / "fhir-packages" / "hl7.fhir.fr.core-2.2.0.tgz"
 FR_PATIENT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"
 COORD = "https://fhir-server.dev/ig/coordination/StructureDefinition/"
 
@@ -72,7 +71,8 @@ def test_required_bindings_and_invariants_on_write(client):
     assert client.get("/CarePlan", params={"status": "bogus"}).json()["total"] == 0
 
 
-def test_coordination_profiles_on_write(client):
+def test_coordination_profiles_on_write(client, fr_core_tgz):
+    """The allowed owners of coord-task are FR Core profiles: the guide needs FR Core loaded."""
     task = {"resourceType": "Task", "meta": {"profile": [COORD + "coord-task"]}, "status": "requested",
             "intent": "order", "for": {"reference": "Patient/x"}}
     r = client.post("/Task", json=task)
@@ -121,11 +121,9 @@ def test_ins_key_checked_on_write(client):
 
 
 @pytest.fixture(scope="module")
-def fr_server(tmp_path_factory):
-    if not FR_CORE.is_file():
-        pytest.fail(f"{FR_CORE} is missing: the French packages are expected in shared/ beside the repository")
+def fr_server(tmp_path_factory, r4_examples, fr_core_tgz):
     server = start_server(tmp_path_factory.mktemp("fr"), extra_env={
-        "FHIR_PACKAGES": str(FR_CORE), "FHIR_REQUIRED_PROFILES": f"Patient={FR_PATIENT}",
+        "FHIR_PACKAGES": str(fr_core_tgz), "FHIR_REQUIRED_PROFILES": f"Patient={FR_PATIENT}",
         "FHIR_UNKNOWN_PROFILE": "error"})
     yield server
     server.stop()

@@ -23,6 +23,8 @@ import httpx
 import pytest
 from lifecycle.support import db_processes, wait_until
 
+from tests.conftest import die_with_pytest
+
 from .support import FHIR_JSON, client, history, new_id, start_server, system
 
 CLIENTS = 2
@@ -159,7 +161,7 @@ def _check_acknowledged(http: httpx.Client, locations: list[str], bundle: dict, 
 def _demo(tmp_path: Path) -> tuple[Path, list[tuple[Path, list[str]]]]:
     out = tmp_path / "demo"
     subprocess.run([sys.executable, "-m", "fhir_server", "demo-data", "--patients", "150", "--per-file", "4",
-                    "--out", str(out)], check=True, capture_output=True)
+                    "--out", str(out)], check=True, capture_output=True, preexec_fn=die_with_pytest)
     bundles = []
     for path in sorted(out.glob("*.json")):
         body = json.loads(path.read_text())
@@ -187,7 +189,8 @@ def test_kill_during_fhir_server_load(tmp_path, r4_examples, target):
         server = start_server(data_dir)
         command += ["--url", server.base_url]
     with open(progress, "wb") as log:
-        loader = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
+        loader = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path),
+                                  preexec_fn=die_with_pytest)
     try:
         wait_until(lambda: _loaded(progress) >= total // 4 or loader.poll() is not None, 180,
                    "a quarter of the demo data loaded")

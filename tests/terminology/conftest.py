@@ -7,8 +7,6 @@ import pytest
 from fhir_server.definitions.loading import load_definitions
 from fhir_server.terminology import Terminology
 
-from .support import FR_CORE_TGZ
-
 
 @pytest.fixture(scope="session")
 def definitions(r4_examples, package_cache):
@@ -16,8 +14,8 @@ def definitions(r4_examples, package_cache):
 
 
 @pytest.fixture(scope="session")
-def fr_definitions(r4_examples, package_cache):
-    return load_definitions(package_cache, [str(FR_CORE_TGZ)])
+def fr_definitions(r4_examples, package_cache, fr_core_tgz):
+    return load_definitions(package_cache, [str(fr_core_tgz)])
 
 
 @pytest.fixture

@@ -13,10 +13,6 @@ from tests.conftest import start_server  # noqa: E402
 
 __all__ = ["start_server"]
 
-# `shared/` sits beside the repository: the French packages are there.
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FR_CORE_TGZ = SHARED / "fhir-packages" / "hl7.fhir.fr.core-2.2.0.tgz"
-
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 GENDER = "http://hl7.org/fhir/administrative-gender"
 GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .support import FR_CORE_TGZ, GENDER, start_server
+from .support import GENDER, start_server
 
 FR = "https://hl7.fr/ig/fhir/core"
 
 
 @pytest.fixture(scope="module")
-def fr_client(tmp_path_factory, r4_examples):
+def fr_client(tmp_path_factory, r4_examples, fr_core_tgz):
     running = start_server(tmp_path_factory.mktemp("fhir-fr-terminology"),
-                           extra_env={"FHIR_PACKAGES": str(FR_CORE_TGZ)})
+                           extra_env={"FHIR_PACKAGES": str(fr_core_tgz)})
     try:
         with httpx.Client(base_url=running.base_url, timeout=60, headers={"Accept": "application/fhir+json"}) as c:
             yield c

@@ -11,6 +11,7 @@ import pytest
 
 from fhir_server.tools import directory
 from fhir_server.validation.ins import nir_problem
+from tests.conftest import die_with_pytest
 
 HEADER = ("rpps;nom;prenom;code_profession;code_specialite;mssante;telephone;identifiant_structure;"
           "type_identifiant_structure;nom_structure;categorie_structure\n")
@@ -18,7 +19,7 @@ HEADER = ("rpps;nom;prenom;code_profession;code_specialite;mssante;telephone;ide
 
 def run(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "fhir_server", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, preexec_fn=die_with_pytest)
 
 
 def test_import_directory_is_idempotent_and_complete(tmp_path, base_url, client):

@@ -1,27 +1,25 @@
 """Fixtures of the validation tests: the R4 definitions, loaded once per session.
 
-The package cache is FHIR_PACKAGE_CACHE (default ~/.fhir/packages); the R4 core definitions
+The package cache is the tests' own (tests/packages.py); the R4 core definitions
 (hl7.fhir.r4.examples 4.0.1, which also carries the examples) are installed there if missing.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
 import pytest
 
-from fhir_server.definitions.packages import Package, PackageCache
-from fhir_server.definitions.registry import Definitions, ensure_core
+from fhir_server.definitions.packages import Package
+from fhir_server.definitions.registry import Definitions
 from fhir_server.validation.structural import StructuralValidator
+from tests import packages
 
 
 @functools.cache
 def load_definitions() -> Definitions:
     """Shared by the fixtures and by test collection (parametrizing over the examples)."""
-    cache = PackageCache(Path(os.environ.get("FHIR_PACKAGE_CACHE", "~/.fhir/packages")).expanduser())
-    return Definitions([ensure_core(cache)])
+    return Definitions([packages.r4_core()])
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Shared set-up of the profile validation tests (no server needed).
 
-The definitions are the R4 core from the package cache (FHIR_PACKAGE_CACHE, default
-~/.fhir/packages) plus the French packages found in `shared/fhir-packages` beside the
-repository: FR Core 2.2.0 (with snapshots) and ans.fhir.fr.tddui 2.2.0 (differential only).
+The definitions are the R4 core from the tests' package cache plus the French packages, found
+as tests/packages.py says (FHIR_TEST_PACKAGES, `../shared/fhir-packages`…): FR Core 2.2.0 (with
+snapshots) and ans.fhir.fr.tddui 2.2.0 (the differential-only rebuild of `../shared`). Without
+them, the tests that need them are skipped (they fail under CI=true).
 `test_package()` writes a small package of differential-only profiles made for these tests,
 one rule each, so that every rule of the validator is exercised on a definition whose snapshot
 the validator had to generate itself.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +20,28 @@ import pytest
 
 from fhir_server import jsonio
 from fhir_server.definitions.loading import load_definitions
-from fhir_server.definitions.packages import Package, PackageCache
+from fhir_server.definitions.packages import Package
 from fhir_server.definitions.registry import Definitions
 from fhir_server.errors import Issue
 from fhir_server.terminology import Terminology
 from fhir_server.validation.profile import ProfileValidator
 from fhir_server.validation.structural import StructuralValidator
+from tests import packages
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "fhir-packages"
-FR_CORE_TGZ = SHARED / "hl7.fhir.fr.core-2.2.0.tgz"
-TDDUI_TGZ = SHARED / "ans.fhir.fr.tddui-2.2.0.tgz"
 FR = "https://hl7.fr/ig/fhir/core/StructureDefinition/"
 TDDUI = "https://interop.esante.gouv.fr/ig/fhir/tddui/"
 TEST = "http://example.org/fhir/StructureDefinition/"
 
 
-def package_cache() -> PackageCache:
-    return PackageCache(Path(os.environ.get("FHIR_PACKAGE_CACHE", "~/.fhir/packages")).expanduser())
+def french_definitions() -> Definitions:
+    """R4 + FR Core + tddui; skips the calling test when a package is missing (fails it under CI=true)."""
+    return _french_definitions(packages.fr_core(), packages.tddui())
 
 
 @functools.cache
-def french_definitions() -> Definitions:
-    for tgz in (FR_CORE_TGZ, TDDUI_TGZ):
-        if not tgz.is_file():
-            pytest.fail(f"{tgz} is missing: the French packages are expected in shared/fhir-packages beside "
-                        "the repository")
-    return load_definitions(package_cache(), [str(FR_CORE_TGZ), str(TDDUI_TGZ)])
+def _french_definitions(fr_core: Path, tddui: Path) -> Definitions:
+    packages.r4_core()
+    return load_definitions(packages.package_cache(), [str(fr_core), str(tddui)])
 
 
 @functools.cache
@@ -60,6 +56,14 @@ def fr_core_package() -> Package:
 
 def fr_core_examples() -> list[Path]:
     return sorted((fr_core_package().root / "example").glob("*.json"))
+
+
+def fr_core_example_params() -> list:
+    """For parametrize (at collection, where a skip is not allowed): the examples of FR Core, or one
+    placeholder whose test skips (fails under CI=true) saying how to provide the package."""
+    if not (packages.available(*packages.FR_CORE) and packages.available(*packages.TDDUI)):
+        return [pytest.param(None, id="french-packages-missing")]
+    return fr_core_examples()
 
 
 def load(path: Path) -> dict[str, Any]:
