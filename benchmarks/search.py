@@ -43,6 +43,7 @@ from fhir_server.search.index import index_values
 from fhir_server.search.parameters import SearchParameters
 from fhir_server.storage.database import Database
 from fhir_server.storage.embedded import EmbeddedDatabase, _free_port
+from fhir_server.storage.store import Write, current_document, history_document
 
 SYS = "urn:oid:1.2.250.1.213.1.4.10"
 RPPS = "https://rpps.esante.gouv.fr"
@@ -103,13 +104,10 @@ def load(db, params: SearchParameters, n_patients: int) -> int:
     count = 0
     for resource in dataset(n_patients):
         stored = stamp(resource, resource["id"], 1, ts)
-        body = jsonio.dumps(stored)
-        doc = {"_id": resource["id"], "v": 1, "ts": ts, "del": False, "json": body, **index_values(params, stored)}
-        batches.setdefault(resource["resourceType"], []).append(doc)
-        ref = f"{resource['resourceType']}/{resource['id']}"
-        history.append({"_id": f"{ref}/1", "r": ref, "t": resource["resourceType"],
-                        "tk": f"{resource['resourceType']}|x", "v": 1, "ts": ts, "m": "PUT", "del": False,
-                        "json": body})
+        write = Write(resource["resourceType"], resource["id"], 1, None, ts, "PUT", jsonio.dumps(stored),
+                      index_values(params, stored))
+        batches.setdefault(write.type, []).append(current_document(write))
+        history.append(history_document(write))
         count += 1
         for type_, docs in list(batches.items()):
             if len(docs) >= 2000:

@@ -122,6 +122,19 @@ def _record(type_: str, doc: dict[str, Any]) -> Record:
     return Record(type_, doc["_id"], doc["v"], doc["ts"], doc.get("ix") or {}, doc.get("json"), contained)
 
 
+def current_document(write: Write) -> dict[str, Any]:
+    """The stored current version a write makes (also what bulk loaders insert directly)."""
+    return {"_id": write.id, "v": write.version, "ts": write.last_updated, "del": write.json is None,
+            "json": write.json, **_index_fields(write.index)}
+
+
+def history_document(write: Write) -> dict[str, Any]:
+    """The history entry a write adds."""
+    return {"_id": f"{write.type}/{write.id}/{write.version}", "r": f"{write.type}/{write.id}", "t": write.type,
+            "tk": f"{write.type}|{format_instant(write.last_updated)}", "v": write.version, "ts": write.last_updated,
+            "m": write.method, "del": write.json is None, "json": write.json}
+
+
 def _index_fields(index: IndexValues | None) -> dict[str, Any]:
     """The stored form of search values: `ix` values, `k` keys, `cix` contained values."""
     if index is None:
@@ -414,8 +427,7 @@ class ResourceStore:
         by_type: dict[str, tuple[list[dict[str, Any]], list[ReplaceOne], list[Write]]] = {}
         for write in writes:
             inserts, replaces, replaced = by_type.setdefault(write.type, ([], [], []))
-            current = {"_id": write.id, "v": write.version, "ts": write.last_updated,
-                       "del": write.json is None, "json": write.json, **_index_fields(write.index)}
+            current = current_document(write)
             if len(write.json or b"") > 1_000_000 or len(current.get("k", ())) > 10_000:
                 _check_size(write, current)
             if write.expected is None:
@@ -443,12 +455,7 @@ class ResourceStore:
                         found = self._current_version(write, session)
                         if found != write.expected:
                             raise VersionConflict(write, found)
-        self.db[HISTORY].insert_many([{
-            "_id": f"{w.type}/{w.id}/{w.version}", "r": f"{w.type}/{w.id}",
-            "t": w.type, "tk": f"{w.type}|{format_instant(w.last_updated)}",
-            "v": w.version, "ts": w.last_updated, "m": w.method,
-            "del": w.json is None, "json": w.json,
-        } for w in writes], ordered=True, session=session)
+        self.db[HISTORY].insert_many([history_document(w) for w in writes], ordered=True, session=session)
 
     def _current_version(self, write: Write, session: Any) -> int | None:
         doc = self.db[write.type].find_one({"_id": write.id}, {"v": 1}, session=session)
