@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="serve without authentication on a non-loopback address (never with patient data)")
 
     load = sub.add_parser("load", help="load JSON resources, Bundles and NDJSON files or folders")
     load.add_argument("paths", nargs="+")
@@ -169,6 +171,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from fhir_server.definitions.registry import ensure_core
     from fhir_server.storage.embedded import EmbeddedDatabase
 
+    if not _authentication_ok(settings, args):
+        return 2
     try:
         ensure_core(PackageCache(settings.package_cache, settings.package_registry))
     except PackageError as exc:
@@ -198,6 +202,36 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         if embedded:
             embedded.stop()
     return 0
+
+
+def _authentication_ok(settings: Settings, args: argparse.Namespace) -> bool:
+    """Open mode (no issuer) is for a machine's own use: refused on any other address unless
+    asked for explicitly, and loud in every case."""
+    if settings.auth_issuer:
+        if not settings.auth_audience:
+            log.error("FHIR_AUTH_ISSUER is set but no audience: set FHIR_AUTH_AUDIENCE (or FHIR_BASE_URL)")
+            return False
+        log.info("access tokens from %s for audience %s", settings.auth_issuer, settings.auth_audience)
+        return True
+    if not _is_loopback(args.host) and not args.insecure_no_auth:
+        log.error("no FHIR_AUTH_ISSUER: without authentication the server only binds a loopback address "
+                  "(--host 127.0.0.1); set FHIR_AUTH_ISSUER and FHIR_AUTH_AUDIENCE, or pass --insecure-no-auth")
+        return False
+    exposed = "" if _is_loopback(args.host) else f" — and {args.host} is reachable from other machines"
+    log.warning("OPEN MODE: no FHIR_AUTH_ISSUER, nobody is authenticated and every request may read and change "
+                "everything%s", exposed)
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _packages(settings: Settings, args: argparse.Namespace) -> int:

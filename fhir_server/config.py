@@ -75,6 +75,19 @@ class Settings:
         "FHIR_DB_TIMEOUT_MS", 3000, "How long a request waits for the database before answering 503")
     embedded_db_port: int = _setting(
         "FHIR_EMBEDDED_DB_PORT", 0, "Port of the embedded database (0: any free port)")
+    auth_issuer: str | None = _setting(
+        "FHIR_AUTH_ISSUER", None,
+        "OpenID Connect issuer whose JWT access tokens are accepted (discovery, then its jwks_uri); unset: open "
+        "mode, no authentication, loopback only")
+    auth_audience: str | None = _setting(
+        "FHIR_AUTH_AUDIENCE", None, "The `aud` an access token must carry (default: FHIR_BASE_URL)")
+    auth_identifier_claim: str | None = _setting(
+        "FHIR_AUTH_IDENTIFIER_CLAIM", None,
+        "A claim holding the user's professional identifier (e.g. idNatPs from Pro Santé Connect), for tokens "
+        "without fhirUser: the user is the Practitioner with that identifier")
+    auth_identifier_system: str = _setting(
+        "FHIR_AUTH_IDENTIFIER_SYSTEM", "urn:oid:1.2.250.1.71.4.2.1",
+        "The identifier system of that claim's values (default: idNatPs, national professional id)")
     embedded_test_commands: bool = _setting(
         "FHIR_EMBEDDED_TEST_COMMANDS", False,
         "Start the embedded database with test commands (fault injection); never in production")
@@ -99,6 +112,10 @@ class Settings:
             search_ttl_s=_int("FHIR_SEARCH_TTL_S", default.search_ttl_s),
             db_timeout_ms=_int("FHIR_DB_TIMEOUT_MS", default.db_timeout_ms),
             embedded_db_port=_int("FHIR_EMBEDDED_DB_PORT", default.embedded_db_port),
+            auth_issuer=(_env("FHIR_AUTH_ISSUER") or "").rstrip("/") or None,
+            auth_audience=_env("FHIR_AUTH_AUDIENCE") or ((_env("FHIR_BASE_URL") or "").rstrip("/") or None),
+            auth_identifier_claim=_env("FHIR_AUTH_IDENTIFIER_CLAIM"),
+            auth_identifier_system=_env("FHIR_AUTH_IDENTIFIER_SYSTEM", default.auth_identifier_system),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
         )
 

@@ -20,7 +20,7 @@ from fhir_server.coordination import rules as coordination_rules
 from fhir_server.definitions.loading import load_definitions, parse_packages_setting
 from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.rules import WriteRules
 from fhir_server.operations import reindex
@@ -28,6 +28,8 @@ from fhir_server.search import custom
 from fhir_server.search.execute import find
 from fhir_server.search.parameters import SearchParameters
 from fhir_server.search.params.token import keys_term
+from fhir_server.security.identity import Identity
+from fhir_server.security.tokens import InvalidToken, ProviderUnavailable, TokenVerifier
 from fhir_server.storage.database import Database
 from fhir_server.storage.store import ResourceStore, Version
 from fhir_server.terminology import StoredFinder, Terminology, ucum
@@ -120,6 +122,53 @@ class FhirServer:
             log.warning("stored SearchParameters not loaded: %s", exc)
         return params
 
+    # -- who is asking --------------------------------------------------------------------------
+    @cached_property
+    def token_verifier(self) -> TokenVerifier | None:
+        """None in open mode (no issuer configured)."""
+        if not self.settings.auth_issuer:
+            return None
+        if not self.settings.auth_audience:
+            raise RuntimeError("FHIR_AUTH_ISSUER is set but no audience: set FHIR_AUTH_AUDIENCE (or FHIR_BASE_URL)")
+        return TokenVerifier(self.settings.auth_issuer, self.settings.auth_audience)
+
+    def authenticate(self, authorization: str | None, base_url: str, address: str | None) -> Identity:
+        """The identity of a request from its Authorization header: 401 for a missing or bad
+        token, 503 when the OpenID provider cannot be reached to check it."""
+        verifier = self.token_verifier
+        if verifier is None:
+            return Identity.anonymous(address)
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if not authorization:
+            raise unauthorized("no access token: send Authorization: Bearer <token>")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("the Authorization header must be: Bearer <token>")
+        try:
+            claims = verifier.verify(token.strip())
+        except InvalidToken as exc:
+            raise unauthorized(str(exc)) from None
+        except ProviderUnavailable as exc:
+            log.warning("access token not checked: %s", exc)
+            raise FhirError(503, Issue("error", "transient", "the identity provider cannot be reached to check the "
+                                       "access token; retry shortly"), headers={"Retry-After": "5"}) from None
+        identity = Identity.from_claims(claims, self.settings.base_url or base_url, address)
+        if identity.fhir_user is None and self.settings.auth_identifier_claim:
+            identity = self._user_by_identifier(identity, claims.get(self.settings.auth_identifier_claim))
+        return identity
+
+    def _user_by_identifier(self, identity: Identity, value) -> Identity:
+        """For issuers that name the professional by a national identifier (Pro Santé Connect's
+        idNatPs) instead of `fhirUser`: the user is the one Practitioner with that identifier."""
+        if not isinstance(value, str) or not value:
+            return identity
+        key = f"{self.settings.auth_identifier_system}|{value}"
+        found = find(self, "Practitioner", [keys_term("identifier", {key})])
+        if len(found) == 1:
+            return identity.with_user(f"Practitioner/{found[0].id}")
+        if len(found) > 1:
+            log.warning("%d Practitioners have the identifier %s: the user stays unnamed", len(found), value)
+        return identity
+
     # -- requests and writes -------------------------------------------------------------------
     def dispatch(self, req: FhirRequest) -> FhirResponse:
         """Route one request (from HTTP or a bundle entry) to its interaction or operation."""
@@ -142,3 +191,10 @@ class FhirServer:
     def prepare_type(self, type_: str) -> None:
         """The index of a type's search keys, made before its first write."""
         self.store.ensure_type_indexes(type_)
+
+
+def unauthorized(reason: str) -> FhirError:
+    """401 with the RFC 6750 challenge."""
+    quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" if c == '"' else "?" for c in reason)[:300]
+    return FhirError(401, Issue("error", "login", reason),
+                     headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'})

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server import routing
 from fhir_server.api import http
 from fhir_server.api.request_log import RequestLog
 from fhir_server.config import Settings
@@ -65,6 +66,13 @@ def _base_url(server: FhirServer, request: Request) -> str:
 async def _handle(server: FhirServer, request: Request, path: str) -> Response:
     params = list(request.query_params.multi_items())
     target = urls.parse_path(path, params)
+    base_url = _base_url(server, request)
+    address = request.client.host if request.client else None
+    if target.shape in routing.PUBLIC_SHAPES:
+        identity = None
+    else:  # before the body is read: nothing is parsed for a caller who is nobody
+        identity = await run_in_threadpool(server.authenticate, request.headers.get("authorization"), base_url,
+                                           address)
     media_type = http.negotiate(request)
     method = request.method
     if target.shape.endswith("-search"):
@@ -75,7 +83,7 @@ async def _handle(server: FhirServer, request: Request, path: str) -> Response:
         body = None
     prefer = http.prefer(request)
     fhir_request = FhirRequest(
-        method=method, base_url=_base_url(server, request), shape=target.shape, operation=target.operation,
+        method=method, base_url=base_url, shape=target.shape, operation=target.operation, identity=identity,
         type=target.type, id=target.id, version=target.version, compartment=target.compartment,
         params=params, body=body,
         if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),

@@ -63,7 +63,8 @@ def parse_entry(server: FhirServer, req: FhirRequest, index: int, raw: Any) -> E
         compartment=target.compartment, params=target.params, body=resource,
         if_match=request.get("ifMatch"), if_none_match=request.get("ifNoneMatch"),
         if_modified_since=_instant(request.get("ifModifiedSince")), if_none_exist=request.get("ifNoneExist"),
-        prefer_return=req.prefer_return, prefer_handling=req.prefer_handling, request_id=req.request_id)
+        prefer_return=req.prefer_return, prefer_handling=req.prefer_handling, request_id=req.request_id,
+        identity=req.identity)
     if target.type is not None and not server.definitions.is_resource_type(target.type):
         raise FhirError(404, Issue("error", "not-supported", f"{where}: {target.type!r} is not a resource type"))
     full_url = raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import orjson
 
 from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions.access import authorize
 from fhir_server.interactions.read import unknown
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag
 from fhir_server.search.dates import DateError, instant, period
@@ -37,6 +38,9 @@ def history(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.id is not None:
         check_id(req.id)
         return _instance_history(server, req, count, since, at, cursor)
+    if req.type is None and req.identity is not None:
+        # every type's changes in one list: only for scopes that cover every type
+        authorize(req, None, "s")
     snapshot = cursor["s"] if cursor else now()
     if at is not None:
         versions = _current_during(server.store.history_scan(req.type, min(snapshot, at[1])), at)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.security.identity import Identity
 from fhir_server.storage.store import Version, format_instant
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -36,6 +37,7 @@ class FhirRequest:
     prefer_return: str | None = None  # minimal | representation | OperationOutcome
     prefer_handling: str | None = None  # strict | lenient
     request_id: str | None = None  # the X-Request-Id of the HTTP request that carried it
+    identity: Identity | None = None  # who asks (None: not through the router, e.g. a direct call)
     shape: str = ""  # the URL's shape (interactions.urls): instance, type-search, …
     operation: str | None = None  # `$name` without the $, for the *-operation shapes
 

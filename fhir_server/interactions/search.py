@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
+from fhir_server.interactions.access import allowed_types, left_out
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.search import include as includes
 from fhir_server.search import sort as sorting
@@ -34,6 +35,10 @@ def search(server: FhirServer, req: FhirRequest) -> FhirResponse:
     ctx = Context(server, req.base_url, strict=req.prefer_handling == "strict")
     form = _Form.read(server, req, ctx)
     types = _types(server, req, form, ctx)
+    if req.type is None or req.id is not None:  # several types: the router checked none of them
+        types, excluded = allowed_types(req, types, "s")
+        if excluded:
+            ctx.warnings.append(left_out(excluded, "s"))
     compartment = _compartment(server, req) if req.id is not None else None
     matches: list[Record] = []
     contained_keys: list[str] = []

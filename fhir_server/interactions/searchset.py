@@ -84,7 +84,9 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
         inc = [includes.Include(*i) for i in info["includes"]]
         rev = [includes.Include(*i) for i in info["revincludes"]]
         if inc or rev:
-            extra, capped = includes.included(server, page, inc, rev)
+            scopes = req.identity.scopes if req.identity is not None else None
+            extra, capped = includes.included(server, page, inc, rev, readable=lambda type_: scopes is None or (
+                scopes.allows(type_, "r") or scopes.allows(type_, "s")))
             entries.extend(_entry(server, base, record, "include", info) for record in extra)
             if capped:
                 info["warnings"].append(Issue("warning", "too-costly", f"only the first {includes.MAX_INCLUDED} "

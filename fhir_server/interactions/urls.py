@@ -2,7 +2,7 @@
 
 The one parser of FHIR URLs: HTTP request paths and the `request.url` of batch and transaction
 entries both go through it, so both name interactions the same way. Shapes: metadata, system,
-system-search, system-history, system-operation, type, type-search, type-history,
+smart-configuration, system-search, system-history, system-operation, type, type-search, type-history,
 type-operation, instance, instance-history, instance-operation, version, compartment.
 A trailing slash changes nothing (`[base]/`, `[base]/Patient/`).
 """
@@ -42,6 +42,8 @@ def parse_path(path: str, params: list[tuple[str, str]]) -> Target:
     n = len(segments)
     if segments == ["metadata"]:
         return Target("metadata", params=params)
+    if segments == [".well-known", "smart-configuration"]:
+        return Target("smart-configuration", params=params)
     if n == 0:
         return Target("system", params=params)
     if segments[0].startswith("$"):

@@ -202,6 +202,7 @@ def _store(server: FhirServer, req: FhirRequest, careplan, tasks, goals) -> Fhir
         activity["reference"]["reference"] = ids[activity["reference"]["reference"]]
     entries.insert(0, {"fullUrl": plan_url, "resource": plan, "request": {"method": "POST", "url": "CarePlan"}})
     transaction = FhirRequest("POST", req.base_url, shape="system", prefer_return="minimal", request_id=req.request_id,
+                              identity=req.identity,
                               body={"resourceType": "Bundle", "type": "transaction", "entry": entries})
     result = server.dispatch(transaction)
     location = result.body["entry"][0]["response"]["location"]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
+from fhir_server.interactions.access import allowed_types, left_out
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search.compartments import compartment_terms
@@ -39,6 +40,10 @@ def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     since = _date("_since", req.param("_since"), 0)
     types = _types(server, req.param("_type"))
     count = _count(server, req.param("_count"))
+    # the record holds every type: only those the scopes let the caller read are gathered
+    kept, excluded = allowed_types(req, sorted(types or server.definitions.resource_types), "r")
+    types = set(kept)
+    warnings = [left_out(excluded, "r").to_json()] if excluded and req.param("_type") else []
 
     keys = [f"Patient/{req.id}"] if _wanted("Patient", types) else []
     docs: list[Record] = []
@@ -55,11 +60,11 @@ def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     keys += _referenced(server, docs + own, set(keys) | {f"Patient/{req.id}"}, types, since)
     info = {"params": [(k, v) for k, v in req.params if k != "_page"], "count": count, "summary": None,
             "elements": None, "total": "accurate", "includes": [], "revincludes": [],
-            "path": f"Patient/{req.id}/$everything", "warnings": []}
+            "path": f"Patient/{req.id}/$everything", "warnings": warnings}
     return searchset.first_page(server, req, keys, info)
 
 
-def _referenced(server: FhirServer, docs: list[Record], seen: set[str], types: set[str] | None,
+def _referenced(server: FhirServer, docs: list[Record], seen: set[str], types: set[str],
                 since: datetime | None) -> list[str]:
     """`Type/id` of the resources the compartment refers to and does not hold itself."""
     wanted: dict[str, set[str]] = {}
@@ -91,8 +96,8 @@ def _in_period(server: FhirServer, type_: str, doc: Record, start: datetime | No
     return True  # no clinical date: part of the record whatever the period
 
 
-def _wanted(type_: str, types: set[str] | None) -> bool:
-    return types is None or type_ in types
+def _wanted(type_: str, types: set[str]) -> bool:
+    return type_ in types
 
 
 def _types(server: FhirServer, raw: str | None) -> set[str] | None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.access import authorize
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.routing import tables
 
 if TYPE_CHECKING:
     from fhir_server.server import FhirServer
+
+# URL shapes anyone may ask for, without a token: what a client needs to learn how to get one.
+PUBLIC_SHAPES = frozenset({"metadata", "smart-configuration"})
 
 
 def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
@@ -22,6 +26,8 @@ def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.type is not None and not server.definitions.is_resource_type(req.type):
         raise FhirError(404, Issue("error", "not-supported", f"{req.type!r} is not a FHIR R4 resource type this "
                                    f"server knows (see [base]/metadata)"))
+    if req.identity is None and req.shape not in PUBLIC_SHAPES:
+        raise RuntimeError("a request reached the router without an identity")  # a wiring fault: fail closed
     if req.shape.endswith("-operation"):
         return _operation(server, req, method)
     allowed = tables.methods(req.shape)
@@ -32,6 +38,8 @@ def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
         raise FhirError(405, Issue("error", "not-supported", f"{req.method} is not supported on this URL; use "
                                    f"{', '.join(m for m in allowed if m != 'HEAD')}"),
                         headers={"Allow": ", ".join(allowed)})
+    if interaction.letter is not None:
+        authorize(req, req.type, interaction.letter)
     return interaction.handler(server, req)
 
 
@@ -45,4 +53,5 @@ def _operation(server: FhirServer, req: FhirRequest, method: str) -> FhirRespons
         allowed = " or ".join(operation.methods)
         raise FhirError(405, Issue("error", "not-supported", f"${operation.name} takes {allowed}"),
                         headers={"Allow": ", ".join(operation.methods)})
+    authorize(req, req.type, operation.letter)
     return operation.handler(server, req)

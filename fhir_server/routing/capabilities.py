@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import FHIR_VERSION, __version__
+from fhir_server.routing.smart_configuration import rest_security
 from fhir_server.search import fulltext
 from fhir_server.storage.store import format_instant, now
 
@@ -17,7 +18,7 @@ _TYPE_LEVEL = {"read", "vread", "update", "patch", "delete", "history-instance",
 
 def capability_statement(server: FhirServer, base_url: str, interactions, operation_table) -> dict[str, Any]:
     """The statement of what `interactions` and `operations` (the router's tables) offer."""
-    codes = [i.code for i in interactions if i.code != "capabilities"]
+    codes = [i.code for i in interactions if i.code not in ("capabilities", "smart-configuration")]
     type_codes = sorted({c for c in codes if c in _TYPE_LEVEL})
     system_codes = sorted({c for c in codes if c not in _TYPE_LEVEL})
     conditional = {(i.code, i.shape) for i in interactions if i.conditional}
@@ -78,6 +79,7 @@ def capability_statement(server: FhirServer, base_url: str, interactions, operat
         "rest": [{
             "mode": "server",
             "documentation": documentation,
+            "security": rest_security(server),
             "resource": resources,
             "interaction": [{"code": c} for c in system_codes],
             "operation": [{"name": op.name, "definition": op.definition or f"{base_url}/OperationDefinition/{op.name}"}

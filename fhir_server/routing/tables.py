@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fhir_server.interactions import bundle, create, delete, history, patch, read, search, update
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations import apply, everything, expand, lookup, reindex, validate, validate_code
-from fhir_server.routing import capabilities
+from fhir_server.routing import capabilities, smart_configuration
 
 if TYPE_CHECKING:
     from fhir_server.server import FhirServer
@@ -27,6 +27,9 @@ class Interaction:
     method: str
     handler: Callable
     conditional: bool = False
+    # the SMART scope letter it needs on its resource type (None: checked inside, per type or
+    # per entry — system and compartment searches, history, batch and transaction)
+    letter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Operation:
     handler: Callable
     definition: str | None = None  # canonical URL of its OperationDefinition, when one exists
     types: tuple[str, ...] = ()  # resource types it applies to at type/instance level (empty: all)
+    letter: str = "r"  # the SMART scope letter it needs on its type ("*" at the system level)
 
 
 def _metadata(server: FhirServer, req: FhirRequest) -> FhirResponse:
@@ -45,19 +49,20 @@ def _metadata(server: FhirServer, req: FhirRequest) -> FhirResponse:
 
 INTERACTIONS: tuple[Interaction, ...] = (
     Interaction("capabilities", "metadata", "GET", _metadata),
-    Interaction("read", "instance", "GET", read.read),
-    Interaction("vread", "version", "GET", read.vread),
-    Interaction("update", "instance", "PUT", update.update),
-    Interaction("delete", "instance", "DELETE", delete.delete),
-    Interaction("patch", "instance", "PATCH", patch.patch),
-    Interaction("history-instance", "instance-history", "GET", history.history),
-    Interaction("create", "type", "POST", create.create),
-    Interaction("update", "type", "PUT", update.conditional_update, conditional=True),
-    Interaction("delete", "type", "DELETE", delete.conditional_delete, conditional=True),
-    Interaction("patch", "type", "PATCH", patch.conditional_patch, conditional=True),
-    Interaction("history-type", "type-history", "GET", history.history),
-    Interaction("search-type", "type", "GET", search.search),
-    Interaction("search-type", "type-search", "POST", search.search),
+    Interaction("smart-configuration", "smart-configuration", "GET", smart_configuration.smart_configuration),
+    Interaction("read", "instance", "GET", read.read, letter="r"),
+    Interaction("vread", "version", "GET", read.vread, letter="r"),
+    Interaction("update", "instance", "PUT", update.update, letter="u"),
+    Interaction("delete", "instance", "DELETE", delete.delete, letter="d"),
+    Interaction("patch", "instance", "PATCH", patch.patch, letter="u"),
+    Interaction("history-instance", "instance-history", "GET", history.history, letter="r"),
+    Interaction("create", "type", "POST", create.create, letter="c"),
+    Interaction("update", "type", "PUT", update.conditional_update, conditional=True, letter="u"),
+    Interaction("delete", "type", "DELETE", delete.conditional_delete, conditional=True, letter="d"),
+    Interaction("patch", "type", "PATCH", patch.conditional_patch, conditional=True, letter="u"),
+    Interaction("history-type", "type-history", "GET", history.history, letter="s"),
+    Interaction("search-type", "type", "GET", search.search, letter="s"),
+    Interaction("search-type", "type-search", "POST", search.search, letter="s"),
     Interaction("search-type", "compartment", "GET", search.search),
     Interaction("history-system", "system-history", "GET", history.history),
     Interaction("search-system", "system", "GET", search.search),
@@ -67,7 +72,7 @@ INTERACTIONS: tuple[Interaction, ...] = (
 )
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("reindex", ("system", "type"), ("GET", "POST"), reindex.reindex),
+    Operation("reindex", ("system", "type"), ("GET", "POST"), reindex.reindex, letter="u"),
     Operation("validate", ("type", "instance"), ("GET", "POST"), validate.validate,
               "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
     Operation("everything", ("instance",), ("GET", "POST"), everything.everything,

@@ -6,6 +6,7 @@ lookup per target type and a reverse include one keyed query per source type.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,9 @@ def _reference_codes(server: FhirServer, type_: str, code: str) -> list[str]:
 
 
 def included(server: FhirServer, matches: list[Record], includes: list[Include], revincludes: list[Include],
-             session: Any = None) -> tuple[list[Record], bool]:
-    """Resources to add with search.mode=include, and whether the cap cut the list short."""
+             session: Any = None, readable: Callable[[str], bool] = lambda type_: True) -> tuple[list[Record], bool]:
+    """Resources to add with search.mode=include, and whether the cap cut the list short. Only
+    types `readable` allows are read: nothing else is returned, nor followed by `:iterate`."""
     seen = {record.key for record in matches}
     out: list[Record] = []
     frontier = matches
@@ -71,7 +73,8 @@ def included(server: FhirServer, matches: list[Record], includes: list[Include],
         rev = [i for i in revincludes if round_ == 0 or i.iterate]
         if not (fwd or rev) or not frontier:
             break
-        new = _forward(server, frontier, fwd, seen, session) + _reverse(server, frontier, rev, seen, session)
+        new = _forward(server, frontier, fwd, seen, session, readable) + \
+            _reverse(server, frontier, rev, seen, session, readable)
         out.extend(new)
         if len(out) > MAX_INCLUDED:
             return out[:MAX_INCLUDED], True
@@ -79,7 +82,7 @@ def included(server: FhirServer, matches: list[Record], includes: list[Include],
     return out, False
 
 
-def _forward(server: FhirServer, docs: list[Record], includes, seen, session) -> list[Record]:
+def _forward(server: FhirServer, docs: list[Record], includes, seen, session, readable) -> list[Record]:
     wanted: dict[str, set[str]] = {}
     for doc in docs:
         for inc in includes:
@@ -93,6 +96,8 @@ def _forward(server: FhirServer, docs: list[Record], includes, seen, session) ->
                         wanted.setdefault(local[0], set()).add(local[1])
     out = []
     for type_, ids in sorted(wanted.items()):
+        if not readable(type_):
+            continue
         for record in server.store.find(type_, Ids(tuple(sorted(ids))), json=True, session=session):
             if record.key not in seen:
                 seen.add(record.key)
@@ -100,12 +105,12 @@ def _forward(server: FhirServer, docs: list[Record], includes, seen, session) ->
     return out
 
 
-def _reverse(server: FhirServer, docs: list[Record], revincludes, seen, session) -> list[Record]:
+def _reverse(server: FhirServer, docs: list[Record], revincludes, seen, session, readable) -> list[Record]:
     out = []
     targets = {doc.key for doc in docs}
     for inc in revincludes:
         types = server.definitions.resource_types if inc.source == "*" else (inc.source,)
-        for type_ in types:
+        for type_ in filter(readable, types):
             for code in _reference_codes(server, type_, inc.code):
                 keys = {k for k in targets if inc.target is None or k.startswith(inc.target + "/")}
                 if not keys:

@@ -1,0 +1,35 @@
+"""What the request's scopes allow, checked where the interaction knows the resource types:
+the router checks the type of a typed interaction; searches and history over several types
+keep the types allowed and say which were left out."""
+
+from __future__ import annotations
+
+from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.request import FhirRequest
+
+_DOING = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
+def authorize(req: FhirRequest, type_: str | None, letter: str) -> None:
+    """403 unless the request's scopes allow `letter` on `type_` (None: on every type)."""
+    scopes = req.identity.scopes
+    if not scopes.allows("*" if type_ is None else type_, letter):
+        what = "every resource type" if type_ is None else type_
+        raise FhirError(403, Issue("error", "forbidden", f"the access token's scopes ({scopes.text or 'none'}) do not "
+                                   f"allow {_DOING[letter]} ({letter}) on {what}"))
+
+
+def allowed_types(req: FhirRequest, types: list[str], letter: str) -> tuple[list[str], list[str]]:
+    """(the types the scopes allow `letter` on, those left out)."""
+    if req.identity is None:
+        return types, []
+    scopes = req.identity.scopes
+    kept = [t for t in types if scopes.allows(t, letter)]
+    return kept, [t for t in types if not scopes.allows(t, letter)]
+
+
+def left_out(types: list[str], letter: str) -> Issue:
+    """The warning a searchset carries for the types its scopes do not cover."""
+    shown = ", ".join(types[:20]) + (f" and {len(types) - 20} more" if len(types) > 20 else "")
+    return Issue("warning", "forbidden", f"not searched, the access token's scopes do not allow "
+                 f"{_DOING[letter]} ({letter}) on: {shown}")
