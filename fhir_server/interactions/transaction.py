@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
+from fhir_server.interactions.access import authorize
 from fhir_server.interactions.bundle_entries import ORDER, Entry, dispatch, parse_entry
 from fhir_server.interactions.bundle_responses import error_entry, failed, response_entry
 from fhir_server.interactions.delete import tombstones
@@ -78,13 +79,21 @@ def _unique_full_urls(entries: list[Entry]) -> None:
         seen[entry.full_url] = entry.index
 
 
+_LETTERS = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+
+
 def _check_writes(server: FhirServer, entries: list[Entry]) -> None:
-    """Checks that need no database: bodies, validation, the same resource written twice."""
+    """Checks that need no database: scopes, bodies, validation, the same resource written twice.
+    (Read entries go through the router after the commit, which checks their scopes.)"""
     seen: dict[str, int] = {}
     for entry in entries:
         if entry.reads:
             continue
         try:
+            if entry.target.type is not None and entry.method in _LETTERS:
+                authorize(entry.request, entry.target.type, _LETTERS[entry.method])
+                if entry.target.shape == "type" and (entry.method != "POST" or entry.request.if_none_exist):
+                    authorize(entry.request, entry.target.type, "s")  # a condition is a search
             if entry.method == "POST" and entry.target.shape == "type":
                 validate(server, require_body(entry.request))
             elif entry.method == "PUT" and entry.target.shape == "instance":
@@ -194,7 +203,7 @@ def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, s
         return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
                                 req.base_url)]
     resource = rewrite(dict(entry.resource), ids, base_of(entry.full_url),
-                       lambda ref: _conditional_reference(server, ref, session, planned))
+                       lambda ref: _conditional_reference(server, entry.request, ref, session, planned))
     resource["id"] = id_
     if entry.method == "POST":
         return [new_version(server, resource, id_, 1, None, now(), "POST", req.base_url)]
@@ -203,10 +212,11 @@ def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, s
     return [next_version(server, put_req, session, id_, resource, expected)]
 
 
-def _conditional_reference(server: FhirServer, ref: str, session, planned) -> str:
+def _conditional_reference(server: FhirServer, req: FhirRequest, ref: str, session, planned) -> str:
     type_, _, query = ref.partition("?")
     if not server.definitions.is_resource_type(type_):
         raise bad_request(f"the conditional reference {ref!r} does not start with a resource type")
+    authorize(req, type_, "s")  # a search: it tells whether such resources exist
     criteria = conditional.parse(server, type_, query, f"the conditional reference {ref!r}")
     keys = [f"{type_}/{v.id}" for v in conditional.matches(server, type_, criteria, session)]
     keys += [f"{type_}/{id_}" for id_ in conditional.matches_planned(server, type_, criteria, planned)]

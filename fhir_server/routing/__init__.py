@@ -40,6 +40,8 @@ def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
                         headers={"Allow": ", ".join(allowed)})
     if interaction.letter is not None:
         authorize(req, req.type, interaction.letter)
+        if interaction.conditional or req.if_none_exist:
+            authorize(req, req.type, "s")  # a condition is a search: it tells what exists
     return interaction.handler(server, req)
 
 
