@@ -4,8 +4,9 @@ token into what they allow.
 
 Letters (v2): c create, r read (read, vread, instance history), u update (and patch), d delete,
 s search (search, type and system history). v1 `read` is `rs`, `write` is `cud`, `*` all.
-A granular scope (`?category=…`) allows only resources its query matches; the search layer
-applies the query, so here it is kept as criteria.
+A granular scope (`?category=…`) allows only resources its query matches, a `patient/` scope
+only the resources of the token's patient. Neither restriction is enforced on every path yet, so
+both kinds are parsed but grant nothing (fail closed): `held_back` names them in the 403.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class Scope:
 
     def covers(self, resource_type: str, letter: str) -> bool:
         return letter in self.letters and self.type in ("*", resource_type)
+
+    @property
+    def enforced(self) -> bool:
+        """Whether this server can hold the scope to its limits on every path (see above)."""
+        return self.context != "patient" and not self.criteria
 
 
 def parse_scope(text: str) -> Scope | None:
@@ -65,22 +71,9 @@ class Scopes:
         return cls(everything=True, text="(open mode)")
 
     def allows(self, resource_type: str, letter: str) -> bool:
-        """Whether any scope lets `letter` be done on `resource_type` (granular ones included:
-        the search layer narrows those to what their criteria match)."""
-        return self.everything or any(s.covers(resource_type, letter) for s in self.granted)
+        """Whether a scope lets `letter` be done on every resource of `resource_type`."""
+        return self.everything or any(s.enforced and s.covers(resource_type, letter) for s in self.granted)
 
-    def criteria(self, resource_type: str, letter: str) -> list[tuple[tuple[str, str], ...]] | None:
-        """The granular queries limiting `letter` on a type (any one matching suffices), or None
-        when a scope allows it without limit."""
-        if self.everything:
-            return None
-        found = []
-        for scope in self.granted:
-            if scope.covers(resource_type, letter):
-                if not scope.criteria:
-                    return None
-                found.append(scope.criteria)
-        return found
-
-    def contexts(self) -> set[str]:
-        return {s.context for s in self.granted}
+    def held_back(self, resource_type: str, letter: str) -> list[Scope]:
+        """Scopes that would cover `letter` on the type but are not enforced yet."""
+        return [s for s in self.granted if not s.enforced and s.covers(resource_type, letter)]
