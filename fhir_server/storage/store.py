@@ -327,7 +327,7 @@ class ResourceStore:
         return {"tk": {low_op: f"{type_}|{format_instant(lo)}", high_op: f"{type_}|{format_instant(hi)}"}}
 
     @translate_errors
-    def history_scan(self, type_: str | None, until: datetime) -> Iterable[Version]:
+    def history_scan(self, type_: str | None, until: datetime) -> list[Version]:
         """Every history entry up to `until`, metadata only, newest first (for `_at`)."""
         if type_ is None:
             query: dict[str, Any] = {"ts": {"$lte": until}}
@@ -335,9 +335,7 @@ class ResourceStore:
             query = {"tk": {"$gte": f"{type_}|", "$lte": f"{type_}|{format_instant(until)}"}}
         docs = list(self.db[HISTORY].find(query, {"json": 0}))
         docs.sort(key=lambda d: (d["ts"], d["_id"]), reverse=True)
-        for doc in docs:
-            type_name, id_ = doc["r"].split("/", 1)
-            yield _version(type_name, id_, doc, doc.get("m"))
+        return [_version(*doc["r"].split("/", 1), doc, doc.get("m")) for doc in docs]
 
     # -- writes --------------------------------------------------------------------------------
     @translate_errors
