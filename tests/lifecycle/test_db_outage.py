@@ -47,12 +47,19 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 def requests_during_outage(client: httpx.Client, patient: dict) -> None:
-    """A read, a create, an update and a history request: each 503, none hangs."""
+    """Reads, writes, history, searches with chains and includes, operations that read the
+    database their own way ($everything, $reindex, a bundle): each 503, none hangs."""
     pid = patient["id"]
     assert_unavailable(client.get(f"/Patient/{pid}"))
     assert_unavailable(client.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Lost"}]}))
     assert_unavailable(client.put(f"/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "active": False}))
     assert_unavailable(client.get(f"/Patient/{pid}/_history"))
+    assert_unavailable(client.get("/Observation", params={"subject.name": "lost", "_include": "Observation:subject"}))
+    assert_unavailable(client.get(f"/Patient/{pid}/$everything"))
+    assert_unavailable(client.post("/$reindex"))
+    assert_unavailable(client.get("/_history", params={"_at": "2000"}))
+    assert_unavailable(client.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}}]}))
 
 
 def assert_no_internal_error_logged(server: RunningServer) -> None:
