@@ -255,3 +255,23 @@ def test_patient_and_granular_scopes_grant_nothing_until_they_are_enforced(http,
         assert "not enforced" in r.json()["issue"][0]["diagnostics"]
         searched = http.get("/", params={"_type": "Patient"}, headers=token).json()
         assert all(e["search"]["mode"] == "outcome" for e in searched.get("entry", ())), searched
+
+
+def test_third_party_clients_work_with_a_token(secured, provider):
+    from fhirclient import client as smart_client
+    from fhirclient.models.patient import Patient as FCPatient
+    from fhirpy import SyncFHIRClient
+    from fhirpy.base.exceptions import AuthorizationError
+
+    token = provider.token("backend", scope=EVERYTHING)
+    fhirpy = SyncFHIRClient(secured.base_url, authorization=f"Bearer {token}",
+                            extra_headers={"Accept": "application/fhir+json"})
+    patient = fhirpy.resource("Patient", name=[{"family": "Porteur"}])
+    patient.save()
+    assert fhirpy.reference("Patient", patient.id).to_resource()["name"][0]["family"] == "Porteur"
+    with pytest.raises(AuthorizationError):
+        SyncFHIRClient(secured.base_url).reference("Patient", patient.id).to_resource()
+
+    smart = smart_client.FHIRClient(settings={"app_id": "fhir-server-tests", "api_base": secured.base_url})
+    smart.server.session.headers["Authorization"] = f"Bearer {token}"
+    assert FCPatient.read(patient.id, smart.server).name[0].family == "Porteur"
