@@ -13,7 +13,6 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search import include as includes
-from fhir_server.search.execute import fetch
 from fhir_server.search.summary import subset
 from fhir_server.storage.records import Record
 from fhir_server.storage.searches import SearchResults
@@ -71,7 +70,7 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
     entries = []
     if info["summary"] != "count":
         page_keys = keys[offset:offset + count]
-        records = fetch(server, [k.split("#", 1)[0] for k in page_keys])
+        records = server.store.fetch([k.split("#", 1)[0] for k in page_keys])
         page = [records[k] for k in page_keys if k in records]
         for key in page_keys:
             container = records.get(key.split("#", 1)[0])

@@ -87,11 +87,6 @@ def find(server: FhirServer, type_: str, terms: list[Term], *, session: Any = No
     return [record for record in found if all(t.match(record) for t in terms)]
 
 
-def fetch(server: FhirServer, keys: list[str]) -> dict[str, Record]:
-    """Live resources by `Type/id`, with their JSON; deleted ones left out."""
-    return server.store.fetch(keys)
-
-
 def find_contained(server: FhirServer, type_: str, terms: list[Term],
                    containers: list[str]) -> list[tuple[Record, str]]:
     """Resources of `type_` contained in resources of the `containers` types, matching every term:
