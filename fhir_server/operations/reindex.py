@@ -31,7 +31,7 @@ BATCH = 500
 # The format of the stored search values: raise it when `index_values` computes something new.
 # 2: UCUM quantities in canonical units, `_content`/`_text` words, ligatures folded.
 FORMAT = 2
-_FORMAT_MARKER = "search-index"
+SEARCH_INDEX_MARKER = "search-index"
 
 
 def reindex(server: FhirServer, req: FhirRequest) -> FhirResponse:
@@ -46,7 +46,7 @@ def reindex(server: FhirServer, req: FhirRequest) -> FhirResponse:
 def upgrade(server: FhirServer) -> str | None:
     """At start: reindex everything in the background if the stored search values are of an
     older format (one worker claims it); returns the job id, or None when nothing is to do."""
-    marker = Marker(server.database, _FORMAT_MARKER)
+    marker = Marker(server.database, SEARCH_INDEX_MARKER)
     stored, claimed = marker.read()
     if stored == FORMAT or claimed == FORMAT:
         return None
@@ -102,7 +102,7 @@ def _run(server: FhirServer, job_id: str, types: list[str], upgrade_to: int | No
             jobs.update(job_id, append={"done": type_})
         jobs.update(job_id, set_={"status": "completed", "finished": now()})
         if upgrade_to is not None:
-            Marker(server.database, _FORMAT_MARKER).write(upgrade_to)
+            Marker(server.database, SEARCH_INDEX_MARKER).write(upgrade_to)
             log.warning("search values reindexed to format %s", upgrade_to)
     except Exception as exc:  # noqa: BLE001 - reported through the job, not lost in a thread
         log.exception("$reindex failed" + ("; POST [base]/$reindex to finish the upgrade" if upgrade_to else ""))
