@@ -88,6 +88,9 @@ class Settings:
     auth_identifier_system: str = _setting(
         "FHIR_AUTH_IDENTIFIER_SYSTEM", "urn:oid:1.2.250.1.71.4.2.1",
         "The identifier system of that claim's values (default: idNatPs, national professional id)")
+    audit: bool = _setting(
+        "FHIR_AUDIT", True,
+        "Record every access as an AuditEvent; false is refused with an issuer (open mode only: benchmarks)")
     embedded_test_commands: bool = _setting(
         "FHIR_EMBEDDED_TEST_COMMANDS", False,
         "Start the embedded database with test commands (fault injection); never in production")
@@ -116,6 +119,7 @@ class Settings:
             auth_audience=_env("FHIR_AUTH_AUDIENCE") or ((_env("FHIR_BASE_URL") or "").rstrip("/") or None),
             auth_identifier_claim=_env("FHIR_AUTH_IDENTIFIER_CLAIM"),
             auth_identifier_system=_env("FHIR_AUTH_IDENTIFIER_SYSTEM", default.auth_identifier_system),
+            audit=_env("FHIR_AUDIT", "true") not in ("0", "false", "no", "off"),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
         )
 

@@ -21,17 +21,21 @@ from fhir_server.definitions.loading import load_definitions, parse_packages_set
 from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions
 from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions import provenance
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.interactions.resource import new_version
 from fhir_server.interactions.rules import WriteRules
 from fhir_server.operations import reindex
 from fhir_server.search import custom
 from fhir_server.search.execute import find
 from fhir_server.search.parameters import SearchParameters
 from fhir_server.search.params.token import keys_term
+from fhir_server.security.audit_events import Access
+from fhir_server.security.audit_trail import AuditTrail
 from fhir_server.security.identity import Identity
 from fhir_server.security.tokens import InvalidToken, ProviderUnavailable, TokenVerifier
 from fhir_server.storage.database import Database
-from fhir_server.storage.store import ResourceStore, Version
+from fhir_server.storage.store import ResourceStore, Version, now
 from fhir_server.terminology import StoredFinder, Terminology, ucum
 from fhir_server.validation.ins import InsCheck
 from fhir_server.validation.profile import ProfileValidator
@@ -76,6 +80,7 @@ class FhirServer:
         except FhirError as exc:
             log.warning("indexes not checked at start: %s", exc)
         self.search_parameters  # noqa: B018 - loads the stored SearchParameters now, not in a request
+        self.audit  # noqa: B018 - a setting it refuses stops the start, not the first request
         try:  # search values stored by an older version are recomputed in the background
             reindex.upgrade(self)
         except FhirError as exc:
@@ -88,6 +93,7 @@ class FhirServer:
     def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        self.audit.stop()  # what is queued is written before the database closes
         self.close()
 
     def close(self) -> None:
@@ -121,6 +127,29 @@ class FhirServer:
         except FhirError as exc:  # the database may come later; the watcher catches up
             log.warning("stored SearchParameters not loaded: %s", exc)
         return params
+
+    # -- the audit trail ----------------------------------------------------------------------------
+    @cached_property
+    def audit(self) -> AuditTrail:
+        """Every access, recorded as an AuditEvent by a writer thread (security/audit_trail.py)."""
+        if not self.settings.audit and self.settings.auth_issuer:
+            raise RuntimeError("FHIR_AUDIT=false is for open mode only: with an issuer every access is audited")
+        observer: dict = {"display": "fhir-server"}
+        if self.settings.base_url:
+            observer["identifier"] = {"system": "urn:ietf:rfc:3986", "value": self.settings.base_url}
+        return AuditTrail(self._store_audit_events, observer, enabled=self.settings.audit)
+
+    def _store_audit_events(self, events: list[dict]) -> None:
+        base_url = self.settings.base_url
+        ts = now()
+        self.store.append([new_version(self, event, event["id"], 1, None, ts, "POST", base_url)
+                           for event in events])
+
+    def audit_refusal(self, method: str, url: str, status: int, reason: str, request_id: str | None,
+                      address: str | None, identity: Identity | None = None) -> None:
+        """A request refused before it reached the router: 401, or a body that cannot be read."""
+        self.audit.record(Access(recorded=now(), identity=identity, address=address, method=method,
+                                 interaction=None, status=status, path=url, request_id=request_id, error=reason))
 
     # -- who is asking --------------------------------------------------------------------------
     @cached_property
@@ -174,9 +203,11 @@ class FhirServer:
         """Route one request (from HTTP or a bundle entry) to its interaction or operation."""
         return routing.dispatch(self, req)
 
-    def transact(self, work, guards=()) -> list[Version]:
-        """Commit a unit of work (see ResourceStore.transact), then let what depends on the
-        written resources follow (SearchParameters take effect at once)."""
+    def transact(self, work, guards=(), *, req: FhirRequest) -> list[Version]:
+        """Commit a unit of work (see ResourceStore.transact) with the Provenance of what `req`
+        writes, then let what depends on the written resources follow (SearchParameters take
+        effect at once)."""
+        work = provenance.attach(self, req, work)
         versions = self.store.transact(work, guards)
         if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
             self.terminology.find_stored.forget()

@@ -23,6 +23,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions import urls
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.security.identity import Identity
 from fhir_server.server import FhirServer
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,29 @@ def _base_url(server: FhirServer, request: Request) -> str:
 
 async def _handle(server: FhirServer, request: Request, path: str) -> Response:
     params = list(request.query_params.multi_items())
-    target = urls.parse_path(path, params)
     base_url = _base_url(server, request)
     address = request.client.host if request.client else None
-    if target.shape in routing.PUBLIC_SHAPES:
-        identity = None
-    else:  # before the body is read: nothing is parsed for a caller who is nobody
-        identity = await run_in_threadpool(server.authenticate, request.headers.get("authorization"), base_url,
-                                           address)
-    media_type = http.negotiate(request)
+    url = path + (f"?{request.url.query}" if request.url.query else "")
+    identity = None
+    try:
+        target = urls.parse_path(path, params)
+        if target.shape in routing.PUBLIC_SHAPES:
+            identity = Identity.nobody(address)
+        else:  # before the body is read: nothing is parsed for a caller who is nobody
+            identity = await run_in_threadpool(server.authenticate, request.headers.get("authorization"),
+                                               base_url, address)
+        media_type = http.negotiate(request)
+        fhir_request = await _fhir_request(server, request, target, base_url, url, identity, params)
+    except FhirError as exc:  # refused before the router, which audits the rest
+        server.audit_refusal(request.method, url, exc.status, str(exc), request.state.request_id, address,
+                             identity)
+        raise
+    result: FhirResponse = await run_in_threadpool(server.dispatch, fhir_request)
+    return _respond(result, media_type, http.is_pretty(request), head=request.method == "HEAD")
+
+
+async def _fhir_request(server: FhirServer, request: Request, target: urls.Target, base_url: str, url: str,
+                        identity: Identity, params: list[tuple[str, str]]) -> FhirRequest:
     method = request.method
     if target.shape.endswith("-search"):
         body = await http.read_body(request, server.settings.max_body_bytes, form=True)
@@ -82,17 +97,15 @@ async def _handle(server: FhirServer, request: Request, path: str) -> Response:
     else:
         body = None
     prefer = http.prefer(request)
-    fhir_request = FhirRequest(
+    return FhirRequest(
         method=method, base_url=base_url, shape=target.shape, operation=target.operation, identity=identity,
         type=target.type, id=target.id, version=target.version, compartment=target.compartment,
-        params=params, body=body,
+        params=params, body=body, url=url,
         if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),
         if_modified_since=http.http_date(request.headers.get("if-modified-since")),
-        if_none_exist=request.headers.get("if-none-exist"),
+        if_none_exist=request.headers.get("if-none-exist"), provenance=request.headers.get("x-provenance"),
         prefer_return=prefer.get("return"), prefer_handling=prefer.get("handling"),
         request_id=request.state.request_id)
-    result: FhirResponse = await run_in_threadpool(server.dispatch, fhir_request)
-    return _respond(result, media_type, http.is_pretty(request), head=method == "HEAD")
 
 
 def _respond(result: FhirResponse, media_type: str, pretty: bool, head: bool = False) -> Response:

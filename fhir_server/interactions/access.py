@@ -8,6 +8,9 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest
 
 _DOING = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+# Types whose resources, once written, no one may change or delete through the API, whatever
+# the scopes: the audit trail.
+IMMUTABLE = frozenset({"AuditEvent"})
 
 
 def authorize(req: FhirRequest, type_: str | None, letter: str) -> None:
@@ -21,6 +24,14 @@ def authorize(req: FhirRequest, type_: str | None, letter: str) -> None:
             text += ("; patient/ scopes and granular scopes (?…) are not enforced by this server yet, so they grant "
                      "nothing: ask for user/ or system/ scopes")
         raise FhirError(403, Issue("error", "forbidden", text))
+
+
+def check_mutable(type_: str | None, letter: str) -> None:
+    """405 for an update, patch or delete of a resource that is never changed (AuditEvent)."""
+    if type_ in IMMUTABLE and letter in ("u", "d"):
+        raise FhirError(405, Issue("error", "not-supported", f"{type_} resources are a record of what happened: "
+                                   f"they can be created and read, never changed or deleted"),
+                        headers={"Allow": "GET, HEAD, POST"})
 
 
 def allowed_types(req: FhirRequest, types: list[str], letter: str) -> tuple[list[str], list[str]]:

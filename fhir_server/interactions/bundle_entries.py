@@ -34,6 +34,7 @@ class Entry:
     existing: Version | None = None  # If-None-Exist matched this one: nothing written
     alias: bool = False  # If-None-Exist matched a resource an earlier entry creates
     written: list[Version] = field(default_factory=list)
+    deleted_json: bytes | None = None  # what a DELETE entry deleted (the audit trail reads its patients)
 
     @property
     def reads(self) -> bool:
@@ -64,7 +65,7 @@ def parse_entry(server: FhirServer, req: FhirRequest, index: int, raw: Any) -> E
         if_match=request.get("ifMatch"), if_none_match=request.get("ifNoneMatch"),
         if_modified_since=_instant(request.get("ifModifiedSince")), if_none_exist=request.get("ifNoneExist"),
         prefer_return=req.prefer_return, prefer_handling=req.prefer_handling, request_id=req.request_id,
-        identity=req.identity)
+        identity=req.identity, url=url, entry=index, provenance=req.provenance)
     if target.type is not None and not server.definitions.is_resource_type(target.type):
         raise FhirError(404, Issue("error", "not-supported", f"{where}: {target.type!r} is not a resource type"))
     full_url = raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None

@@ -33,7 +33,7 @@ def create(server: FhirServer, req: FhirRequest) -> FhirResponse:
         return [new_version(server, resource, id_, 1, None, ts, "POST", req.base_url)]
 
     guards = [conditional.guard_key(req.type, query)] if query is not None else []
-    written = server.transact(work, guards)
+    written = server.transact(work, guards, req=req)
     if existing:  # If-None-Exist matched one resource: nothing created, 200 with it
         return versioned_response(req, existing[0], 200)
     return versioned_response(req, written[0], 201, location=True)

@@ -20,14 +20,16 @@ if TYPE_CHECKING:
 def delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
     check_id(req.id)
     expected = parse_etag(req.if_match) if req.if_match is not None else None
+    deleted: list[Version] = []
 
     def work(session):
         current = server.store.read_in(session, req.type, req.id)
         check_if_match(f"{req.type}/{req.id}", current, expected)
-        return tombstones([current] if current and not current.deleted else [])
+        deleted[:] = [current] if current and not current.deleted else []
+        return tombstones(deleted)
 
-    written = server.transact(work)
-    return _answer(req, written, f"{req.type}/{req.id}")
+    written = server.transact(work, req=req)
+    return _answer(req, written, deleted, f"{req.type}/{req.id}")
 
 
 def conditional_delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
@@ -35,13 +37,16 @@ def conditional_delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
     text = conditional.query_string(req.params)
     query = conditional.parse(server, req.type, text, "the URL")
 
+    deleted: list[Version] = []
+
     def work(session):
         found = conditional.matches(server, req.type, query, session)
         conditional.at_most_one(found, req.type, text)
+        deleted[:] = found
         return tombstones(found)
 
-    written = server.transact(work)
-    return _answer(req, written, f"{req.type}?{text}")
+    written = server.transact(work, req=req)
+    return _answer(req, written, deleted, f"{req.type}?{text}")
 
 
 def tombstones(current: list[Version]) -> list[Write]:
@@ -49,12 +54,12 @@ def tombstones(current: list[Version]) -> list[Write]:
             for v in current]
 
 
-def _answer(req: FhirRequest, written: list[Version], what: str) -> FhirResponse:
+def _answer(req: FhirRequest, written: list[Version], deleted: list[Version], what: str) -> FhirResponse:
     if not written:
         return FhirResponse(200, outcome_issue("information", "informational",
                                                f"nothing to delete: {what} does not exist or is already deleted"))
     response = FhirResponse(200, outcome_issue("information", "informational",
                                                f"deleted {written[0].type}/{written[0].id} "
                                                f"(version {written[0].version})"),
-                            etag=etag(written[0].version))
+                            etag=etag(written[0].version), touched=[v.json for v in deleted if v.json])
     return response

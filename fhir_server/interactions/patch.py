@@ -38,7 +38,7 @@ def patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
         return [patched_version(server, req.type, req.id, current, changes, expected, req.base_url)]
 
     server.prepare_type(req.type)
-    return versioned_response(req, server.transact(work)[0], 200)
+    return versioned_response(req, server.transact(work, req=req)[0], 200)
 
 
 def conditional_patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
@@ -56,7 +56,7 @@ def conditional_patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
         return [patched_version(server, req.type, found[0].id, current, changes, expected, req.base_url)]
 
     server.prepare_type(req.type)
-    return versioned_response(req, server.transact(work)[0], 200)
+    return versioned_response(req, server.transact(work, req=req)[0], 200)
 
 
 def _changes(body: Any) -> tuple[str, Any]:

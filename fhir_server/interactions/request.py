@@ -40,6 +40,9 @@ class FhirRequest:
     identity: Identity | None = None  # who asks (None: not through the router, e.g. a direct call)
     shape: str = ""  # the URL's shape (interactions.urls): instance, type-search, …
     operation: str | None = None  # `$name` without the $, for the *-operation shapes
+    url: str = ""  # the URL relative to the base, with its query, as received (the audit trail's)
+    entry: int | None = None  # the index of the batch or transaction entry this request is
+    provenance: str | None = None  # the X-Provenance header: a Provenance (JSON) for the write
 
     def param(self, name: str) -> str | None:
         for key, value in self.params:
@@ -57,6 +60,9 @@ class FhirResponse:
     location: str | None = None
     content_location: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # what the interaction read or wrote besides the body (a deleted version, a written one
+    # answered with Prefer: return=minimal): the audit trail finds the patients concerned in it
+    touched: list[bytes] = field(default_factory=list)
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -96,7 +102,8 @@ def versioned_response(req: FhirRequest, stored: Version, status: int, *, body: 
     url = f"{req.base_url}/{stored.type}/{stored.id}/_history/{stored.version}"
     response = FhirResponse(status, etag=etag(stored.version), last_modified=stored.last_updated,
                             location=url if location else None,
-                            content_location=url if location else None)
+                            content_location=url if location else None,
+                            touched=[stored.json] if stored.json else [])
     if body:
         if req.prefer_return == "minimal":
             response.body = None

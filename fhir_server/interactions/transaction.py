@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
-from fhir_server.interactions.access import authorize
+from fhir_server.interactions.access import authorize, check_mutable
+from fhir_server.interactions.audit import access
 from fhir_server.interactions.bundle_entries import ORDER, Entry, dispatch, parse_entry
 from fhir_server.interactions.bundle_responses import error_entry, failed, response_entry
 from fhir_server.interactions.delete import tombstones
@@ -31,7 +32,7 @@ from fhir_server.interactions.request import (
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.interactions.update import next_version, update_body
 from fhir_server.search.index import index_values
-from fhir_server.storage.store import Version, format_instant, now
+from fhir_server.storage.store import Version, now
 
 if TYPE_CHECKING:
     from fhir_server.server import FhirServer
@@ -59,7 +60,7 @@ def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
     def work(session):
         return _plan(server, req, entries, session)
 
-    written = server.transact(work, guards) if writes else []
+    written = server.transact(work, guards, req=req) if writes else []
     by_key = {f"{v.type}/{v.id}": v for v in written}
     responses = [_transaction_response(server, req, entry, by_key) for entry in entries]
     out: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction-response"}
@@ -91,6 +92,7 @@ def _check_writes(server: FhirServer, entries: list[Entry]) -> None:
             continue
         try:
             if entry.target.type is not None and entry.method in _LETTERS:
+                check_mutable(entry.target.type, _LETTERS[entry.method])
                 authorize(entry.request, entry.target.type, _LETTERS[entry.method])
                 if entry.target.shape == "type" and (entry.method != "POST" or entry.request.if_none_exist):
                     authorize(entry.request, entry.target.type, "s")  # a condition is a search
@@ -196,6 +198,7 @@ def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, s
         current = server.store.read_in(session, type_, id_)
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         check_if_match(entry.key, current, expected)
+        entry.deleted_json = current.json if current else None
         return tombstones([current] if current and not current.deleted else [])
     if entry.method == "PATCH":
         current = server.store.read_in(session, type_, id_)
@@ -231,20 +234,29 @@ def _conditional_reference(server: FhirServer, req: FhirRequest, ref: str, sessi
 
 def _transaction_response(server: FhirServer, req: FhirRequest, entry: Entry,
                           written: dict[str, Version]) -> dict[str, Any]:
-    if entry.reads:
+    if entry.reads:  # through the router, which audits it
         try:
             return response_entry(req, dispatch(server, entry))
         except FhirError as exc:
             return error_entry(exc)
+    response = _written_response(entry, written)
+    server.audit.record(access(entry.request, _INTERACTIONS[entry.method], response.status, response))
+    return response_entry(req, response)
+
+
+_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def _written_response(entry: Entry, written: dict[str, Version]) -> FhirResponse:
     if entry.existing is not None:
-        return response_entry(req, versioned_response(entry.request, entry.existing, 200, location=True))
+        return versioned_response(entry.request, entry.existing, 200, location=True)
     version = written.get(entry.key or "")
     if entry.alias and version is not None:
-        return response_entry(req, versioned_response(entry.request, version, 200, location=True))
+        return versioned_response(entry.request, version, 200, location=True)
     if version is None:  # a delete of nothing
-        return {"response": {"status": "204 No Content"}}
+        return FhirResponse(204)
     if version.deleted:
-        return {"response": {"status": "204 No Content", "etag": etag(version.version),
-                             "lastModified": format_instant(version.last_updated)}}
+        return FhirResponse(204, etag=etag(version.version), last_modified=version.last_updated,
+                            touched=[entry.deleted_json] if entry.deleted_json else [])
     status = 201 if version.version == 1 else 200
-    return response_entry(req, versioned_response(entry.request, version, status, location=True))
+    return versioned_response(entry.request, version, status, location=True)

@@ -31,7 +31,7 @@ def update(server: FhirServer, req: FhirRequest) -> FhirResponse:
     def work(session):
         return [next_version(server, req, session, req.id, resource, expected)]
 
-    written = server.transact(work)[0]
+    written = server.transact(work, req=req)[0]
     return versioned_response(req, written, 201 if written.version == 1 else 200,
                               location=written.version == 1)
 
@@ -57,7 +57,7 @@ def conditional_update(server: FhirServer, req: FhirRequest) -> FhirResponse:
             id_ = check_id(body_id) if body_id is not None else str(uuid.uuid4())
         return [next_version(server, req, session, id_, resource, expected)]
 
-    written = server.transact(work, [conditional.guard_key(req.type, query)])[0]
+    written = server.transact(work, [conditional.guard_key(req.type, query)], req=req)[0]
     return versioned_response(req, written, 201 if written.version == 1 else 200,
                               location=written.version == 1)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.interactions.access import authorize
+from fhir_server.interactions.access import authorize, check_mutable
+from fhir_server.interactions.audit import access
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.routing import tables
 
@@ -21,6 +22,36 @@ PUBLIC_SHAPES = frozenset({"metadata", "smart-configuration"})
 
 
 def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
+    """Run the request and leave its AuditEvent, whatever came of it."""
+    server.audit.check()
+    interaction = _interaction_code(req)
+    try:
+        response = _route(server, req)
+    except FhirError as exc:
+        server.audit.record(access(req, interaction, exc.status, error=str(exc)))
+        raise
+    except Exception:
+        server.audit.record(access(req, interaction, 500, error="internal error"))
+        raise
+    server.audit.record(access(req, interaction, response.status, response))
+    return response
+
+
+def _interaction_code(req: FhirRequest) -> str | None:
+    """The restful-interaction code the audit records (None: not a request this server routes)."""
+    if req.shape.endswith("-operation"):
+        return "operation"
+    method = "GET" if req.method == "HEAD" else req.method
+    found = tables.interaction(req.shape, method)
+    if found is None:
+        return None
+    if found.code in ("transaction", "batch"):
+        body_type = req.body.get("type") if isinstance(req.body, dict) else None
+        return body_type if body_type in ("transaction", "batch") else found.code
+    return found.code
+
+
+def _route(server: FhirServer, req: FhirRequest) -> FhirResponse:
     """Run the request; HEAD runs GET (the caller drops the body), OPTIONS lists the methods."""
     method = "GET" if req.method == "HEAD" else req.method
     if req.type is not None and not server.definitions.is_resource_type(req.type):
@@ -39,6 +70,7 @@ def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
                                    f"{', '.join(m for m in allowed if m != 'HEAD')}"),
                         headers={"Allow": ", ".join(allowed)})
     if interaction.letter is not None:
+        check_mutable(req.type, interaction.letter)
         authorize(req, req.type, interaction.letter)
         if interaction.conditional or req.if_none_exist:
             authorize(req, req.type, "s")  # a condition is a search: it tells what exists

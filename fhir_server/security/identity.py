@@ -30,6 +30,11 @@ class Identity:
         return cls(None, None, Scopes.all(), address=address, open=True)
 
     @classmethod
+    def nobody(cls, address: str | None = None) -> Identity:
+        """Who asks for what needs no token (metadata, SMART discovery): no rights at all."""
+        return cls(None, None, Scopes(), address=address)
+
+    @classmethod
     def from_claims(cls, claims: dict[str, Any], base_url: str | None, address: str | None) -> Identity:
         scope = claims.get("scope")
         if isinstance(scope, list):  # some providers send an array (`scp` style)
@@ -41,6 +46,12 @@ class Identity:
                    scopes=Scopes.parse(scope if isinstance(scope, str) else ""),
                    fhir_user=local_reference(_text(claims.get("fhirUser")), base_url),
                    patient=_text(claims.get("patient")), purpose_of_use=_text(purpose), address=address)
+
+    @property
+    def user_subject(self) -> str | None:
+        """`sub` when it names a user: a client acting for itself (client credentials) has its
+        own id as `sub`, and no user."""
+        return self.subject if self.subject and self.subject != self.client_id else None
 
     def with_user(self, fhir_user: str) -> Identity:
         return replace(self, fhir_user=fhir_user)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 LETTERS = "cruds"
+# Types a wildcard scope (`user/*.cruds`) does not reach: only a scope naming them does. The
+# audit trail is read by auditors, not by every client that may read clinical data.
+EXPLICIT_ONLY = frozenset({"AuditEvent"})
 _V1 = {"read": "rs", "write": "cud", "*": LETTERS}
 _SCOPE = re.compile(r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\."
                     r"(?P<perms>\*|read|write|[cruds]+)(?:\?(?P<query>.+))?$")
@@ -29,7 +32,9 @@ class Scope:
     criteria: tuple[tuple[str, str], ...] = ()  # granular scopes: the query resources must match
 
     def covers(self, resource_type: str, letter: str) -> bool:
-        return letter in self.letters and self.type in ("*", resource_type)
+        if letter not in self.letters:
+            return False
+        return self.type == resource_type or (self.type == "*" and resource_type not in EXPLICIT_ONLY)
 
     @property
     def enforced(self) -> bool:

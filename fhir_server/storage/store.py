@@ -407,6 +407,19 @@ class ResourceStore:
                 raise
         return [w.as_version() for w in writes]
 
+    @translate_errors
+    def append(self, writes: list[Write]) -> None:
+        """Store new resources that nothing else writes (AuditEvents: first versions with fresh
+        ids), without a transaction: each document stands alone, and a batch tried again after
+        a failure skips what the first try already stored."""
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for write in writes:
+            by_type.setdefault(write.type, []).append(current_document(write))
+        for type_, documents in by_type.items():
+            self.ensure_type_indexes(type_)
+            _insert_new(self.db[type_], documents)
+        _insert_new(self.db[HISTORY], [history_document(w) for w in writes])
+
     def _committed(self, write: Write) -> bool:
         """Is this very write in the history (so its whole transaction committed)? The JSON is
         compared too: a concurrent transaction may have committed the same version number
@@ -458,3 +471,12 @@ class ResourceStore:
     def _current_version(self, write: Write, session: Any) -> int | None:
         doc = self.db[write.type].find_one({"_id": write.id}, {"v": 1}, session=session)
         return doc["v"] if doc else None
+
+
+def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> None:
+    """insert_many, where a document already there (stored by an earlier try) is not an error."""
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", ())):
+            raise
