@@ -76,8 +76,13 @@ class Scopes:
         return cls(everything=True, text="(open mode)")
 
     def allows(self, resource_type: str, letter: str) -> bool:
-        """Whether a scope lets `letter` be done on every resource of `resource_type`."""
-        return self.everything or any(s.enforced and s.covers(resource_type, letter) for s in self.granted)
+        """Whether a scope lets `letter` be done on every resource of `resource_type` ("*": of
+        every type, those only explicit scopes reach included)."""
+        if self.everything:
+            return True
+        if resource_type == "*" and not all(self.allows(t, letter) for t in EXPLICIT_ONLY):
+            return False
+        return any(s.enforced and s.covers(resource_type, letter) for s in self.granted)
 
     def held_back(self, resource_type: str, letter: str) -> list[Scope]:
         """Scopes that would cover `letter` on the type but are not enforced yet."""

@@ -199,6 +199,7 @@ def test_audit_events_are_searchable_with_an_audit_scope_only(http, ehr, auditor
         assert all(e["resource"]["resourceType"] != "AuditEvent" for e in system.get("entry", ()))
         everything = http.get(f"/Patient/{a}/$everything", headers=headers).json()
         assert all(e["resource"]["resourceType"] != "AuditEvent" for e in everything.get("entry", ()))
+        assert http.get("/_history", headers=headers).status_code == 403  # it would list AuditEvents
     assert http.get(f"/AuditEvent/{event['id']}", headers=auditor).json()["id"] == event["id"]
 
 

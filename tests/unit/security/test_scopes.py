@@ -31,7 +31,11 @@ def test_what_a_set_allows():
     scopes = Scopes.parse("openid fhirUser user/Patient.rs system/Observation.c user/*.s")
     assert scopes.allows("Patient", "r") and scopes.allows("Observation", "c") and scopes.allows("Encounter", "s")
     assert not scopes.allows("Encounter", "r") and not scopes.allows("Patient", "d")
-    assert scopes.allows("*", "s") and not scopes.allows("*", "r")
+    assert not scopes.allows("*", "r")
+    # a wildcard does not reach the audit trail, so it does not cover "every type" either
+    assert not scopes.allows("AuditEvent", "s") and not scopes.allows("*", "s")
+    with_audit = Scopes.parse("user/*.s user/AuditEvent.s")
+    assert with_audit.allows("AuditEvent", "s") and with_audit.allows("*", "s")
 
 
 def test_patient_and_granular_scopes_are_held_back():
