@@ -1,10 +1,11 @@
-"""What authentication costs: the same reads, searches and creates with bearer tokens checked,
-next to the same server without authentication, on one database, in one run.
+"""What security costs: the same reads, searches and creates with bearer tokens checked, every
+access audited and every write given its Provenance, next to the same server in open mode with
+the audit trail off, on one database, in one run.
 
     python -m benchmarks.auth [--patients 1000] [--repeat 300] [--out benchmarks/out/auth.json]
 
 The dataset of benchmarks/search.py is loaded once; two `fhir-server serve` processes share the
-database, one in open mode and one with FHIR_AUTH_ISSUER pointing at a small OpenID issuer
+database, one in open mode with FHIR_AUDIT=false and one with FHIR_AUTH_ISSUER pointing at a small OpenID issuer
 served here (discovery and JWKS on loopback, an RS256 key made for the run: the benchmark
 measures the server, not a provider). Requests alternate between the two servers in rounds so
 that noise from the shared machine falls on both alike; each operation's p50 is compared.
@@ -118,16 +119,19 @@ def measure(off_url: str, on_url: str, token: str, n: int, repeat: int) -> dict[
 
 def run(n: int, repeat: int, params) -> dict[str, Any]:
     issuer = Issuer()
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     try:
         with search.loaded_server(n, params) as env:
-            process, on_url = _serve(env.uri, Path(os.environ.get("TMPDIR", "/tmp")) / f"auth-bench-{os.getpid()}",
-                                     {"FHIR_AUTH_ISSUER": issuer.url, "FHIR_AUTH_AUDIENCE": AUDIENCE})
+            off, off_url = _serve(env.uri, tmp / f"open-bench-{os.getpid()}", {"FHIR_AUDIT": "false"})
+            on, on_url = _serve(env.uri, tmp / f"auth-bench-{os.getpid()}",
+                                {"FHIR_AUTH_ISSUER": issuer.url, "FHIR_AUTH_AUDIENCE": AUDIENCE})
             try:
-                return {"patients": n, "repeat": repeat, "operations": measure(env.base_url, on_url, issuer.token(),
+                return {"patients": n, "repeat": repeat, "operations": measure(off_url, on_url, issuer.token(),
                                                                                n, repeat)}
             finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                for process in (off, on):
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(30)
     finally:
         issuer.stop()
 

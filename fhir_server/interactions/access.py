@@ -26,12 +26,17 @@ def authorize(req: FhirRequest, type_: str | None, letter: str) -> None:
         raise FhirError(403, Issue("error", "forbidden", text))
 
 
-def check_mutable(type_: str | None, letter: str) -> None:
-    """405 for an update, patch or delete of a resource that is never changed (AuditEvent)."""
-    if type_ in IMMUTABLE and letter in ("u", "d"):
-        raise FhirError(405, Issue("error", "not-supported", f"{type_} resources are a record of what happened: "
-                                   f"they can be created and read, never changed or deleted"),
-                        headers={"Allow": "GET, HEAD, POST"})
+def check_mutable(type_: str | None, letter: str, *, upsert: bool = False) -> None:
+    """405 for an update, patch or delete of a resource that is never changed (AuditEvent).
+    An `upsert` (PUT of an id) may still create one: the update refuses it if it exists."""
+    if type_ in IMMUTABLE and (letter == "d" or (letter == "u" and not upsert)):
+        raise immutable(type_)
+
+
+def immutable(type_: str) -> FhirError:
+    return FhirError(405, Issue("error", "not-supported", f"{type_} resources are a record of what happened: "
+                                f"they can be created and read, never changed or deleted"),
+                     headers={"Allow": "GET, HEAD, POST, PUT"})
 
 
 def allowed_types(req: FhirRequest, types: list[str], letter: str) -> tuple[list[str], list[str]]:

@@ -49,6 +49,7 @@ def attach(server: FhirServer, req: FhirRequest, work: Work) -> Work:
     identified = identity is not None and not identity.open
     if declared is None and not identified:
         return work
+    server.prepare_type("Provenance")
 
     def with_provenance(session) -> list[Write]:
         writes = work(session)

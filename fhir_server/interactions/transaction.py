@@ -92,7 +92,8 @@ def _check_writes(server: FhirServer, entries: list[Entry]) -> None:
             continue
         try:
             if entry.target.type is not None and entry.method in _LETTERS:
-                check_mutable(entry.target.type, _LETTERS[entry.method])
+                check_mutable(entry.target.type, _LETTERS[entry.method],
+                              upsert=entry.method == "PUT" and entry.target.shape == "instance")
                 authorize(entry.request, entry.target.type, _LETTERS[entry.method])
                 if entry.target.shape == "type" and (entry.method != "POST" or entry.request.if_none_exist):
                     authorize(entry.request, entry.target.type, "s")  # a condition is a search

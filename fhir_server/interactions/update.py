@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.errors import bad_request
 from fhir_server.interactions import conditional
+from fhir_server.interactions.access import IMMUTABLE, immutable
 from fhir_server.interactions.request import (
     FhirRequest,
     FhirResponse,
@@ -85,6 +86,8 @@ def next_version(server: FhirServer, req: FhirRequest, session, id_: str, resour
     """The write that makes `resource` the next version of type/id, honouring If-Match."""
     current = server.store.read_in(session, req.type, id_)
     check_if_match(f"{req.type}/{id_}", current, expected)
+    if current is not None and req.type in IMMUTABLE:
+        raise immutable(req.type)  # created with this id, never changed
     version = current.version + 1 if current else 1
     ts = next_instant(current.last_updated if current else None)
     return new_version(server, resource, id_, version, current.version if current else None, ts, "PUT",

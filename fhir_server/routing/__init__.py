@@ -70,7 +70,7 @@ def _route(server: FhirServer, req: FhirRequest) -> FhirResponse:
                                    f"{', '.join(m for m in allowed if m != 'HEAD')}"),
                         headers={"Allow": ", ".join(allowed)})
     if interaction.letter is not None:
-        check_mutable(req.type, interaction.letter)
+        check_mutable(req.type, interaction.letter, upsert=interaction.code == "update" and not interaction.conditional)
         authorize(req, req.type, interaction.letter)
         if interaction.conditional or req.if_none_exist:
             authorize(req, req.type, "s")  # a condition is a search: it tells what exists

@@ -77,6 +77,7 @@ class Database:
         self.db: MongoDatabase = self.client[name]
         self._transactions: bool | None = None
         self._tight_ranges: bool | None = None
+        self._one_command: bool | None = None
         self._indexed = False
         self._lock = threading.Lock()
 
@@ -94,6 +95,15 @@ class Database:
                 log.warning("the database is a standalone server: writes are NOT atomic across the "
                             "current and history collections; use a replica set in production")
         return self._transactions
+
+    @property
+    @translate_errors
+    def writes_in_one_command(self) -> bool:
+        """Whether the server takes writes to several collections in one command (`bulkWrite`,
+        MongoDB 8.0, wire version 25): a transaction's writes then cost one round trip."""
+        if self._one_command is None:
+            self._one_command = self.client.admin.command("hello").get("maxWireVersion", 0) >= 25
+        return self._one_command
 
     @property
     @translate_errors

@@ -25,8 +25,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bson
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo.errors import (
+    BulkWriteError,
+    ClientBulkWriteException,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors, translate_iteration
@@ -433,8 +439,13 @@ class ResourceStore:
         return _version(type_, id_, doc) if doc else None
 
     def _apply(self, writes: list[Write], session: Any) -> None:
-        """All the writes, batched: one `insert_many` of new documents and one `bulk_write` of
-        version-checked replacements per type, one `insert_many` into the history."""
+        """All the writes: in one command where the server takes that, else one `insert_many`
+        of new documents and one `bulk_write` of version-checked replacements per type and one
+        `insert_many` into the history. Each command is a round trip, and a write by an
+        identified user has its Provenance beside it: two types and the history at least."""
+        if self.database.writes_in_one_command:
+            self._apply_in_one_command(writes, session)
+            return
         by_type: dict[str, tuple[list[dict[str, Any]], list[ReplaceOne], list[Write]]] = {}
         for write in writes:
             inserts, replaces, replaced = by_type.setdefault(write.type, ([], [], []))
@@ -467,6 +478,41 @@ class ResourceStore:
                         if found != write.expected:
                             raise VersionConflict(write, found)
         self.db[HISTORY].insert_many([history_document(w) for w in writes], ordered=True, session=session)
+
+    def _apply_in_one_command(self, writes: list[Write], session: Any) -> None:
+        """`_apply` as one client `bulkWrite`: current documents (inserted, or replaced if still at
+        the version expected), then the history entries, in order."""
+        name = self.db.name
+        models: list[Any] = []
+        for write in writes:
+            current = current_document(write)
+            if len(write.json or b"") > 1_000_000 or len(current.get("k", ())) > 10_000:
+                _check_size(write, current)
+            namespace = f"{name}.{write.type}"
+            if write.expected is None:
+                models.append(InsertOne(current, namespace=namespace))
+            else:
+                models.append(ReplaceOne({"_id": write.id, "v": write.expected}, current, namespace=namespace))
+        models.extend(InsertOne(history_document(w), namespace=f"{name}.{HISTORY}") for w in writes)
+        try:
+            result = self.database.client.bulk_write(models, session=session, ordered=True, verbose_results=True)
+        except ClientBulkWriteException as exc:
+            if isinstance(exc.error, PyMongoError):  # the command itself failed: its labels decide a retry
+                raise exc.error from None
+            for error in exc.write_errors or ():
+                index = error.get("idx", -1)
+                if error.get("code") == 11000 and 0 <= index < 2 * len(writes):
+                    # the document (or, after a replacement that matched nothing, its history
+                    # entry) was written meanwhile by another writer: the work reads again on
+                    # retry; the transaction is aborted, so the version found is read outside it
+                    write = writes[index % len(writes)]
+                    found = None if write.expected is None else self._current_version(write, None)
+                    raise VersionConflict(write, found) from None
+            raise
+        for index, update in (result.update_results or {}).items():
+            if index < len(writes) and update.matched_count != 1:
+                write = writes[index]
+                raise VersionConflict(write, self._current_version(write, session))
 
     def _current_version(self, write: Write, session: Any) -> int | None:
         doc = self.db[write.type].find_one({"_id": write.id}, {"v": 1}, session=session)

@@ -181,7 +181,8 @@ def test_a_failure_at_any_write_of_the_commit_leaves_the_database_as_it_was(txn_
         history_before = system_history(http)
         before = dump(db)
         db.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": n, "times": 1},
-                          "data": {"failCommands": ["insert", "update", "delete", "findAndModify"],
+                          "data": {"failCommands": ["insert", "update", "delete", "findAndModify", "bulkWrite",
+                                                   "commitTransaction"],
                                    "errorCode": 8, "errorLabels": [], "appName": "fhir-server"}})
         try:
             response = transact(http, txn_server.base_url, entries)

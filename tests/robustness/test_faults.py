@@ -47,7 +47,7 @@ from .support import (
     system,
 )
 
-WRITE_COMMANDS = ["insert", "update", "delete", "findAndModify", "commitTransaction"]
+WRITE_COMMANDS = ["insert", "update", "delete", "findAndModify", "bulkWrite", "commitTransaction"]
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def assert_no_stack_trace_in_responses(failures: list[tuple[int, int, str]]) -> 
         assert "Traceback" not in text and "pymongo" not in text, text
 
 
-@pytest.mark.parametrize("commands", [["insert", "update"], ["commitTransaction"]], ids=["write", "commit"])
+@pytest.mark.parametrize("commands", [["insert", "update", "bulkWrite"], ["commitTransaction"]], ids=["write", "commit"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_transient_transaction_error_is_retried_and_written_once(server, db, http, kind, commands):
     for times in (1, 3):
@@ -248,7 +248,7 @@ def test_connection_lost_inside_the_transaction_leaves_nothing(server, db, http,
     write = make_write(kind, http)
     before = dump(db)
     history_before = _system_history_count(http)
-    with fail_point(db, ["insert", "update"], {"times": 1}, closeConnection=True):
+    with fail_point(db, ["insert", "update", "bulkWrite"], {"times": 1}, closeConnection=True):
         response = write.send(http)
     if response.status_code < 300:
         write.check(http, response)
@@ -263,7 +263,7 @@ def test_connection_lost_inside_the_transaction_leaves_nothing(server, db, http,
 @pytest.mark.parametrize("kind", ["create", "transaction"])
 def test_connection_lost_inside_the_transaction_is_retried(server, db, http, kind):
     write = make_write(kind, http)
-    with fail_point(db, ["insert", "update"], {"times": 1}, closeConnection=True):
+    with fail_point(db, ["insert", "update", "bulkWrite"], {"times": 1}, closeConnection=True):
         response = write.send(http)
     assert response.status_code < 300, f"{response.status_code} {response.text}"
     write.check(http, response)

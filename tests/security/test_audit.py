@@ -98,6 +98,7 @@ def resource(http, headers, type_, body, **extra) -> dict:
 
 def test_a_scripted_sequence_of_requests_leaves_one_event_each_with_the_right_patients(http, ehr, auditor,
                                                                                        provider):
+    """Each request of the script carries its own X-Request-Id; each leaves one event."""
     a = resource(http, ehr, "Patient", {"name": [{"family": "Audit-A"}]})["id"]
     b = resource(http, ehr, "Patient", {"name": [{"family": "Audit-B"}]})["id"]
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
@@ -135,7 +136,7 @@ def test_a_scripted_sequence_of_requests_leaves_one_event_each_with_the_right_pa
         assert r.headers["x-request-id"] == request_id
         if i == 0:
             ids["obs"] = r.headers["location"].split("/Observation/")[1].split("/")[0]
-    for i, (method, path, _, headers, code, action, outcome, concerned) in enumerate(script):
+    for i, (method, path, _, _headers, code, action, outcome, concerned) in enumerate(script):
         found = events_of(http, auditor, f"audit-{run}-{i}", 1)
         assert len(found) == 1, (i, method, path, found)
         event = found[0]
@@ -230,6 +231,12 @@ def test_audit_events_can_never_be_changed_or_deleted(http, ehr, auditor, provid
     created = http.post("/AuditEvent", json=own, headers=writer)
     assert created.status_code == 201, created.text
     assert http.delete(f"/AuditEvent/{created.json()['id']}", headers=writer).status_code == 405
+    # or with an id of its own (records kept elsewhere first): PUT creates, and only creates
+    own_id = f"kept-elsewhere-{uuid.uuid4().hex[:8]}"
+    assert http.put(f"/AuditEvent/{own_id}", json={**own, "id": own_id}, headers=writer).status_code == 201
+    again = http.put(f"/AuditEvent/{own_id}", json={**own, "id": own_id, "outcome": "8"}, headers=writer)
+    assert again.status_code == 405, again.text
+    assert http.get(f"/AuditEvent/{own_id}", headers=auditor).json()["outcome"] == own["outcome"]
 
 
 def test_none_is_lost_on_a_clean_stop(provider, tmp_path, r4_examples):

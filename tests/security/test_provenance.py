@@ -153,7 +153,7 @@ def test_the_write_and_its_provenance_commit_together(http, ehr, secured):
         for n in range(4):
             patients = http.get("/Patient", params={"_summary": "count"}, headers=ehr).json()["total"]
             before = all_provenance_ids(http, ehr)
-            with fail_point(client, ["insert"], mode={"skip": n, "times": 1}, errorCode=8, errorLabels=[]):
+            with fail_point(client, ["insert", "bulkWrite"], mode={"skip": n, "times": 1}, errorCode=8, errorLabels=[]):
                 r = http.post("/Patient", json={"resourceType": "Patient"}, headers=ehr)
             if r.status_code == 201:
                 assert len(provenances(http, ehr, f"Patient/{r.json()['id']}")) == 1
