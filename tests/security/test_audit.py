@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import start_server
 from tests.oidc.provider import Client, OidcProvider, require_node
+from tests.robustness.support import fail_point, mongo
 
 AUDIENCE = "https://fhir.test/fhir"
 AUDITOR = "system/AuditEvent.rs"
@@ -34,7 +35,7 @@ def provider():
 @pytest.fixture(scope="module")
 def secured(provider, tmp_path_factory, r4_examples):
     running = start_server(tmp_path_factory.mktemp("audited"), extra_env={
-        "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE})
+        "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE, "FHIR_EMBEDDED_TEST_COMMANDS": "1"})
     yield running
     running.stop()
 
@@ -237,6 +238,21 @@ def test_audit_events_can_never_be_changed_or_deleted(http, ehr, auditor, provid
     again = http.put(f"/AuditEvent/{own_id}", json={**own, "id": own_id, "outcome": "8"}, headers=writer)
     assert again.status_code == 405, again.text
     assert http.get(f"/AuditEvent/{own_id}", headers=auditor).json()["outcome"] == own["outcome"]
+
+
+def test_events_the_database_refuses_are_kept_and_written_later(http, ehr, auditor, secured):
+    """The audit trail's inserts fail for a while (reads go on being served): the events wait
+    and are all written once the database takes them again."""
+    run = uuid.uuid4().hex[:8]
+    a = resource(http, ehr, "Patient", {"name": [{"family": "Refused"}]})["id"]
+    with mongo(secured) as client:
+        with fail_point(client, ["insert"], "alwaysOn", errorCode=8, errorLabels=[]):
+            for i in range(5):
+                r = http.get(f"/Patient/{a}", headers={**ehr, "X-Request-Id": f"refused-{run}-{i}"})
+                assert r.status_code == 200, r.text
+            time.sleep(2)  # the writer tries, and fails, more than once
+    for i in range(5):
+        assert len(events_of(http, auditor, f"refused-{run}-{i}", 1)) == 1, i
 
 
 def test_none_is_lost_on_a_clean_stop(provider, tmp_path, r4_examples):
