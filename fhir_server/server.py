@@ -22,6 +22,7 @@ from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import provenance
+from fhir_server.interactions.access import check_writes
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.resource import new_version
 from fhir_server.interactions.rules import WriteRules
@@ -30,6 +31,7 @@ from fhir_server.search import custom
 from fhir_server.search.execute import find
 from fhir_server.search.parameters import SearchParameters
 from fhir_server.search.params.token import keys_term
+from fhir_server.search.reach import EVERYTHING
 from fhir_server.security.audit_events import Access
 from fhir_server.security.audit_trail import AuditTrail
 from fhir_server.security.identity import Identity
@@ -110,7 +112,8 @@ class FhirServer:
         return Terminology(self.definitions, StoredFinder(self._stored_by_url))
 
     def _stored_by_url(self, resource_type: str, url: str) -> list[bytes]:
-        return [r.json for r in find(self, resource_type, [keys_term("url", {url})], json=True) if r.json]
+        return [r.json for r in find(self, resource_type, [keys_term("url", {url})], reach=EVERYTHING, json=True)
+                if r.json]
 
     @cached_property
     def profile_validator(self) -> ProfileValidator:
@@ -191,7 +194,7 @@ class FhirServer:
         if not isinstance(value, str) or not value:
             return identity
         key = f"{self.settings.auth_identifier_system}|{value}"
-        found = find(self, "Practitioner", [keys_term("identifier", {key})])
+        found = find(self, "Practitioner", [keys_term("identifier", {key})], reach=EVERYTHING)
         if len(found) == 1:
             return identity.with_user(f"Practitioner/{found[0].id}")
         if len(found) > 1:
@@ -205,10 +208,14 @@ class FhirServer:
 
     def transact(self, work, guards=(), *, req: FhirRequest) -> list[Version]:
         """Commit a unit of work (see ResourceStore.transact) with the Provenance of what `req`
-        writes, then let what depends on the written resources follow (SearchParameters take
-        effect at once)."""
-        work = provenance.attach(self, req, work)
-        versions = self.store.transact(work, guards)
+        writes, once every write is found within the request's reach (403 otherwise), then let
+        what depends on the written resources follow (SearchParameters take effect at once)."""
+        def checked(session):
+            writes = work(session)
+            check_writes(self, req, writes, session)
+            return writes
+
+        versions = self.store.transact(provenance.attach(self, req, checked), guards)
         if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
             self.terminology.find_stored.forget()
             self.terminology.clear()

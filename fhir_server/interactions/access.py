@@ -1,11 +1,39 @@
-"""What the request's scopes allow, checked where the interaction knows the resource types:
-the router checks the type of a typed interaction; searches and history over several types
-keep the types allowed and say which were left out."""
+"""What the request's scopes allow, in two steps.
+
+- Per type, where the interaction knows its types: the router checks the type of a typed
+  interaction (403); searches and histories over several types keep the types allowed and say
+  which were left out.
+- Per resource, the request's *reach* (`search/reach.py`): `patient/` scopes see only the
+  compartment of the token's patient, granular scopes (`?category=…`) only what their query
+  matches. Every read, search, include, chain, history and condition of the request runs within
+  it, so a resource out of reach is absent (404, never in a Bundle); a write whose resource is or
+  would be out of reach is refused (403).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest
+from fhir_server.search.compartments import compartment_terms
+from fhir_server.search.execute import find
+from fhir_server.search.index import index_values
+from fhir_server.search.params.token import keys_term
+from fhir_server.search.query import Context, build_terms
+from fhir_server.search.reach import EVERYTHING, NOTHING, Reach, any_of
+from fhir_server.search.terms import IDS, Term, Values
+from fhir_server.security.identity import Identity
+from fhir_server.security.scopes import Scope
+from fhir_server.storage.store import Version, Write
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
+log = logging.getLogger(__name__)
 
 _DOING = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 # Types whose resources, once written, no one may change or delete through the API, whatever
@@ -20,9 +48,8 @@ def authorize(req: FhirRequest, type_: str | None, letter: str) -> None:
     if not scopes.allows(target, letter):
         what = "every resource type" if type_ is None else type_
         text = f"the access token's scopes ({scopes.text or 'none'}) do not allow {_DOING[letter]} ({letter}) on {what}"
-        if scopes.held_back(target, letter):
-            text += ("; patient/ scopes and granular scopes (?…) are not enforced by this server yet, so they grant "
-                     "nothing: ask for user/ or system/ scopes")
+        if any(s.covers(target, letter) for s in scopes.unusable):
+            text += "; its patient/ scopes grant nothing: the token has no patient claim saying which patient"
         raise FhirError(403, Issue("error", "forbidden", text))
 
 
@@ -53,3 +80,147 @@ def left_out(types: list[str], letter: str) -> Issue:
     shown = ", ".join(types[:20]) + (f" and {len(types) - 20} more" if len(types) > 20 else "")
     return Issue("warning", "forbidden", f"not searched, the access token's scopes do not allow "
                  f"{_DOING[letter]} ({letter}) on: {shown}")
+
+
+# -- reach: which resources of a type ------------------------------------------------------------
+
+# Types outside the Patient compartment that still carry a patient's data: a patient/ scope
+# reaches none of them (Binary: its patient is only known through the DocumentReference).
+_PATIENT_DATA_OUTSIDE_COMPARTMENT = frozenset({"Binary"})
+
+
+def reach(server: FhirServer, req: FhirRequest, letters: str) -> Reach:
+    """What the request may see or change with any of `letters` (`s` for searches, `r` for
+    reads, `rs` for includes, `c`/`u`/`d` for writes), cached on the request."""
+    identity = req.identity
+    if identity is None or identity.scopes.everything:
+        return EVERYTHING
+    cached = req.reaches.get(letters)
+    if cached is None:
+        cached = req.reaches[letters] = _scope_reach(server, identity, letters)
+    return cached
+
+
+def _scope_reach(server: FhirServer, identity: Identity, letters: str) -> Reach:
+    scopes = identity.scopes
+
+    def build(type_: str) -> Term | None:
+        covering = scopes.covering(type_, letters)
+        if not covering:
+            return NOTHING
+        return any_of([_scope_terms(server, identity, scope, type_) for scope in covering])
+
+    return Reach(build)
+
+
+def _scope_terms(server: FhirServer, identity: Identity, scope: Scope, type_: str) -> list[Term]:
+    """What one scope lets the request see of a type, as ANDed terms ([]: all of it)."""
+    terms: list[Term] = []
+    if scope.context == "patient":
+        terms += _patient_terms(server, identity.patient or "", type_)
+    if scope.criteria:
+        ctx = Context(server, server.settings.base_url or "", strict=True, reach=EVERYTHING,
+                      strict_because="a granular scope's query must use known search parameters")
+        try:
+            terms += build_terms(ctx, type_, list(scope.criteria))[0]
+        except FhirError as exc:  # a scope this server cannot hold to its limits grants nothing
+            log.warning("the granular scope %s?%s grants nothing here: %s", scope.type,
+                        "&".join(f"{k}={v}" for k, v in scope.criteria), exc)
+            return [NOTHING]
+    return terms
+
+
+def _patient_terms(server: FhirServer, patient: str, type_: str) -> list[Term]:
+    """The token patient's compartment, for one type: the patient (and the patients linked to
+    it), what refers to it through a compartment parameter; no limit for types outside the
+    compartment (directory, terminology, protocols), but none of the patient-data types
+    that stand outside it."""
+    if type_ in _PATIENT_DATA_OUTSIDE_COMPARTMENT:
+        return [NOTHING]
+    target = f"Patient/{patient}"
+    if type_ == "Patient":
+        linked = find(server, "Patient", [keys_term("link", {target})], reach=EVERYTHING)
+        ids = {patient} | {r.id for r in linked}
+        return [Term(IDS, sorted(ids), lambda doc: doc.id in ids)]
+    term = compartment_terms(server, "Patient", patient).get(type_)
+    return [term] if term is not None else []
+
+
+def sees(server: FhirServer, reach_: Reach, version: Version | None) -> bool:
+    """Whether a stored version is within reach: matched on its search values (stored ones for
+    a current version read with them, else computed from its JSON; a deletion is judged by the
+    version it deleted). Versions of an unrestricted type cost nothing."""
+    if version is None:
+        return True
+    term = reach_.term(version.type)
+    if term is None:
+        return True
+    if term is NOTHING:
+        return False
+    values = version.values
+    if values is None:
+        json = version.json
+        if json is None and version.version > 1:
+            previous = server.store.vread(version.type, version.id, version.version - 1)
+            json = previous.json if previous is not None else None
+        if json is None:
+            return False
+        values = index_values(server.search_parameters, jsonio.loads(json), _base_urls(server)).values
+    return term.match(Values(version.id, values))
+
+
+def current_for_write(server: FhirServer, req: FhirRequest, session: Any, type_: str, id_: str,
+                      letter: str) -> Version | None:
+    """The current version a write replaces, as the request may see it: one out of its reach for
+    `letter` is absent (a delete deletes nothing, a patch finds nothing)."""
+    current = server.store.read_in(session, type_, id_, values=True)
+    if current is None or reach(server, req, letter).term(type_) is None:
+        return current
+    return current if sees(server, reach(server, req, letter), current) else None
+
+
+def replaceable(server: FhirServer, req: FhirRequest, session: Any, type_: str, id_: str) -> Version | None:
+    """The current version a PUT replaces; 403 if it is out of the request's reach (a PUT would
+    otherwise overwrite what the caller may not see)."""
+    current = server.store.read_in(session, type_, id_, values=True)
+    limit = reach(server, req, "u")
+    if current is not None and not current.deleted and not sees(server, limit, current):
+        raise FhirError(403, Issue("error", "forbidden", f"{type_}/{id_} cannot be written with this access token"))
+    return current
+
+
+def check_writes(server: FhirServer, req: FhirRequest, writes: list[Write], session: Any) -> None:
+    """403 unless every resource a request writes stays within its reach: what it creates, what
+    it replaces (as it was) and what it puts in its place. Runs inside the unit of work, on the
+    snapshot the writes commit on."""
+    for write in writes:
+        letter = {"POST": "c", "DELETE": "d"}.get(write.method, "u")
+        limit = reach(server, req, letter)
+        if limit.term(write.type) is None:
+            continue
+        if write.expected is not None:
+            before = server.store.read_in(session, write.type, write.id, values=True)
+            if before is not None and not before.deleted and not sees(server, limit, before):
+                raise _out_of_reach(req, write, "is")
+        if write.index is not None and not limit.sees(write.type, Values(write.id, write.index.values)):
+            raise _out_of_reach(req, write, "would be")
+
+
+def _out_of_reach(req: FhirRequest, write: Write, tense: str) -> FhirError:
+    scopes = req.identity.scopes.text if req.identity is not None else ""
+    return FhirError(403, Issue("error", "forbidden", f"{write.type}/{write.id} {tense} outside what the access "
+                                f"token's scopes ({scopes}) reach: patient/ scopes reach the compartment of the "
+                                f"token's patient, granular scopes the resources their query matches"))
+
+
+def owner(req: FhirRequest) -> str:
+    """Who a stored search belongs to: its later pages are for the same token holder only."""
+    identity = req.identity
+    if identity is None or identity.open:
+        return ""
+    parts = (identity.subject, identity.client_id, identity.fhir_user, identity.patient, identity.scopes.text)
+    return hashlib.sha256("\x1f".join(p or "" for p in parts).encode()).hexdigest()[:32]
+
+
+def _base_urls(server: FhirServer) -> tuple[str, ...]:
+    return (server.settings.base_url.rstrip("/"),) if server.settings.base_url else ()

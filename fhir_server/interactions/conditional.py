@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.search.execute import find
 from fhir_server.search.query import RESULT_PARAMS, Context, build_terms
+from fhir_server.search.reach import EVERYTHING, Reach
 from fhir_server.search.terms import Values
 from fhir_server.storage.store import Version
 
@@ -27,7 +28,7 @@ def query_string(params: list[tuple[str, str]]) -> str:
     return urlencode([(k, v) for k, v in params if k not in RESULT_PARAMS], safe="|:/,$")
 
 
-def parse(server: FhirServer, type_: str, text: str | None, where: str) -> list[tuple[str, str]]:
+def parse(server: FhirServer, type_: str, text: str | None, where: str, reach: Reach) -> list[tuple[str, str]]:
     if not text or not text.strip():
         raise bad_request(f"{where} holds no search parameters: a conditional interaction needs a "
                           f"query such as identifier=system|value", code="required")
@@ -39,20 +40,22 @@ def parse(server: FhirServer, type_: str, text: str | None, where: str) -> list[
         if not value:
             raise bad_request(f"parameter {name!r} in {where} has no value", code="value")
     # Build once outside the transaction so that a bad condition fails fast with a 400.
-    build_terms(_context(server, None), type_, pairs)
+    build_terms(_context(server, None, reach), type_, pairs)
     return pairs
 
 
-def matches(server: FhirServer, type_: str, criteria: list[tuple[str, str]], session: Any) -> list[Version]:
-    """Current resources of the type meeting the condition, read in the transaction."""
-    terms, _ = build_terms(_context(server, session), type_, criteria)
+def matches(server: FhirServer, type_: str, criteria: list[tuple[str, str]], session: Any,
+            reach: Reach) -> list[Version]:
+    """Current resources of the type meeting the condition, read in the transaction, among those
+    the request may see: a match out of its reach is no match (and is never overwritten)."""
+    terms, _ = build_terms(_context(server, session, reach), type_, criteria)
     return [Version(type_, r.id, r.version, r.last_updated, False, r.json)
-            for r in find(server, type_, terms, session=session, json=True)]
+            for r in find(server, type_, terms, reach=reach, session=session, json=True)]
 
 
-def _context(server: FhirServer, session: Any) -> Context:
+def _context(server: FhirServer, session: Any, reach: Reach) -> Context:
     return Context(server, server.settings.base_url or "", strict=True, session=session,
-                   strict_because="a condition must use known search parameters")
+                   strict_because="a condition must use known search parameters", reach=reach)
 
 
 def matches_planned(server: FhirServer, type_: str, criteria: list[tuple[str, str]],
@@ -61,7 +64,7 @@ def matches_planned(server: FhirServer, type_: str, criteria: list[tuple[str, st
     candidates = [(id_, ix) for t, id_, ix in planned if t == type_]
     if not candidates:
         return []
-    terms, _ = build_terms(_context(server, None), type_, criteria)
+    terms, _ = build_terms(_context(server, None, EVERYTHING), type_, criteria)  # the transaction's own writes
     return [id_ for id_, ix in candidates if all(t.match(Values(id_, ix)) for t in terms)]
 
 

@@ -6,6 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from fhir_server.interactions import conditional
+from fhir_server.interactions.access import reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
 from fhir_server.interactions.resource import new_version, require_body, validate
 from fhir_server.storage.store import now
@@ -18,13 +19,16 @@ def create(server: FhirServer, req: FhirRequest) -> FhirResponse:
     resource = require_body(req)
     validate(server, resource)
     server.prepare_type(req.type)
-    query = conditional.parse(server, req.type, req.if_none_exist, "If-None-Exist") if req.if_none_exist else None
+    searched = reach(server, req, "s")
+    query = None
+    if req.if_none_exist:
+        query = conditional.parse(server, req.type, req.if_none_exist, "If-None-Exist", searched)
     existing = []
 
     def work(session):
         existing.clear()
         if query is not None:
-            existing.extend(conditional.matches(server, req.type, query, session))
+            existing.extend(conditional.matches(server, req.type, query, session, searched))
             if existing:
                 conditional.at_most_one(existing, req.type, req.if_none_exist)
                 return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.interactions import conditional
+from fhir_server.interactions.access import current_for_write, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, check_if_match, etag, parse_etag
 from fhir_server.interactions.resource import outcome_issue
 from fhir_server.storage.store import Version, Write, next_instant
@@ -23,7 +24,7 @@ def delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
     deleted: list[Version] = []
 
     def work(session):
-        current = server.store.read_in(session, req.type, req.id)
+        current = current_for_write(server, req, session, req.type, req.id, "d")
         check_if_match(f"{req.type}/{req.id}", current, expected)
         deleted[:] = [current] if current and not current.deleted else []
         return tombstones(deleted)
@@ -35,12 +36,12 @@ def delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
 def conditional_delete(server: FhirServer, req: FhirRequest) -> FhirResponse:
     """Deletes the single match; several matches → 412 (this server deletes one at a time)."""
     text = conditional.query_string(req.params)
-    query = conditional.parse(server, req.type, text, "the URL")
+    query = conditional.parse(server, req.type, text, "the URL", reach(server, req, "s"))
 
     deleted: list[Version] = []
 
     def work(session):
-        found = conditional.matches(server, req.type, query, session)
+        found = conditional.matches(server, req.type, query, session, reach(server, req, "s"))
         conditional.at_most_one(found, req.type, text)
         deleted[:] = found
         return tombstones(found)

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import orjson
 
 from fhir_server.errors import FhirError, Issue, bad_request
-from fhir_server.interactions.access import authorize
+from fhir_server.interactions.access import authorize, reach, sees
 from fhir_server.interactions.read import unknown
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag
 from fhir_server.search.dates import DateError, instant, period
@@ -42,8 +42,11 @@ def history(server: FhirServer, req: FhirRequest) -> FhirResponse:
         # every type's changes in one list: only for scopes that cover every type
         authorize(req, None, "s")
     snapshot = cursor["s"] if cursor else now()
+    limit = reach(server, req, "s")
+    keep = None if not limit.restricted else (lambda version: sees(server, limit, version))
     if at is not None:
-        versions = _current_during(server.store.history_scan(req.type, min(snapshot, at[1])), at)
+        scanned = server.store.history_scan(req.type, min(snapshot, at[1]), json=keep is not None)
+        versions = [v for v in _current_during(scanned, at) if keep is None or keep(v)]
         if since:
             versions = [v for v in versions if v.last_updated >= since]
         return _page_of_list(req, versions, count, cursor, snapshot, total=len(versions))
@@ -51,20 +54,21 @@ def history(server: FhirServer, req: FhirRequest) -> FhirResponse:
     bottom = (since or _EPOCH, "")
     hint = cursor.get("w", 60.0) if cursor else 60.0
     if cursor and cursor["d"] == "p":  # previous page: the entries just newer than the edge
-        found, window = server.store.history_page(req.type, cursor["e"], top, count + 1, False, hint)
+        found, window = server.store.history_page(req.type, cursor["e"], top, count + 1, False, hint, keep)
         more_newer = len(found) > count
         page = list(reversed(found[:count]))
         return _bundle(req, page, None, snapshot, window, has_next=True, has_previous=more_newer)
     upper = cursor["e"] if cursor else top
-    found, window = server.store.history_page(req.type, bottom, upper, count + 1, True, hint)
+    found, window = server.store.history_page(req.type, bottom, upper, count + 1, True, hint, keep)
     page = found[:count]
     return _bundle(req, page, None, snapshot, window, has_next=len(found) > count, has_previous=cursor is not None
                    and cursor["e"] != top)
 
 
 def _instance_history(server: FhirServer, req, count, since, at, cursor) -> FhirResponse:
-    versions = server.store.versions(req.type, req.id)
-    if not versions:
+    readable = reach(server, req, "r")
+    versions = [v for v in server.store.versions(req.type, req.id) if sees(server, readable, v)]
+    if not versions:  # none, or none the caller may see
         raise unknown(req.type, req.id)
     snapshot = cursor["s"] if cursor else now()
     versions = [v for v in versions if v.last_updated <= snapshot]

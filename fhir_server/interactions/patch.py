@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
+from fhir_server.interactions.access import current_for_write, reach
 from fhir_server.interactions.read import gone, unknown
 from fhir_server.interactions.request import (
     FhirRequest,
@@ -34,7 +35,7 @@ def patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
     expected = parse_etag(req.if_match) if req.if_match is not None else None
 
     def work(session):
-        current = server.store.read_in(session, req.type, req.id)
+        current = current_for_write(server, req, session, req.type, req.id, "u")
         return [patched_version(server, req.type, req.id, current, changes, expected, req.base_url)]
 
     server.prepare_type(req.type)
@@ -44,15 +45,15 @@ def patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
 def conditional_patch(server: FhirServer, req: FhirRequest) -> FhirResponse:
     changes = _changes(req.body)
     text = conditional.query_string(req.params)
-    query = conditional.parse(server, req.type, text, "the URL")
+    query = conditional.parse(server, req.type, text, "the URL", reach(server, req, "s"))
     expected = parse_etag(req.if_match) if req.if_match is not None else None
 
     def work(session):
-        found = conditional.matches(server, req.type, query, session)
+        found = conditional.matches(server, req.type, query, session, reach(server, req, "s"))
         conditional.at_most_one(found, req.type, text)
         if not found:
             raise FhirError(404, Issue("error", "not-found", f"no {req.type} matches {text!r}"))
-        current = server.store.read_in(session, req.type, found[0].id)
+        current = current_for_write(server, req, session, req.type, found[0].id, "u")
         return [patched_version(server, req.type, found[0].id, current, changes, expected, req.base_url)]
 
     server.prepare_type(req.type)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions import access
+from fhir_server.interactions.access import sees
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.storage.store import Version, format_instant
 
 if TYPE_CHECKING:
+    from fhir_server.search.reach import Reach
     from fhir_server.server import FhirServer
 
 
@@ -25,11 +28,12 @@ def unknown(type_: str, id_: str) -> FhirError:
     return FhirError(404, Issue("error", "not-found", f"{type_}/{id_} does not exist"))
 
 
-def current(server: FhirServer, type_: str, id_: str) -> Version:
-    """The live version of a resource (what a read answers): 404 if unknown, 410 if deleted."""
+def current(server: FhirServer, type_: str, id_: str, reach: Reach) -> Version:
+    """The live version of a resource (what a read answers): 404 if unknown or out of the
+    request's `reach` (its existence is not revealed), 410 if deleted."""
     check_id(id_)
-    stored = server.store.read(type_, id_)
-    if stored is None:
+    stored = server.store.read(type_, id_, values=reach.term(type_) is not None)
+    if stored is None or not sees(server, reach, stored):
         raise unknown(type_, id_)
     if stored.deleted:
         raise gone(stored)
@@ -37,7 +41,7 @@ def current(server: FhirServer, type_: str, id_: str) -> Version:
 
 
 def read(server: FhirServer, req: FhirRequest) -> FhirResponse:
-    stored = current(server, req.type, req.id)
+    stored = current(server, req.type, req.id, access.reach(server, req, "r"))
     if _not_modified(req, stored):
         return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
     return FhirResponse(200, _subset(server, req, stored.json), etag=etag(stored.version),
@@ -60,11 +64,15 @@ def vread(server: FhirServer, req: FhirRequest) -> FhirResponse:
         raise bad_request(f"version {req.version!r} is not a version id of this server (1, 2, 3…)",
                           code="value")
     stored = server.store.vread(req.type, req.id, int(req.version))
+    readable = access.reach(server, req, "r")
     if stored is None:
-        if server.store.read(req.type, req.id) is None:
+        latest = server.store.read(req.type, req.id, values=True)
+        if latest is None or not sees(server, readable, latest):
             raise unknown(req.type, req.id)
         raise FhirError(404, Issue("error", "not-found",
                                    f"{req.type}/{req.id} has no version {req.version}"))
+    if not sees(server, readable, stored):  # this version is out of reach: as if it never was
+        raise unknown(req.type, req.id)
     if stored.deleted:
         raise gone(stored)
     if _not_modified(req, stored):

@@ -43,6 +43,8 @@ class FhirRequest:
     url: str = ""  # the URL relative to the base, with its query, as received (the audit trail's)
     entry: int | None = None  # the index of the batch or transaction entry this request is
     provenance: str | None = None  # the X-Provenance header: a Provenance (JSON) for the write
+    # what the request may see, per scope letters (interactions/access.py `reach`), built once
+    reaches: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def param(self, name: str) -> str | None:
         for key, value in self.params:

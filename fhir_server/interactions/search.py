@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
-from fhir_server.interactions.access import allowed_types, left_out
+from fhir_server.interactions.access import allowed_types, left_out, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.search import include as includes
 from fhir_server.search import sort as sorting
@@ -32,7 +32,8 @@ _TOTALS = ("none", "estimate", "accurate")
 def search(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.param("_page") is not None:
         return searchset.stored_page(server, req)
-    ctx = Context(server, req.base_url, strict=req.prefer_handling == "strict")
+    searched = reach(server, req, "s")
+    ctx = Context(server, req.base_url, strict=req.prefer_handling == "strict", reach=searched)
     form = _Form.read(server, req, ctx)
     types = _types(server, req, form, ctx)
     if req.type is None or req.id is not None:  # several types: the router checked none of them
@@ -51,9 +52,9 @@ def search(server: FhirServer, req: FhirRequest) -> FhirResponse:
         applied = applied_here if not applied else applied
         terms += [extra] if extra else []
         if form.contained in ("false", "both"):
-            matches.extend(find(server, type_, terms))
+            matches.extend(find(server, type_, terms, reach=searched))
         if form.contained in ("true", "both"):
-            for container, inner in find_contained(server, type_, terms, stored_types(server)):
+            for container, inner in find_contained(server, type_, terms, stored_types(server), reach=searched):
                 if form.contained_type == "container":
                     matches.append(container)
                 else:

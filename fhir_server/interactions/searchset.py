@@ -11,6 +11,7 @@ import orjson
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.access import owner, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search import include as includes
 from fhir_server.search.summary import subset
@@ -26,6 +27,7 @@ def first_page(server: FhirServer, req: FhirRequest, keys: list[str], info: dict
     page, and the paging links name it. `info`: params (for the self link), count, summary,
     elements, total, includes, revincludes, path (for the links), warnings."""
     search_id = None
+    info["owner"] = owner(req)
     if len(keys) > info["count"] and info["summary"] != "count":
         search_id = SearchResults(server.database, server.settings.search_ttl_s).save(keys, info)
     return _page(server, req, keys, 0, info, search_id)
@@ -37,7 +39,7 @@ def stored_page(server: FhirServer, req: FhirRequest) -> FhirResponse:
     search_id, _, offset = token.partition(".")
     stored = SearchResults(server.database, server.settings.search_ttl_s).load(search_id) \
         if search_id.isalnum() else None
-    if stored is None or not offset.isdigit():
+    if stored is None or not offset.isdigit() or stored.get("owner", "") != owner(req):
         raise FhirError(410, Issue("error", "not-found", "this page of search results has expired or never "
                                                          "existed; run the search again"))
     stored["params"] = [tuple(pair) for pair in stored["params"]]  # BSON gives lists back
@@ -70,7 +72,11 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
     entries = []
     if info["summary"] != "count":
         page_keys = keys[offset:offset + count]
-        records = server.store.fetch([k.split("#", 1)[0] for k in page_keys])
+        # read again within the request's reach: what it may no longer see (a scope, a consent
+        # changed since the first page) is left out
+        seen = reach(server, req, "s")
+        records = {k: r for k, r in server.store.fetch([k.split("#", 1)[0] for k in page_keys]).items()
+                   if seen.sees(r.type, r)}
         page = [records[k] for k in page_keys if k in records]
         for key in page_keys:
             container = records.get(key.split("#", 1)[0])
@@ -83,9 +89,7 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
         inc = [includes.Include(*i) for i in info["includes"]]
         rev = [includes.Include(*i) for i in info["revincludes"]]
         if inc or rev:
-            scopes = req.identity.scopes if req.identity is not None else None
-            extra, capped = includes.included(server, page, inc, rev, readable=lambda type_: scopes is None or (
-                scopes.allows(type_, "r") or scopes.allows(type_, "s")))
+            extra, capped = includes.included(server, page, inc, rev, reach=reach(server, req, "rs"))
             entries.extend(_entry(server, base, record, "include", info) for record in extra)
             if capped:
                 info["warnings"].append(Issue("warning", "too-costly", f"only the first {includes.MAX_INCLUDED} "

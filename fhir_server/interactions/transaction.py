@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
-from fhir_server.interactions.access import authorize, check_mutable
+from fhir_server.interactions.access import authorize, check_mutable, current_for_write, reach
 from fhir_server.interactions.audit import access
 from fhir_server.interactions.bundle_entries import ORDER, Entry, dispatch, parse_entry
 from fhir_server.interactions.bundle_responses import error_entry, failed, response_entry
@@ -54,7 +54,8 @@ def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
         if entry.method in ("POST", "PUT", "PATCH"):
             server.prepare_type(entry.target.type)
         if entry.method == "POST" and entry.request.if_none_exist:
-            query = conditional.parse(server, entry.target.type, entry.request.if_none_exist, "ifNoneExist")
+            query = conditional.parse(server, entry.target.type, entry.request.if_none_exist, "ifNoneExist",
+                                      reach(server, req, "s"))
             guards.append(conditional.guard_key(entry.target.type, query))
 
     def work(session):
@@ -154,6 +155,7 @@ def _plan(server: FhirServer, req: FhirRequest, entries: list[Entry], session) -
 
 def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
     type_, target = entry.target.type, entry.target
+    searched = reach(server, entry.request, "s")  # a condition finds only what the caller may see
     if entry.reads:
         return
     if target.shape == "instance":
@@ -161,8 +163,8 @@ def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
         return
     if entry.method == "POST":
         if entry.request.if_none_exist:
-            query = conditional.parse(server, type_, entry.request.if_none_exist, "ifNoneExist")
-            found = conditional.matches(server, type_, query, session)
+            query = conditional.parse(server, type_, entry.request.if_none_exist, "ifNoneExist", searched)
+            found = conditional.matches(server, type_, query, session, searched)
             coming = conditional.matches_planned(server, type_, query, planned)
             if len(found) + len(coming) > 1:
                 raise FhirError(412, Issue("error", "multiple-matches",
@@ -179,8 +181,8 @@ def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
         entry.key = f"{type_}/{uuid.uuid4()}"
         return
     text = conditional.query_string(target.params)
-    query = conditional.parse(server, type_, text, "request.url")
-    found = conditional.matches(server, type_, query, session)
+    query = conditional.parse(server, type_, text, "request.url", searched)
+    found = conditional.matches(server, type_, query, session, searched)
     conditional.at_most_one(found, type_, text)
     if found:
         entry.key = f"{type_}/{found[0].id}"
@@ -196,13 +198,13 @@ def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
 def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, str], session, planned) -> list:
     type_, id_ = entry.key.split("/", 1)
     if entry.method == "DELETE":
-        current = server.store.read_in(session, type_, id_)
+        current = current_for_write(server, req, session, type_, id_, "d")
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         check_if_match(entry.key, current, expected)
         entry.deleted_json = current.json if current else None
         return tombstones([current] if current and not current.deleted else [])
     if entry.method == "PATCH":
-        current = server.store.read_in(session, type_, id_)
+        current = current_for_write(server, req, session, type_, id_, "u")
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
                                 req.base_url)]
@@ -212,7 +214,8 @@ def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, s
     if entry.method == "POST":
         return [new_version(server, resource, id_, 1, None, now(), "POST", req.base_url)]
     expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
-    put_req = FhirRequest("PUT", req.base_url, type_, id_, if_match=entry.request.if_match)
+    put_req = FhirRequest("PUT", req.base_url, type_, id_, if_match=entry.request.if_match, identity=req.identity,
+                          reaches=req.reaches)
     return [next_version(server, put_req, session, id_, resource, expected)]
 
 
@@ -221,8 +224,9 @@ def _conditional_reference(server: FhirServer, req: FhirRequest, ref: str, sessi
     if not server.definitions.is_resource_type(type_):
         raise bad_request(f"the conditional reference {ref!r} does not start with a resource type")
     authorize(req, type_, "s")  # a search: it tells whether such resources exist
-    criteria = conditional.parse(server, type_, query, f"the conditional reference {ref!r}")
-    keys = [f"{type_}/{v.id}" for v in conditional.matches(server, type_, criteria, session)]
+    searched = reach(server, req, "s")
+    criteria = conditional.parse(server, type_, query, f"the conditional reference {ref!r}", searched)
+    keys = [f"{type_}/{v.id}" for v in conditional.matches(server, type_, criteria, session, searched)]
     keys += [f"{type_}/{id_}" for id_ in conditional.matches_planned(server, type_, criteria, planned)]
     keys = list(dict.fromkeys(keys))
     if not keys:

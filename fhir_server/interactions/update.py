@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.errors import bad_request
 from fhir_server.interactions import conditional
-from fhir_server.interactions.access import IMMUTABLE, immutable
+from fhir_server.interactions.access import IMMUTABLE, immutable, reach, replaceable
 from fhir_server.interactions.request import (
     FhirRequest,
     FhirResponse,
@@ -42,11 +42,12 @@ def conditional_update(server: FhirServer, req: FhirRequest) -> FhirResponse:
     resource = require_body(req)
     validate(server, resource)
     server.prepare_type(req.type)
-    query = conditional.parse(server, req.type, conditional.query_string(req.params), "the URL")
+    query = conditional.parse(server, req.type, conditional.query_string(req.params), "the URL",
+                              reach(server, req, "s"))
     expected = _if_match(req)
 
     def work(session):
-        found = conditional.matches(server, req.type, query, session)
+        found = conditional.matches(server, req.type, query, session, reach(server, req, "s"))
         conditional.at_most_one(found, req.type, conditional.query_string(req.params))
         body_id = resource.get("id")
         if found:
@@ -84,7 +85,7 @@ def _if_match(req: FhirRequest) -> str | None:
 def next_version(server: FhirServer, req: FhirRequest, session, id_: str, resource: dict,
                  expected: str | None) -> Write:
     """The write that makes `resource` the next version of type/id, honouring If-Match."""
-    current = server.store.read_in(session, req.type, id_)
+    current = replaceable(server, req, session, req.type, id_)
     check_if_match(f"{req.type}/{id_}", current, expected)
     if current is not None and req.type in IMMUTABLE:
         raise immutable(req.type)  # created with this id, never changed

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.interactions.access import reach, sees
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
 from fhir_server.search.execute import find
@@ -43,7 +44,8 @@ _UNITS = {"min": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(d
 
 def apply(server: FhirServer, req: FhirRequest) -> FhirResponse:
     args = _arguments(req)
-    plan = jsonio.loads(current(server, "PlanDefinition", req.id).json)
+    readable = reach(server, req, "r")
+    plan = jsonio.loads(current(server, "PlanDefinition", req.id, readable).json)
     if plan.get("status") == "retired":
         raise FhirError(422, Issue("error", "business-rule", f"PlanDefinition/{req.id} is retired: it is not applied"))
     subject = args.get("subject")
@@ -52,10 +54,10 @@ def apply(server: FhirServer, req: FhirRequest) -> FhirResponse:
     local = local_type(subject)
     if local is None or local[0] != "Patient":
         raise bad_request(f"subject {subject!r} is not Patient/[id]", code="value")
-    patient = server.store.read("Patient", local[1])
-    if patient is None or patient.deleted:
+    patient = server.store.read("Patient", local[1], values=True)
+    if patient is None or patient.deleted or not sees(server, readable, patient):
         raise FhirError(404, Issue("error", "not-found", f"{subject} does not exist"))
-    teams = find(server, "CareTeam", [keys_term("subject", {subject})], json=True)
+    teams = find(server, "CareTeam", [keys_term("subject", {subject})], reach=reach(server, req, "s"), json=True)
     careplan, tasks, goals = _careplan(plan, subject, args, [jsonio.loads(t.json) for t in teams])
     if args.get("store") not in ("true", True):
         careplan["contained"] = goals + tasks

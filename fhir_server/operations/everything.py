@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
-from fhir_server.interactions.access import allowed_types, left_out
+from fhir_server.interactions.access import allowed_types, left_out, reach
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.search.compartments import compartment_terms
 from fhir_server.search.dates import DateError, period
 from fhir_server.search.execute import find, stored_types
 from fhir_server.search.params import reference
-from fhir_server.search.terms import values
-from fhir_server.storage.records import Ids, Record
+from fhir_server.search.reach import Reach
+from fhir_server.search.terms import ids_term, values
+from fhir_server.storage.records import Record
 
 if TYPE_CHECKING:
     from fhir_server.server import FhirServer
@@ -35,7 +36,8 @@ _CARE_DATES = ("date", "period", "authored", "authoredon", "occurrence", "onset-
 def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     if req.param("_page") is not None:
         return searchset.stored_page(server, req)
-    current(server, "Patient", req.id)  # 404 or 410 before any work
+    readable = reach(server, req, "r")
+    current(server, "Patient", req.id, readable)  # 404 or 410 before any work
     start, end = _date("start", req.param("start"), 0), _date("end", req.param("end"), 1)
     since = _date("_since", req.param("_since"), 0)
     types = _types(server, req.param("_type"))
@@ -51,13 +53,13 @@ def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     for type_, term in compartment_terms(server, "Patient", req.id).items():
         if type_ == "Patient" or type_ not in present or not _wanted(type_, types):
             continue
-        for doc in find(server, type_, [term]):
+        for doc in find(server, type_, [term], reach=readable):
             if _in_period(server, type_, doc, start, end) and (since is None or doc.last_updated >= since):
                 docs.append(doc)
     docs.sort(key=lambda doc: (doc.last_updated, doc.type, doc.id))
     keys += [doc.key for doc in docs]
-    own = server.store.find("Patient", Ids((req.id,)))
-    keys += _referenced(server, docs + own, set(keys) | {f"Patient/{req.id}"}, types, since)
+    own = find(server, "Patient", [ids_term({req.id})], reach=readable)
+    keys += _referenced(server, docs + own, set(keys) | {f"Patient/{req.id}"}, types, since, readable)
     info = {"params": [(k, v) for k, v in req.params if k != "_page"], "count": count, "summary": None,
             "elements": None, "total": "accurate", "includes": [], "revincludes": [],
             "path": f"Patient/{req.id}/$everything", "warnings": warnings}
@@ -65,7 +67,7 @@ def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
 
 
 def _referenced(server: FhirServer, docs: list[Record], seen: set[str], types: set[str],
-                since: datetime | None) -> list[str]:
+                since: datetime | None, readable: Reach) -> list[str]:
     """`Type/id` of the resources the compartment refers to and does not hold itself."""
     wanted: dict[str, set[str]] = {}
     for doc in docs:
@@ -79,7 +81,7 @@ def _referenced(server: FhirServer, docs: list[Record], seen: set[str], types: s
                     wanted.setdefault(local[0], set()).add(local[1])
     out = []
     for type_, ids in sorted(wanted.items()):
-        for doc in server.store.find(type_, Ids(tuple(sorted(ids)))):
+        for doc in find(server, type_, [ids_term(ids)], reach=readable):
             if since is None or doc.last_updated >= since:
                 out.append(doc.key)
     return sorted(set(out))

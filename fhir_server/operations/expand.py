@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue, bad_request, not_found
+from fhir_server.interactions.access import reach
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations.terminology_params import Inputs, read_inputs
@@ -70,7 +71,7 @@ def target_valueset(server: FhirServer, req: FhirRequest, inputs: Inputs) -> dic
 
 
 def stored_resource(server: FhirServer, req: FhirRequest) -> dict[str, Any]:
-    return jsonio.loads(current(server, req.type, req.id).json)
+    return jsonio.loads(current(server, req.type, req.id, reach(server, req, "r")).json)
 
 
 def terminology_error(exc: TerminologyError, what: str) -> FhirError:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import Issue, bad_request, operation_outcome
+from fhir_server.interactions.access import reach, sees
 from fhir_server.interactions.read import gone, unknown
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
 from fhir_server.validation import pipeline
@@ -28,7 +29,9 @@ def validate(server: FhirServer, req: FhirRequest) -> FhirResponse:
         raise bad_request(f"mode {mode!r} is not one of {', '.join(MODES)}", code="value")
     if req.id is not None:
         check_id(req.id)
-        stored = server.store.read(req.type, req.id)
+        stored = server.store.read(req.type, req.id, values=True)
+        if stored is not None and not sees(server, reach(server, req, "r"), stored):
+            stored = None  # out of the caller's reach: as absent as an unknown id
         if mode == "delete":
             if stored is None:
                 raise unknown(req.type, req.id)

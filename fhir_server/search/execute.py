@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.keys import contained_prefix, key_condition, prefixed, search_conditions
-from fhir_server.search.terms import IDS, KEYS, PREFIX, Term, Values
+from fhir_server.search.terms import IDS, KEYS, NOTHING, PREFIX, Term, Values
 from fhir_server.storage.records import Ids, Key, Keys, Record, Selection
 
 if TYPE_CHECKING:
+    from fhir_server.search.reach import Reach
     from fhir_server.server import FhirServer
 
 # A driving term with more conditions than this is cheaper as a scan.
@@ -80,17 +81,26 @@ def selection(term: Term | None) -> Selection:
     return Keys(tuple(keys))
 
 
-def find(server: FhirServer, type_: str, terms: list[Term], *, session: Any = None, json: bool = False) -> list[Record]:
-    """Live resources of `type_` matching every term (unordered), with their JSON if asked."""
+def find(server: FhirServer, type_: str, terms: list[Term], *, reach: Reach, session: Any = None,
+         json: bool = False) -> list[Record]:
+    """Live resources of `type_` matching every term (unordered), with their JSON if asked,
+    among those `reach` lets the request see (search/reach.py): every caller says whose
+    search it runs, the server's own lookups with `EVERYTHING`."""
+    limit = reach.term(type_)
+    if limit is not None:
+        if limit is NOTHING:  # the type is out of reach
+            return []
+        terms = [*terms, limit]
     found = server.store.find(type_, selection(plan(terms)), json=json, session=session)
     # the driver's predicate is exact, its index condition may be a superset
     return [record for record in found if all(t.match(record) for t in terms)]
 
 
-def find_contained(server: FhirServer, type_: str, terms: list[Term],
-                   containers: list[str]) -> list[tuple[Record, str]]:
+def find_contained(server: FhirServer, type_: str, terms: list[Term], containers: list[str], *,
+                   reach: Reach) -> list[tuple[Record, str]]:
     """Resources of `type_` contained in resources of the `containers` types, matching every term:
-    (container, contained id). Needs one keyed term to drive with."""
+    (container, contained id), in the containers `reach` lets the request see (a contained
+    resource belongs to its container). Needs one keyed term to drive with."""
     driver = plan(terms, keyed_only=True)
     if driver is None:
         raise FhirError(400, Issue("error", "too-costly", "_contained searches need at least one indexed "
@@ -99,7 +109,11 @@ def find_contained(server: FhirServer, type_: str, terms: list[Term],
     keys = Keys(tuple(prefixed(key, prefix) for key in selection(driver).keys))
     found: dict[tuple[str, str, str], tuple[Record, str]] = {}
     for container in containers:
+        if reach.excludes(container):
+            continue
         for record in server.store.find(container, keys, json=True, contained=True):
+            if not reach.sees(container, record):
+                continue
             for inner in record.contained:
                 if inner.type == type_ and all(t.match(Values(inner.id, inner.values)) for t in terms):
                     found.setdefault((container, record.id, inner.id), (record, inner.id))

@@ -6,7 +6,6 @@ lookup per target type and a reverse include one keyed query per source type.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +13,11 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.search.execute import find
 from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term
-from fhir_server.search.terms import values
-from fhir_server.storage.records import Ids, Record
+from fhir_server.search.terms import IDS, Term, values
+from fhir_server.storage.records import Record
 
 if TYPE_CHECKING:
+    from fhir_server.search.reach import Reach
     from fhir_server.server import FhirServer
 
 MAX_ROUNDS = 4  # :iterate depth
@@ -62,9 +62,10 @@ def _reference_codes(server: FhirServer, type_: str, code: str) -> list[str]:
 
 
 def included(server: FhirServer, matches: list[Record], includes: list[Include], revincludes: list[Include],
-             session: Any = None, readable: Callable[[str], bool] = lambda type_: True) -> tuple[list[Record], bool]:
+             *, reach: Reach, session: Any = None) -> tuple[list[Record], bool]:
     """Resources to add with search.mode=include, and whether the cap cut the list short. Only
-    types `readable` allows are read: nothing else is returned, nor followed by `:iterate`."""
+    what `reach` lets the request see is read: nothing else is returned, nor followed by
+    `:iterate`."""
     seen = {record.key for record in matches}
     out: list[Record] = []
     frontier = matches
@@ -73,8 +74,8 @@ def included(server: FhirServer, matches: list[Record], includes: list[Include],
         rev = [i for i in revincludes if round_ == 0 or i.iterate]
         if not (fwd or rev) or not frontier:
             break
-        new = _forward(server, frontier, fwd, seen, session, readable) + \
-            _reverse(server, frontier, rev, seen, session, readable)
+        new = _forward(server, frontier, fwd, seen, session, reach) + \
+            _reverse(server, frontier, rev, seen, session, reach)
         out.extend(new)
         if len(out) > MAX_INCLUDED:
             return out[:MAX_INCLUDED], True
@@ -82,7 +83,7 @@ def included(server: FhirServer, matches: list[Record], includes: list[Include],
     return out, False
 
 
-def _forward(server: FhirServer, docs: list[Record], includes, seen, session, readable) -> list[Record]:
+def _forward(server: FhirServer, docs: list[Record], includes, seen, session, reach: Reach) -> list[Record]:
     wanted: dict[str, set[str]] = {}
     for doc in docs:
         for inc in includes:
@@ -96,26 +97,25 @@ def _forward(server: FhirServer, docs: list[Record], includes, seen, session, re
                         wanted.setdefault(local[0], set()).add(local[1])
     out = []
     for type_, ids in sorted(wanted.items()):
-        if not readable(type_):
-            continue
-        for record in server.store.find(type_, Ids(tuple(sorted(ids))), json=True, session=session):
+        by_id = Term(IDS, sorted(ids), lambda doc, ids=ids: doc.id in ids)
+        for record in find(server, type_, [by_id], reach=reach, json=True, session=session):
             if record.key not in seen:
                 seen.add(record.key)
                 out.append(record)
     return out
 
 
-def _reverse(server: FhirServer, docs: list[Record], revincludes, seen, session, readable) -> list[Record]:
+def _reverse(server: FhirServer, docs: list[Record], revincludes, seen, session, reach: Reach) -> list[Record]:
     out = []
     targets = {doc.key for doc in docs}
     for inc in revincludes:
         types = server.definitions.resource_types if inc.source == "*" else (inc.source,)
-        for type_ in filter(readable, types):
+        for type_ in (t for t in types if not reach.excludes(t)):
             for code in _reference_codes(server, type_, inc.code):
                 keys = {k for k in targets if inc.target is None or k.startswith(inc.target + "/")}
                 if not keys:
                     continue
-                for record in find(server, type_, [keys_term(code, keys)], session=session, json=True):
+                for record in find(server, type_, [keys_term(code, keys)], reach=reach, session=session, json=True):
                     if record.key not in seen:
                         seen.add(record.key)
                         out.append(record)

@@ -17,6 +17,7 @@ from fhir_server.search import filter as filter_param
 from fhir_server.search import fulltext
 from fhir_server.search.params import reference
 from fhir_server.search.params.token import keys_term, unescape
+from fhir_server.search.reach import Reach
 from fhir_server.search.terms import EXACT, IDS, KEYS, RANGE, SCAN, Term, values
 from fhir_server.storage.records import KeyRange
 
@@ -41,6 +42,7 @@ class Context:
     session: Any = None
     strict_because: str = "Prefer: handling=strict"
     warnings: list[Issue] = field(default_factory=list)
+    reach: Reach = field(kw_only=True)  # what the request may see: chains and _has search within it
 
     def error(self, message: str) -> FhirError:
         return FhirError(400, Issue("error", "invalid", message))
@@ -153,7 +155,7 @@ def _chain_term(ctx: Context, type_: str, code: str, modifier: str | None, targe
         if inner is None:
             continue
         chained_somewhere = True
-        keys.update(record.key for record in find(ctx.server, target, [inner], session=ctx.session))
+        keys.update(record.key for record in find(ctx.server, target, [inner], reach=ctx.reach, session=ctx.session))
     if not chained_somewhere:
         ctx.unknown(type_, f"{code}.{tail}")
         return None  # type: ignore[return-value]
@@ -179,7 +181,7 @@ def _has_term(ctx: Context, type_: str, name: str, value: str, depth: int) -> Te
         ctx.unknown(type_, name)
         return None  # type: ignore[return-value]
     ids = set()
-    for record in find(ctx.server, other, [inner], session=ctx.session):
+    for record in find(ctx.server, other, [inner], reach=ctx.reach, session=ctx.session):
         for key in values(record, ref_code):
             local = reference.local_type(key)
             if local and local[0] == type_:
@@ -188,13 +190,14 @@ def _has_term(ctx: Context, type_: str, name: str, value: str, depth: int) -> Te
 
 
 def _list_term(ctx: Context, type_: str, value: str) -> Term:
-    ids = set()
-    for list_id in split_values(value):
-        stored = ctx.server.store.read(("List"), unescape(list_id))
-        if stored is None or stored.deleted:
-            continue
-        from fhir_server import jsonio
+    from fhir_server import jsonio
+    from fhir_server.search.execute import find
 
+    ids = set()
+    list_ids = {unescape(v) for v in split_values(value)}
+    lists = find(ctx.server, "List", [Term(IDS, sorted(list_ids), lambda doc: doc.id in list_ids)],
+                 reach=ctx.reach, session=ctx.session, json=True)
+    for stored in lists:
         for entry in jsonio.loads(stored.json).get("entry") or ():
             ref = (entry.get("item") or {}).get("reference", "")
             local = reference.local_type(ctx.relative(ref))
@@ -207,4 +210,4 @@ def _quiet(ctx: Context) -> Context:
     """Inner searches report unknown parameters as errors: a chain that means nothing must not
     silently match everything."""
     return Context(ctx.server, ctx.base_url, strict=True, session=ctx.session,
-                   strict_because="a chain or _has must use known parameters")
+                   strict_because="a chain or _has must use known parameters", reach=ctx.reach)

@@ -74,3 +74,11 @@ class Term:
 def values(doc: Candidate, code: str) -> list[Any]:
     """The search values of one parameter (empty if none)."""
     return doc.values.get(code) or []
+
+
+def ids_term(ids: set[str]) -> Term:
+    """Resources with one of these ids."""
+    return Term(IDS, sorted(ids), lambda doc: doc.id in ids, EXACT)
+
+
+NOTHING = Term(IDS, [], lambda doc: False, EXACT)  # matches no resource (a type out of a request's reach)

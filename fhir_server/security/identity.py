@@ -6,11 +6,13 @@ do everything), and handed down with the request to every check.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fhir_server.security.scopes import Scopes
 
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person")
 
 
@@ -42,10 +44,11 @@ class Identity:
         purpose = claims.get("purpose_of_use")
         if isinstance(purpose, list):
             purpose = purpose[0] if purpose else None
+        patient = _id(claims.get("patient"))
         return cls(subject=_text(claims.get("sub")), client_id=_text(claims.get("client_id") or claims.get("azp")),
-                   scopes=Scopes.parse(scope if isinstance(scope, str) else ""),
+                   scopes=Scopes.parse(scope if isinstance(scope, str) else "", patient=patient is not None),
                    fhir_user=local_reference(_text(claims.get("fhirUser")), base_url),
-                   patient=_text(claims.get("patient")), purpose_of_use=_text(purpose), address=address)
+                   patient=patient, purpose_of_use=_text(purpose), address=address)
 
     @property
     def user_subject(self) -> str | None:
@@ -59,6 +62,15 @@ class Identity:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _id(value: Any) -> str | None:
+    """The `patient` claim: a resource id (`123`), or the reference some providers send
+    (`Patient/123`); anything else names no patient."""
+    text = _text(value)
+    if text is not None and text.startswith("Patient/"):
+        text = text[len("Patient/"):]
+    return text if text is not None and _ID.fullmatch(text) else None
 
 
 def local_reference(value: str | None, base_url: str | None) -> str | None:

@@ -5,8 +5,8 @@ token into what they allow.
 Letters (v2): c create, r read (read, vread, instance history), u update (and patch), d delete,
 s search (search, type and system history). v1 `read` is `rs`, `write` is `cud`, `*` all.
 A granular scope (`?category=…`) allows only resources its query matches, a `patient/` scope
-only the resources of the token's patient. Neither restriction is enforced on every path yet, so
-both kinds are parsed but grant nothing (fail closed): `held_back` names them in the 403.
+only the resources of the token's patient (`interactions/access.py` turns both into the
+request's reach). A `patient/` scope in a token without a `patient` claim grants nothing.
 """
 
 from __future__ import annotations
@@ -31,15 +31,11 @@ class Scope:
     letters: frozenset[str]
     criteria: tuple[tuple[str, str], ...] = ()  # granular scopes: the query resources must match
 
-    def covers(self, resource_type: str, letter: str) -> bool:
-        if letter not in self.letters:
+    def covers(self, resource_type: str, letters: str) -> bool:
+        """Whether the scope allows any of `letters` on (some resources of) the type."""
+        if not any(letter in self.letters for letter in letters):
             return False
         return self.type == resource_type or (self.type == "*" and resource_type not in EXPLICIT_ONLY)
-
-    @property
-    def enforced(self) -> bool:
-        """Whether this server can hold the scope to its limits on every path (see above)."""
-        return self.context != "patient" and not self.criteria
 
 
 def parse_scope(text: str) -> Scope | None:
@@ -65,25 +61,30 @@ class Scopes:
     granted: tuple[Scope, ...] = ()
     everything: bool = False  # open mode: no token, every interaction allowed
     text: str = field(default="", compare=False)
+    unusable: tuple[Scope, ...] = ()  # patient/ scopes of a token that names no patient
 
     @classmethod
-    def parse(cls, text: str) -> Scopes:
+    def parse(cls, text: str, *, patient: bool = False) -> Scopes:
+        """The resource scopes of a `scope` claim; `patient`: whether the token names the patient
+        `patient/` scopes are about."""
         found = tuple(s for s in (parse_scope(part) for part in text.split()) if s is not None)
-        return cls(found, text=text)
+        usable = tuple(s for s in found if patient or s.context != "patient")
+        return cls(usable, text=text, unusable=tuple(s for s in found if s not in usable))
 
     @classmethod
     def all(cls) -> Scopes:
         return cls(everything=True, text="(open mode)")
 
     def allows(self, resource_type: str, letter: str) -> bool:
-        """Whether a scope lets `letter` be done on every resource of `resource_type` ("*": of
-        every type, those only explicit scopes reach included)."""
+        """Whether a scope lets `letter` be done on resources of `resource_type` ("*": of every
+        type, those only explicit scopes reach included). Which resources of the type is the
+        request's reach (`patient/` and granular scopes narrow it)."""
         if self.everything:
             return True
         if resource_type == "*" and not all(self.allows(t, letter) for t in EXPLICIT_ONLY):
             return False
-        return any(s.enforced and s.covers(resource_type, letter) for s in self.granted)
+        return any(s.covers(resource_type, letter) for s in self.granted)
 
-    def held_back(self, resource_type: str, letter: str) -> list[Scope]:
-        """Scopes that would cover `letter` on the type but are not enforced yet."""
-        return [s for s in self.granted if not s.enforced and s.covers(resource_type, letter)]
+    def covering(self, resource_type: str, letters: str) -> list[Scope]:
+        """The scopes allowing any of `letters` on the type."""
+        return [s for s in self.granted if s.covers(resource_type, letters)]

@@ -41,6 +41,7 @@ from fhir_server.storage.records import ContainedValues, Ids, IndexValues, KeyRa
 log = logging.getLogger(__name__)
 
 _PROJECTION = {"v": 1, "ts": 1, "del": 1, "json": 1}
+_PROJECTION_VALUES = {**_PROJECTION, "ix": 1}
 _TXN_DEADLINE_S = 15.0
 _NETWORK_RETRIES = 2  # a lost connection inside a transaction, tried again at most this often
 
@@ -74,6 +75,7 @@ class Version:
     deleted: bool
     json: bytes | None
     method: str | None = None  # only known for history entries
+    values: dict[str, Any] | None = None  # search values, when read with them (current versions only)
 
     @property
     def key(self) -> str:
@@ -120,7 +122,12 @@ class VersionConflict(Exception):
 
 
 def _version(type_: str, id_: str, doc: dict[str, Any], method: str | None = None) -> Version:
-    return Version(type_, id_, doc["v"], doc["ts"], bool(doc.get("del")), doc.get("json"), method)
+    return Version(type_, id_, doc["v"], doc["ts"], bool(doc.get("del")), doc.get("json"), method, doc.get("ix"))
+
+
+def _history_version(doc: dict[str, Any]) -> Version:
+    type_, id_ = doc["r"].split("/", 1)
+    return _version(type_, id_, doc, doc.get("m"))
 
 
 def _record(type_: str, doc: dict[str, Any]) -> Record:
@@ -268,9 +275,10 @@ class ResourceStore:
 
     # -- reads ---------------------------------------------------------------------------------
     @translate_errors
-    def read(self, type_: str, id_: str) -> Version | None:
-        """The current version, a tombstone if deleted, or None if it never existed."""
-        doc = self.db[type_].find_one({"_id": id_}, _PROJECTION)
+    def read(self, type_: str, id_: str, *, values: bool = False) -> Version | None:
+        """The current version, a tombstone if deleted, or None if it never existed; with its
+        search values if asked (what an access check matches)."""
+        doc = self.db[type_].find_one({"_id": id_}, _PROJECTION_VALUES if values else _PROJECTION)
         return _version(type_, id_, doc) if doc else None
 
     @translate_errors
@@ -286,15 +294,16 @@ class ResourceStore:
 
     @translate_errors
     def history_page(self, type_: str | None, lower: tuple[datetime, str], upper: tuple[datetime, str],
-                     count: int, newest_first: bool = True, window_hint: float = 60.0
-                     ) -> tuple[list[Version], float]:
+                     count: int, newest_first: bool = True, window_hint: float = 60.0,
+                     keep: Callable[[Version], bool] | None = None) -> tuple[list[Version], float]:
         """Up to `count` history entries strictly between `lower` and `upper` (ts, key).
 
         Entries nearest `upper` come first when `newest_first`, nearest `lower` otherwise.
         Range scans on a secondary index cost in proportion to what they match on every server
         we run on, while `sort`+`limit` does not stop early on the embedded one. So the page is
         gathered in time windows that widen until `count` entries are found; the window that
-        worked is returned as a hint for the next page.
+        worked is returned as a hint for the next page. Entries `keep` refuses (those the caller
+        may not see) are skipped before counting, so a page is full whatever they hide.
         """
         collection = self.db[HISTORY]
         floor, ceiling = lower[0], upper[0]
@@ -308,7 +317,8 @@ class ResourceStore:
             else:
                 lo, hi = edge, (ceiling if ceiling - edge <= span else edge + span)
             first = edge == (ceiling if newest_first else floor)
-            found.extend(collection.find(self._time_range(type_, lo, hi, first, newest_first)))
+            batch = collection.find(self._time_range(type_, lo, hi, first, newest_first))
+            found.extend(d for d in batch if keep is None or keep(_history_version(d)))
             if (lo <= floor) if newest_first else (hi >= ceiling):
                 break
             edge = lo if newest_first else hi
@@ -316,11 +326,7 @@ class ResourceStore:
         unique = {d["_id"]: d for d in found}.values()
         rows = [d for d in unique if lower < (d["ts"], d["_id"]) < upper]
         rows.sort(key=lambda d: (d["ts"], d["_id"]), reverse=newest_first)
-        versions = []
-        for doc in rows[:count]:
-            type_name, id_ = doc["r"].split("/", 1)
-            versions.append(_version(type_name, id_, doc, doc.get("m")))
-        return versions, window
+        return [_history_version(doc) for doc in rows[:count]], window
 
     @staticmethod
     def _time_range(type_: str | None, lo: datetime, hi: datetime, first: bool,
@@ -333,15 +339,16 @@ class ResourceStore:
         return {"tk": {low_op: f"{type_}|{format_instant(lo)}", high_op: f"{type_}|{format_instant(hi)}"}}
 
     @translate_errors
-    def history_scan(self, type_: str | None, until: datetime) -> list[Version]:
-        """Every history entry up to `until`, metadata only, newest first (for `_at`)."""
+    def history_scan(self, type_: str | None, until: datetime, *, json: bool = False) -> list[Version]:
+        """Every history entry up to `until`, newest first (for `_at`); metadata only unless
+        `json` (what an access check needs)."""
         if type_ is None:
             query: dict[str, Any] = {"ts": {"$lte": until}}
         else:
             query = {"tk": {"$gte": f"{type_}|", "$lte": f"{type_}|{format_instant(until)}"}}
-        docs = list(self.db[HISTORY].find(query, {"json": 0}))
+        docs = list(self.db[HISTORY].find(query, None if json else {"json": 0}))
         docs.sort(key=lambda d: (d["ts"], d["_id"]), reverse=True)
-        return [_version(*doc["r"].split("/", 1), doc, doc.get("m")) for doc in docs]
+        return [_history_version(doc) for doc in docs]
 
     # -- writes --------------------------------------------------------------------------------
     @translate_errors
@@ -433,9 +440,9 @@ class ResourceStore:
         doc = self.db[HISTORY].find_one({"_id": f"{write.type}/{write.id}/{write.version}"}, {"json": 1, "del": 1})
         return doc is not None and doc.get("json") == write.json and bool(doc.get("del")) == (write.json is None)
 
-    def read_in(self, session: Any, type_: str, id_: str) -> Version | None:
+    def read_in(self, session: Any, type_: str, id_: str, *, values: bool = False) -> Version | None:
         """`read` inside a transaction's snapshot."""
-        doc = self.db[type_].find_one({"_id": id_}, _PROJECTION, session=session)
+        doc = self.db[type_].find_one({"_id": id_}, _PROJECTION_VALUES if values else _PROJECTION, session=session)
         return _version(type_, id_, doc) if doc else None
 
     def _apply(self, writes: list[Write], session: Any) -> None:

@@ -247,16 +247,6 @@ def test_conditions_are_searches_and_need_a_search_scope(http, provider, patient
     assert http.post("/", json=transaction, headers=creator).status_code == 403
 
 
-def test_patient_and_granular_scopes_grant_nothing_until_they_are_enforced(http, provider, patient_id):
-    for scope in ("patient/Patient.rs", "system/Patient.rs?gender=female", "patient/*.read"):
-        token = bearer(provider.mint.token(scope=scope, patient=patient_id))
-        r = http.get(f"/Patient/{patient_id}", headers=token)
-        assert r.status_code == 403, (scope, r.text)
-        assert "not enforced" in r.json()["issue"][0]["diagnostics"]
-        searched = http.get("/", params={"_type": "Patient"}, headers=token).json()
-        assert all(e["search"]["mode"] == "outcome" for e in searched.get("entry", ())), searched
-
-
 def test_third_party_clients_work_with_a_token(secured, provider):
     from fhirclient import client as smart_client
     from fhirclient.models.patient import Patient as FCPatient

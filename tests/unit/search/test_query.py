@@ -14,6 +14,7 @@ from fhir_server.errors import FhirError
 from fhir_server.search.index import index_values
 from fhir_server.search.parameters import SearchParameters
 from fhir_server.search.query import Context, build_terms
+from fhir_server.search.reach import EVERYTHING
 from fhir_server.search.terms import IDS, KEYS, Values
 from fhir_server.storage.records import KeyRange
 
@@ -30,7 +31,7 @@ def server(r4_examples, package_cache):
 
 @pytest.fixture
 def ctx(server):
-    return Context(server, BASE)
+    return Context(server, BASE, reach=EVERYTHING)
 
 
 def patient(id_, **fields):
@@ -189,7 +190,7 @@ def test_unknown_parameter_is_ignored_with_a_warning(ctx, patients):
 
 def test_unknown_parameter_is_an_error_when_strict(server):
     with pytest.raises(FhirError) as raised:
-        build_terms(Context(server, BASE, strict=True), "Patient", [("foo", "x")])
+        build_terms(Context(server, BASE, strict=True, reach=EVERYTHING), "Patient", [("foo", "x")])
     assert raised.value.status == 400
     assert "foo" in str(raised.value)
 

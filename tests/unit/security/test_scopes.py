@@ -38,10 +38,14 @@ def test_what_a_set_allows():
     assert with_audit.allows("AuditEvent", "s") and with_audit.allows("*", "s")
 
 
-def test_patient_and_granular_scopes_are_held_back():
-    scopes = Scopes.parse("patient/Observation.rs user/Patient.rs?gender=female")
-    assert not scopes.allows("Observation", "r") and not scopes.allows("Patient", "r")
-    assert [s.type for s in scopes.held_back("Observation", "r")] == ["Observation"]
+def test_patient_scopes_need_the_patient_claim():
+    without = Scopes.parse("patient/Observation.rs user/Patient.rs?gender=female")
+    assert not without.allows("Observation", "r") and without.allows("Patient", "r")
+    assert [s.type for s in without.unusable] == ["Observation"]
+    within = Scopes.parse("patient/Observation.rs user/Observation.c", patient=True)
+    assert within.allows("Observation", "s") and not within.unusable
+    assert [s.context for s in within.covering("Observation", "rs")] == ["patient"]
+    assert [s.context for s in within.covering("Observation", "c")] == ["user"]
 
 
 def test_open_mode_allows_everything():
