@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.request import FhirRequest
-from fhir_server.search.compartments import compartment_terms
+from fhir_server.search.compartments import compartment_params, only_in
 from fhir_server.search.execute import find
 from fhir_server.search.index import index_values
 from fhir_server.search.params.token import keys_term
 from fhir_server.search.query import Context, build_terms
 from fhir_server.search.reach import EVERYTHING, NOTHING, Reach, any_of
-from fhir_server.search.terms import IDS, Term, Values
+from fhir_server.search.terms import Term, Values, ids_term
 from fhir_server.security.identity import Identity
 from fhir_server.security.scopes import Scope
 from fhir_server.storage.store import Version, Write
@@ -131,19 +131,23 @@ def _scope_terms(server: FhirServer, identity: Identity, scope: Scope, type_: st
 
 
 def _patient_terms(server: FhirServer, patient: str, type_: str) -> list[Term]:
-    """The token patient's compartment, for one type: the patient (and the patients linked to
-    it), what refers to it through a compartment parameter; no limit for types outside the
-    compartment (directory, terminology, protocols), but none of the patient-data types
-    that stand outside it."""
+    """The token patient's record, for one type: the patient and the Patient records linked to
+    it; what their compartments hold and names no other patient; no limit for types outside the
+    compartment (directory, terminology, protocols), but none of the patient-data types that
+    stand outside it."""
     if type_ in _PATIENT_DATA_OUTSIDE_COMPARTMENT:
         return [NOTHING]
-    target = f"Patient/{patient}"
+    ids = _same_patient(server, patient)
     if type_ == "Patient":
-        linked = find(server, "Patient", [keys_term("link", {target})], reach=EVERYTHING)
-        ids = {patient} | {r.id for r in linked}
-        return [Term(IDS, sorted(ids), lambda doc: doc.id in ids)]
-    term = compartment_terms(server, "Patient", patient).get(type_)
-    return [term] if term is not None else []
+        return [ids_term(ids)]
+    codes = compartment_params(server, "Patient").get(type_)
+    return [only_in(codes, "Patient", ids)] if codes else []
+
+
+def _same_patient(server: FhirServer, patient: str) -> set[str]:
+    """The patient and the Patient records that link to it (`Patient.link`: the same person)."""
+    linked = find(server, "Patient", [keys_term("link", {f"Patient/{patient}"})], reach=EVERYTHING)
+    return {patient} | {r.id for r in linked}
 
 
 def sees(server: FhirServer, reach_: Reach, version: Version | None) -> bool:

@@ -11,21 +11,43 @@ if TYPE_CHECKING:
     from fhir_server.server import FhirServer
 
 
-def compartment_terms(server: FhirServer, compartment: str, id_: str) -> dict[str, Term]:
-    """Per resource type of the compartment, a term: any of its compartment parameters refers to
-    `compartment/id_` (`CarePlan`: `patient` or `performer` = `Patient/123`)."""
+def compartment_params(server: FhirServer, compartment: str) -> dict[str, tuple[str, ...]]:
+    """Per resource type of the compartment, the parameters that put a resource in it
+    (`CarePlan`: `patient`, `performer`)."""
     definition = server.definitions.resource(f"http://hl7.org/fhir/CompartmentDefinition/{compartment.lower()}")
     if definition is None or definition.get("code") != compartment:
         raise FhirError(404, Issue("error", "not-found", f"{compartment} defines no compartment"))
-    target = f"{compartment}/{id_}"
     out = {}
     for entry in definition.get("resource") or ():
         codes = tuple(c for c in entry.get("param") or () if c != "{def}")
-        if not codes:
-            continue
+        if codes:
+            out[entry["code"]] = codes
+    return out
+
+
+def compartment_terms(server: FhirServer, compartment: str, id_: str) -> dict[str, Term]:
+    """Per resource type of the compartment, a term: any of its compartment parameters refers to
+    `compartment/id_` (`CarePlan`: `patient` or `performer` = `Patient/123`)."""
+    target = f"{compartment}/{id_}"
+    out = {}
+    for type_, codes in compartment_params(server, compartment).items():
 
         def match(doc, codes=codes) -> bool:
             return any(target in values(doc, c) for c in codes)
 
-        out[entry["code"]] = Term(KEYS, [f"{c}={target}" for c in codes], match, EXACT)
+        out[type_] = Term(KEYS, [f"{c}={target}" for c in codes], match, EXACT)
     return out
+
+
+def only_in(codes: tuple[str, ...], compartment: str, ids: set[str]) -> Term:
+    """Resources in the compartments of `ids` and in no other compartment of that kind: every
+    `compartment/…` their compartment parameters name is one of `ids` (a resource naming two
+    patients tells about both, so it is for whoever may see both)."""
+    targets = {f"{compartment}/{i}" for i in ids}
+    prefix = f"{compartment}/"
+
+    def match(doc) -> bool:
+        named = {v for c in codes for v in values(doc, c) if isinstance(v, str) and v.startswith(prefix)}
+        return bool(named) and named <= targets
+
+    return Term(KEYS, [f"{c}={t}" for c in codes for t in sorted(targets)], match, EXACT)
