@@ -177,17 +177,17 @@ def current_for_write(server: FhirServer, req: FhirRequest, session: Any, type_:
                       letter: str) -> Version | None:
     """The current version a write replaces, as the request may see it: one out of its reach for
     `letter` is absent (a delete deletes nothing, a patch finds nothing)."""
-    current = server.store.read_in(session, type_, id_, values=True)
-    if current is None or reach(server, req, letter).term(type_) is None:
-        return current
-    return current if sees(server, reach(server, req, letter), current) else None
+    limit = reach(server, req, letter)
+    restricted = limit.term(type_) is not None
+    current = server.store.read_in(session, type_, id_, values=restricted)
+    return current if current is None or not restricted or sees(server, limit, current) else None
 
 
 def replaceable(server: FhirServer, req: FhirRequest, session: Any, type_: str, id_: str) -> Version | None:
     """The current version a PUT replaces; 403 if it is out of the request's reach (a PUT would
     otherwise overwrite what the caller may not see)."""
-    current = server.store.read_in(session, type_, id_, values=True)
     limit = reach(server, req, "u")
+    current = server.store.read_in(session, type_, id_, values=limit.term(type_) is not None)
     if current is not None and not current.deleted and not sees(server, limit, current):
         raise FhirError(403, Issue("error", "forbidden", f"{type_}/{id_} cannot be written with this access token"))
     return current
