@@ -13,41 +13,17 @@ import httpx
 import pytest
 
 from tests.conftest import start_server
-from tests.oidc.provider import Client, OidcProvider, require_node
+from tests.oidc.provider import Client
 from tests.robustness.support import fail_point, mongo
+from tests.security.conftest import AUDIENCE, bearer
 
-AUDIENCE = "https://fhir.test/fhir"
+SERVER_ENV = {"FHIR_EMBEDDED_TEST_COMMANDS": "1"}
 AUDITOR = "system/AuditEvent.rs"
 CLIENTS = [
     Client("ehr", scope=["user/*.cruds"], claims={"fhirUser": "Practitioner/gp-audit"}),
     Client("auditor", scope=[AUDITOR, "system/AuditEvent.cruds"]),
     Client("backend", scope=["system/*.cruds"]),
 ]
-
-
-@pytest.fixture(scope="module")
-def provider():
-    require_node()
-    with OidcProvider(CLIENTS, audience=AUDIENCE) as op:
-        yield op
-
-
-@pytest.fixture(scope="module")
-def secured(provider, tmp_path_factory, r4_examples):
-    running = start_server(tmp_path_factory.mktemp("audited"), extra_env={
-        "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE, "FHIR_EMBEDDED_TEST_COMMANDS": "1"})
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def http(secured):
-    with httpx.Client(base_url=secured.base_url, timeout=60, headers={"Accept": "application/fhir+json"}) as c:
-        yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

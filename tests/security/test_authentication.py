@@ -8,10 +8,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import start_server
-from tests.oidc.provider import Client, OidcProvider, require_node
+from tests.oidc.provider import Client
+from tests.security.conftest import bearer
 
-AUDIENCE = "https://fhir.test/fhir"
 EVERYTHING = "system/*.cruds"
 CLIENTS = [
     Client("backend", scope=[EVERYTHING, "system/*.*"]),
@@ -21,31 +20,6 @@ CLIENTS = [
     Client("ps256", scope=[EVERYTHING], alg="PS256"),
     Client("elsewhere", scope=[EVERYTHING], audience="https://another.server/fhir"),
 ]
-
-
-@pytest.fixture(scope="module")
-def provider():
-    require_node()
-    with OidcProvider(CLIENTS, audience=AUDIENCE) as op:
-        yield op
-
-
-@pytest.fixture(scope="module")
-def secured(provider, tmp_path_factory, r4_examples):
-    running = start_server(tmp_path_factory.mktemp("secured"), extra_env={
-        "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE})
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def http(secured):
-    with httpx.Client(base_url=secured.base_url, timeout=60, headers={"Accept": "application/fhir+json"}) as c:
-        yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

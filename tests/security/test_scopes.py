@@ -15,39 +15,14 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import start_server
-from tests.oidc.provider import Client, OidcProvider, require_node
+from tests.oidc.provider import Client
+from tests.security.conftest import bearer
 
-AUDIENCE = "https://fhir.test/fhir"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 LAB = f"{CATEGORY}|laboratory"
 ADMIN = "system/*.cruds"
 BOB_NAME = "Secretbob"
-
-
-@pytest.fixture(scope="module")
-def provider():
-    require_node()
-    with OidcProvider([Client("backend", scope=[ADMIN])], audience=AUDIENCE) as op:
-        yield op
-
-
-@pytest.fixture(scope="module")
-def secured(provider, tmp_path_factory, r4_examples):
-    running = start_server(tmp_path_factory.mktemp("scopes"), extra_env={
-        "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE})
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def http(secured):
-    with httpx.Client(base_url=secured.base_url, timeout=60, headers={"Accept": "application/fhir+json"}) as c:
-        yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+CLIENTS = [Client("backend", scope=[ADMIN])]
 
 
 @pytest.fixture(scope="module")
