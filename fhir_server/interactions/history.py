@@ -43,7 +43,8 @@ def history(server: FhirServer, req: FhirRequest) -> FhirResponse:
         authorize(req, None, "s")
     snapshot = cursor["s"] if cursor else now()
     limit = reach(server, req, "s")
-    keep = None if not limit.restricted else (lambda version: sees(server, limit, version))
+    unlimited = not limit.restricted or (req.type is not None and limit.term(req.type) is None)
+    keep = None if unlimited else (lambda version: sees(server, limit, version))
     if at is not None:
         scanned = server.store.history_scan(req.type, min(snapshot, at[1]), json=keep is not None)
         versions = [v for v in _current_during(scanned, at) if keep is None or keep(v)]
