@@ -1,12 +1,31 @@
 """A consistent CPTS dataset of any size, as transaction bundles: `fhir-server demo-data`.
 
-A CPTS with its MSPs and a health centre; general practitioners, nurses, pharmacists,
-physiotherapists, a cardiologist and a coordinator (RPPS numbers with their check digit,
-MSSanté addresses); protocols (heart failure, diabetes); and per patient (test INS with a valid
-key): a care team, a care plan following a protocol with its tasks, a secure message thread,
-and for some an RCP (planned meeting, held meeting, decision) and a shared document. Every
-resource declares the coordination profile it follows. Ids are derived from the seed, and
-every entry is a PUT: loading the same dataset twice changes nothing.
+A CPTS with two MSPs and a health centre; general practitioners, nurses, physiotherapists, a
+cardiologist, a pharmacist and a coordinator, each with a PractitionerRole in one structure (RPPS
+numbers with their check digit, MSSanté addresses); protocols (heart failure, diabetes); and per
+patient (test INS with a valid key): a médecin traitant (`generalPractitioner`), a care team run by
+one structure, a care plan following a protocol with its tasks, a secure message thread, and for
+some an RCP (planned meeting, held meeting, decision), a shared document, or a Consent objecting to
+sharing with one professional. Every resource declares the coordination profile it follows. Ids
+are derived from the seed, and every entry is a PUT: loading the same dataset twice changes nothing.
+
+The care teams vary with the patient's number n, so that the équipe de soins rule has something
+to decide (examples/README.md lists who reaches whom in the examples):
+
+- n % 4 == 0: a team run by the first MSP: its GP and nurse, the MSP itself (an Organization
+  member: everyone holding a role there, its physiotherapist too), the pharmacist, the cardiologist.
+- n % 4 == 1: run by the second MSP: its GP, physiotherapist and nurse (member since 2025-07-01,
+  taking over from a nurse of the first MSP whose membership ended on 2025-06-30), the
+  pharmacist, the cardiologist; when n % 8 == 1, an active Consent denies the cardiologist.
+- n % 4 == 2: run by the CPTS, a mix: the second MSP's nurse, the first MSP's physiotherapist,
+  the pharmacist, the cardiologist. The médecin traitant, a GP of the health centre, is not a
+  member; a nurse of the health centre, outside the team, is sent one message.
+- n % 4 == 3: run by the health centre: its GP, nurse and cardiologist, an MSP physiotherapist,
+  the pharmacist.
+
+The coordinator (at the CPTS) is in no care team: a coordinator's patients are those of the
+structure that runs their team (CareTeam.managingOrganization and the coord-ext-structure
+extension, also on the CarePlan, the Tasks and the RCP Appointment).
 """
 
 from __future__ import annotations
@@ -68,15 +87,41 @@ FAMILY = [
 ]
 GIVEN_F = ["Marie", "Nathalie", "Isabelle", "Sylvie", "Catherine", "Léa", "Chloé", "Camille", "Hélène", "Élodie"]
 GIVEN_M = ["Jean", "Philippe", "Michel", "Alain", "Patrick", "Nicolas", "Lucas", "Hugo", "Théo", "Étienne"]
-# (profession code TRE_G15, coordination role, specialty TRE_R38 or None, label)
-TRADES = [
-    ("10", "gp", "SM54", "médecin généraliste"),
-    ("60", "nurse", None, "infirmier"),
-    ("21", "pharmacist", None, "pharmacien"),
-    ("70", "physiotherapist", None, "masseur-kinésithérapeute"),
-    ("10", "specialist", "SM04", "cardiologue"),
-    ("60", "coordinator", None, "coordinatrice"),
+# coordination role → (profession code TRE_G15, specialty TRE_R38 or None)
+TRADES = {
+    "gp": ("10", "SM54"),
+    "nurse": ("60", None),
+    "pharmacist": ("21", None),
+    "physiotherapist": ("70", None),
+    "specialist": ("10", "SM04"),
+    "coordinator": ("60", None),
+}
+# (id suffix, name, type): the CPTS first, then the structures that are part of it
+STRUCTURES = [
+    ("cpts", "CPTS du Val de Seine", "cpts"),
+    ("msp0", "MSP des Tilleuls", "msp"),
+    ("msp1", "MSP du Port", "msp"),
+    ("cds2", "Centre de santé Pasteur", "cds"),
 ]
+# Professional n holds a PractitionerRole of SLOTS[n % len(SLOTS)]: (structure index, role). The
+# first len(SLOTS) professionals are the examples' directory; larger datasets repeat the cycle.
+SLOTS = [
+    (1, "gp"),
+    (1, "nurse"),
+    (1, "physiotherapist"),
+    (2, "gp"),
+    (2, "nurse"),
+    (2, "physiotherapist"),
+    (3, "gp"),
+    (3, "nurse"),
+    (3, "specialist"),
+    (0, "pharmacist"),
+    (0, "coordinator"),
+]
+# Membership dates: a nurse of the first MSP followed the n % 4 == 1 patients until ENDED, then
+# the second MSP's nurse took over (well before the generated activity, which starts in 2026).
+ENDED = "2025-06-30"
+TAKEN_OVER = "2025-07-01"
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
@@ -154,7 +199,7 @@ def generate(patients: int, seed: int = 1, per_file: int = 100) -> Dataset:
     rnd = random.Random(seed)
     data = Dataset(seed)
     s = f"s{seed}"
-    directory = _directory(data, rnd, s, professionals=max(6, patients // 20))
+    directory = _directory(data, rnd, s, professionals=max(len(SLOTS), patients // 20))
     protocols = _protocols(data, s, directory)
     for n in range(patients):
         _patient(data, rnd, s, n, directory, protocols, f"20-patients-{n // per_file + 1:04d}")
@@ -163,40 +208,29 @@ def generate(patients: int, seed: int = 1, per_file: int = 100) -> Dataset:
 
 def _directory(data: Dataset, rnd: random.Random, s: str, professionals: int) -> dict[str, Any]:
     file = "00-directory"
-    cpts = data.add(
-        file,
-        {
+    structures = []
+    for key, name, kind in STRUCTURES:
+        org: dict[str, Any] = {
             "resourceType": "Organization",
-            "id": f"{s}-cpts",
+            "id": f"{s}-{key}",
             "meta": profile("coord-structure"),
-            "identifier": [{"system": SIRET, "value": f"{rnd.randrange(10**13, 10**14)}"}],
+            "identifier": [
+                {"system": SIRET, "value": f"{rnd.randrange(10**13, 10**14)}"}
+                if kind == "cpts"
+                else {"system": FINESS, "value": f"75{rnd.randrange(10**6, 10**7)}"}
+            ],
             "active": True,
-            "type": [{"coding": [coding(CS + "coord-cs-structure-type", "cpts")]}],
-            "name": "CPTS du Val de Seine",
-        },
-    )
-    structures = [cpts]
-    for i, (name, kind) in enumerate(
-        [("MSP des Tilleuls", "msp"), ("MSP du Port", "msp"), ("Centre de santé Pasteur", "cds")]
-    ):
-        structures.append(
-            data.add(
-                file,
-                {
-                    "resourceType": "Organization",
-                    "id": f"{s}-{kind}{i}",
-                    "meta": profile("coord-structure"),
-                    "identifier": [{"system": FINESS, "value": f"75{rnd.randrange(10**6, 10**7)}"}],
-                    "active": True,
-                    "type": [{"coding": [coding(CS + "coord-cs-structure-type", kind)]}],
-                    "name": name,
-                    "partOf": {"reference": f"Organization/{cpts['id']}"},
-                },
-            )
-        )
-    roles: dict[str, list[str]] = {}
+            "type": [{"coding": [coding(CS + "coord-cs-structure-type", kind)]}],
+            "name": name,
+        }
+        if structures:
+            org["partOf"] = {"reference": f"Organization/{structures[0]['id']}"}
+        structures.append(data.add(file, org))
+    roster: dict[tuple[str, str], list[str]] = {}
     for n in range(professionals):
-        code, role, specialty, label = TRADES[n % len(TRADES)]
+        where, role = SLOTS[n % len(SLOTS)]
+        code, specialty = TRADES[role]
+        structure = structures[where]
         female = rnd.random() < 0.6
         family, given = rnd.choice(FAMILY), rnd.choice(GIVEN_F if female else GIVEN_M)
         number = rpps(rnd.randrange(10**8, 10**9) + n)
@@ -213,7 +247,6 @@ def _directory(data: Dataset, rnd: random.Random, s: str, professionals: int) ->
                 "gender": "female" if female else "male",
             },
         )
-        structure = structures[1 + n % 3] if role != "coordinator" else cpts
         mail = f"{_ascii(given)}.{_ascii(family)}{n}@{'medecin' if code == '10' else 'pro'}.mssante.fr".lower()
         role_resource: dict[str, Any] = {
             "resourceType": "PractitionerRole",
@@ -234,8 +267,13 @@ def _directory(data: Dataset, rnd: random.Random, s: str, professionals: int) ->
         if specialty:
             role_resource["specialty"] = [{"coding": [coding(R38, specialty)]}]
         data.add(file, role_resource)
-        roles.setdefault(role, []).append(role_resource["id"])
-    return {"cpts": cpts["id"], "structures": [o["id"] for o in structures[1:]], "roles": roles}
+        roster.setdefault((structure["id"], role), []).append(role_resource["id"])
+    return {
+        "cpts": structures[0]["id"],
+        "structures": [o["id"] for o in structures[1:]],
+        "names": {o["id"]: o["name"] for o in structures},
+        "roster": roster,
+    }
 
 
 def _ascii(text: str) -> str:
@@ -317,8 +355,54 @@ def _protocols(data: Dataset, s: str, directory: dict[str, Any]) -> list[dict[st
     return out
 
 
-def _member(rnd: random.Random, directory: dict[str, Any], role: str) -> str:
-    return rnd.choice(directory["roles"][role])
+def _team(rnd: random.Random, directory: dict[str, Any], n: int, since: str) -> tuple[str, dict[str, str], list]:
+    """The structure running patient n's care team (see the module docstring); the professional
+    of each role named in the patient's resources (role → PractitionerRole id: the médecin
+    traitant as "gp", the nurse standing in as "stand-in"); the team's CareTeam.participant."""
+    cpts = directory["cpts"]
+    msp0, msp1, cds = directory["structures"]
+    roster = directory["roster"]
+
+    def pick(structure: str, role: str) -> str:
+        return rnd.choice(roster[(structure, role)])
+
+    pattern = n % 4
+    home = [msp0, msp1, cpts, cds][pattern]
+    named = {
+        "gp": pick(cds if pattern >= 2 else home, "gp"),
+        "nurse": pick(msp1 if pattern == 2 else home, "nurse"),
+        "pharmacist": pick(cpts, "pharmacist"),
+        "physiotherapist": pick({0: msp0, 1: msp1, 2: msp0, 3: rnd.choice([msp0, msp1])}[pattern], "physiotherapist"),
+        "specialist": pick(cds, "specialist"),
+        "coordinator": pick(cpts, "coordinator"),
+    }
+
+    def member(role: str, **period: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "role": [{"coding": _role_codings(role)}],
+            "member": {"reference": f"PractitionerRole/{named[role]}"},
+        }
+        if period:
+            out["period"] = period
+        return out
+
+    if pattern == 0:  # the physiotherapist is a member through the MSP itself
+        structure = {
+            "role": [{"text": f"Équipe de la structure ({directory['names'][msp0]}) : tous ceux qui y exercent"}],
+            "member": {"reference": f"Organization/{msp0}"},
+        }
+        members = [member("gp"), member("nurse"), structure, member("pharmacist"), member("specialist")]
+    elif pattern == 1:  # the nurse took over from a nurse of the other MSP
+        former = member("nurse", start=since, end=ENDED)
+        former["member"]["reference"] = f"PractitionerRole/{pick(msp0, 'nurse')}"
+        members = [member("gp"), member("nurse", start=TAKEN_OVER), former]
+        members += [member(role) for role in ("physiotherapist", "pharmacist", "specialist")]
+    else:  # patterns 2 and 3; in the mix, the médecin traitant is not a member
+        members = [member(role) for role in ("gp", "nurse", "physiotherapist", "pharmacist", "specialist")]
+        if pattern == 2:
+            members = members[1:]
+            named["stand-in"] = pick(cds, "nurse")
+    return home, named, members
 
 
 def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, protocols, file: str) -> None:
@@ -326,6 +410,10 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
     born = datetime(1935 + rnd.randrange(60), 1 + rnd.randrange(12), 1 + rnd.randrange(28), tzinfo=UTC)
     pid = f"{s}-pat{n}"
     subject = {"reference": f"Patient/{pid}"}
+    when = START + timedelta(days=n % 200, hours=n % 8)
+    since = (when - timedelta(days=500)).date().isoformat()  # the team's start: before ENDED for every n
+    structure, team, members = _team(rnd, directory, n, since)
+    gp = {"reference": f"PractitionerRole/{team['gp']}"}
     data.add(
         file,
         {
@@ -344,13 +432,10 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
                     "country": "FRA",
                 }
             ],
+            "generalPractitioner": [gp],
         },
     )
-    team = {
-        role: _member(rnd, directory, role)
-        for role in ("gp", "nurse", "pharmacist", "physiotherapist", "specialist", "coordinator")
-    }
-    structure = rnd.choice(directory["structures"])
+    in_structure = [{"url": SD + "coord-ext-structure", "valueReference": {"reference": f"Organization/{structure}"}}]
     careteam_id = f"{s}-team{n}"
     data.add(
         file,
@@ -358,19 +443,18 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
             "resourceType": "CareTeam",
             "id": careteam_id,
             "meta": profile("coord-careteam"),
+            "extension": in_structure,
             "status": "active",
-            "name": "Équipe de soins",
+            "name": f"Équipe de soins — {directory['names'][structure]}",
             "subject": subject,
-            "participant": [
-                {"role": [{"coding": _role_codings(role)}], "member": {"reference": f"PractitionerRole/{member}"}}
-                for role, member in team.items()
-            ],
+            "period": {"start": since},
+            "participant": members,
             "managingOrganization": [{"reference": f"Organization/{structure}"}],
         },
     )
+    if n % 8 == 1:
+        _consent(data, s, n, subject, team["specialist"], structure, when, file)
     protocol = protocols[n % len(protocols)]
-    when = START + timedelta(days=n % 200, hours=n % 8)
-    gp = {"reference": f"PractitionerRole/{team['gp']}"}
     careplan_id = f"{s}-plan{n}"
     task_ids = []
     for i, action in enumerate(protocol["action"]):
@@ -381,7 +465,7 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
             "resourceType": "Task",
             "id": f"{s}-task{n}-{i + 1}",
             "meta": profile("coord-task"),
-            "extension": [{"url": SD + "coord-ext-protocol-step", "valueString": action["id"]}],
+            "extension": [{"url": SD + "coord-ext-protocol-step", "valueString": action["id"]}, *in_structure],
             "basedOn": [{"reference": f"CarePlan/{careplan_id}"}],
             "status": status,
             "intent": "order",
@@ -413,9 +497,7 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
             "resourceType": "CarePlan",
             "id": careplan_id,
             "meta": profile("coord-careplan"),
-            "extension": [
-                {"url": SD + "coord-ext-structure", "valueReference": {"reference": f"Organization/{structure}"}}
-            ],
+            "extension": in_structure,
             "instantiatesCanonical": [f"{protocol['url']}|{protocol['version']}"],
             "status": "active",
             "intent": "plan",
@@ -430,8 +512,60 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
         },
     )
     _messages(data, rnd, s, n, subject, team, when, file)
+    if "stand-in" in team:
+        _stand_in(data, s, n, subject, team, when, file)
     if n % 10 == 0:
-        _rcp(data, s, n, subject, team, when, file)
+        _rcp(data, s, n, subject, team, in_structure, when, file)
+
+
+def _consent(data: Dataset, s: str, n: int, subject, denied: str, structure: str, when: datetime, file: str) -> None:
+    """The patient objects to sharing with one professional (L.1110-4 CSP): sharing within the
+    équipe de soins permitted, except with that PractitionerRole."""
+    signed = when - timedelta(days=30)
+    data.add(
+        file,
+        {
+            "resourceType": "Consent",
+            "id": f"{s}-consent{n}",
+            "status": "active",
+            "scope": {"coding": [coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")]},
+            "category": [{"coding": [coding(LOINC, "59284-0", "Patient Consent")]}],
+            "patient": subject,
+            "dateTime": signed.isoformat(),
+            "performer": [subject],
+            "organization": [{"reference": f"Organization/{structure}"}],
+            "sourceAttachment": {
+                "contentType": "text/plain",
+                "language": "fr",
+                "data": _b64("Je m'oppose au partage de mes données de santé avec ce professionnel."),
+                "title": "Opposition au partage (article L.1110-4 du code de la santé publique)",
+            },
+            "policyRule": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "OPTIN")]},
+            "provision": {
+                "type": "permit",
+                "provision": [
+                    {
+                        "type": "deny",
+                        "period": {"start": signed.isoformat()},
+                        "actor": [
+                            {
+                                "role": {
+                                    "coding": [
+                                        coding(
+                                            "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                            "IRCP",
+                                            "information recipient",
+                                        )
+                                    ]
+                                },
+                                "reference": {"reference": f"PractitionerRole/{denied}"},
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+    )
 
 
 def _role_codings(role: str) -> list[dict[str, Any]]:
@@ -478,7 +612,33 @@ def _messages(data: Dataset, rnd: random.Random, s: str, n: int, subject, team, 
         previous = message["id"]
 
 
-def _rcp(data: Dataset, s: str, n: int, subject, team, when: datetime, file: str) -> None:
+def _stand_in(data: Dataset, s: str, n: int, subject, team, when: datetime, file: str) -> None:
+    """A nurse outside the care team, asked by the médecin traitant to stand in for a few days:
+    the message names them, nothing else of the patient's does."""
+    sent = when + timedelta(days=10)
+    data.add(
+        file,
+        {
+            "resourceType": "Communication",
+            "id": f"{s}-msg{n}-stand-in",
+            "meta": profile("coord-message"),
+            "status": "completed",
+            "category": [{"coding": [coding(CS + "coord-cs-message-topic", "task")]}],
+            "subject": subject,
+            "sent": sent.isoformat(),
+            "recipient": [{"reference": f"PractitionerRole/{team['stand-in']}"}],
+            "sender": {"reference": f"PractitionerRole/{team['gp']}"},
+            "payload": [
+                {
+                    "contentString": "Pourriez-vous assurer la pesée à domicile les deux prochains jours, "
+                    "pendant l'absence de l'infirmier(ère) habituel(le) ?"
+                }
+            ],
+        },
+    )
+
+
+def _rcp(data: Dataset, s: str, n: int, subject, team, in_structure, when: datetime, file: str) -> None:
     start = when + timedelta(days=14)
     members = [team[r] for r in ("gp", "nurse", "pharmacist", "specialist", "coordinator")]
     rcp = {"coding": [coding(CS + "coord-cs-meeting-type", "rcp")]}
@@ -488,6 +648,7 @@ def _rcp(data: Dataset, s: str, n: int, subject, team, when: datetime, file: str
             "resourceType": "Appointment",
             "id": f"{s}-rcp{n}",
             "meta": profile("coord-rcp-appointment"),
+            "extension": in_structure,
             "status": "fulfilled",
             "serviceType": [rcp],
             "description": "RCP insuffisance cardiaque",

@@ -118,3 +118,57 @@ def test_examples_load(tmp_path):
         assert total == 3
     finally:
         server.stop()
+
+
+def test_demo_data_gives_the_care_team_rule_its_cases():
+    """Teams differ by structure, each run by one; every patient has a médecin traitant, one who is
+    not in the team; a membership has ended, one goes through an Organization; a Consent denies
+    a team member; the coordinator is in no team."""
+    from fhir_server.tools import demo
+
+    resources = [r for rs in demo.generate(16, seed=5).files.values() for r in rs]
+    by_key = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+    teams = {t["subject"]["reference"]: t for t in resources if t["resourceType"] == "CareTeam"}
+    patients = [r for r in resources if r["resourceType"] == "Patient"]
+    assert len(teams) == len(patients) == 16
+
+    def codes(role_ref):
+        return {c["code"] for cc in by_key[role_ref]["code"] for c in cc["coding"]}
+
+    runners = []
+    for n, patient in enumerate(patients):
+        team = teams[f"Patient/{patient['id']}"]
+        run_by = team["managingOrganization"][0]["reference"]
+        assert team["extension"] == [{"url": demo.SD + "coord-ext-structure", "valueReference": {"reference": run_by}}]
+        runners.append(run_by)
+        [gp] = patient["generalPractitioner"]
+        assert gp["reference"].startswith("PractitionerRole/") and "gp" in codes(gp["reference"])
+        members = [p["member"]["reference"] for p in team["participant"]]
+        assert (gp["reference"] in members) == (n % 4 != 2), n
+        assert not any("coordinator" in codes(m) for m in members if m.startswith("PractitionerRole/"))
+    assert runners[:4] == [f"Organization/s5-{k}" for k in ("msp0", "msp1", "cpts", "cds2")]
+    member_sets = {frozenset(p["member"]["reference"] for p in t["participant"]) for t in teams.values()}
+    assert len(member_sets) > 4
+    periods = [p.get("period", {}) for t in teams.values() for p in t["participant"]]
+    assert any(p.get("end", "9999") < "2026" for p in periods)
+    assert any(p["member"]["reference"].startswith("Organization/s5-msp") for t in teams.values() for p in t["participant"])
+    consents = [r for r in resources if r["resourceType"] == "Consent"]
+    assert [c["patient"]["reference"] for c in consents] == ["Patient/s5-pat1", "Patient/s5-pat9"]
+    for consent in consents:
+        assert consent["status"] == "active" and consent["policyRule"] and consent["category"]
+        assert consent["scope"]["coding"][0]["code"] == "patient-privacy"
+        assert consent["provision"]["type"] == "permit"
+        [deny] = consent["provision"]["provision"]
+        denied = deny["actor"][0]["reference"]["reference"]
+        assert deny["type"] == "deny" and denied in {p["member"]["reference"] for p in teams[consent["patient"]["reference"]]["participant"]}
+
+
+def test_examples_are_what_the_generator_writes(tmp_path):
+    from tests.conftest import ROOT
+
+    done = run("demo-data", "--patients", "3", "--seed", "2026", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert written == sorted(p.name for p in (ROOT / "examples").glob("*.json"))
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (ROOT / "examples" / name).read_bytes(), name
