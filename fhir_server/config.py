@@ -88,6 +88,10 @@ class Settings:
     auth_identifier_system: str = _setting(
         "FHIR_AUTH_IDENTIFIER_SYSTEM", "urn:oid:1.2.250.1.71.4.2.1",
         "The identifier system of that claim's values (default: idNatPs, national professional id)")
+    access_rule: str = _setting(
+        "FHIR_ACCESS_RULE", "care-team",
+        "What a professional's user/ token reaches: care-team (the équipe de soins rule, docs/SECURITY.md) or "
+        "scopes (whatever its scopes allow, for servers behind one EHR)")
     audit: bool = _setting(
         "FHIR_AUDIT", True,
         "Record every access as an AuditEvent; false is refused with an issuer (open mode only: benchmarks)")
@@ -119,6 +123,7 @@ class Settings:
             auth_audience=_env("FHIR_AUTH_AUDIENCE") or ((_env("FHIR_BASE_URL") or "").rstrip("/") or None),
             auth_identifier_claim=_env("FHIR_AUTH_IDENTIFIER_CLAIM"),
             auth_identifier_system=_env("FHIR_AUTH_IDENTIFIER_SYSTEM", default.auth_identifier_system),
+            access_rule=_choice("FHIR_ACCESS_RULE", ("care-team", "scopes"), default.access_rule),
             audit=_env("FHIR_AUDIT", "true") not in ("0", "false", "no", "off"),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
         )

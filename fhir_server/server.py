@@ -23,6 +23,7 @@ from fhir_server.definitions.registry import Definitions
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import provenance
 from fhir_server.interactions.access import check_writes
+from fhir_server.interactions.care_team import CIRCLE_TYPES, Circles
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.resource import new_version
 from fhir_server.interactions.rules import WriteRules
@@ -91,10 +92,13 @@ class FhirServer:
         threading.Thread(target=ucum.converter, args=("g",), name="ucum-warm-up", daemon=True).start()
         self._watcher = custom.Watcher(self)
         self._watcher.start()
+        if self.settings.access_rule == "care-team":
+            self.circles.watch()
 
     def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        self.circles.stop()
         self.audit.stop()  # what is queued is written before the database closes
         self.close()
 
@@ -130,6 +134,11 @@ class FhirServer:
         except FhirError as exc:  # the database may come later; the watcher catches up
             log.warning("stored SearchParameters not loaded: %s", exc)
         return params
+
+    @cached_property
+    def circles(self) -> Circles:
+        """Who each professional cares for (the équipe de soins rule), cached per user."""
+        return Circles(self)
 
     # -- the audit trail ----------------------------------------------------------------------------
     @cached_property
@@ -216,6 +225,8 @@ class FhirServer:
             return writes
 
         versions = self.store.transact(provenance.attach(self, req, checked), guards)
+        if any(v.type in CIRCLE_TYPES for v in versions):
+            self.circles.changed()
         if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
             self.terminology.find_stored.forget()
             self.terminology.clear()

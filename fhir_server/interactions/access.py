@@ -4,22 +4,25 @@
   interaction (403); searches and histories over several types keep the types allowed and say
   which were left out.
 - Per resource, the request's *reach* (`search/reach.py`): `patient/` scopes see only the
-  compartment of the token's patient, granular scopes (`?category=…`) only what their query
-  matches. Every read, search, include, chain, history and condition of the request runs within
-  it, so a resource out of reach is absent (404, never in a Bundle); a write whose resource is or
-  would be out of reach is refused (403).
+  record of the token's patient, granular scopes (`?category=…`) only what their query
+  matches, a professional's `user/` scopes the records of the patients whose care team they
+  are in (the équipe de soins rule, `care_team.py`). Every read, search, include, chain,
+  history and condition of the request runs within it, so a resource out of reach is absent
+  (404, never in a Bundle); a write whose resource is or would be out of reach is refused (403).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.care_team import BREAK_THE_GLASS, is_care_team_user, security_context_term
 from fhir_server.interactions.request import FhirRequest
-from fhir_server.search.compartments import compartment_params, only_in
+from fhir_server.search.compartments import linking_params, only_in
 from fhir_server.search.execute import find
 from fhir_server.search.index import index_values
 from fhir_server.search.params.token import keys_term
@@ -84,40 +87,53 @@ def left_out(types: list[str], letter: str) -> Issue:
 
 # -- reach: which resources of a type ------------------------------------------------------------
 
-# Types outside the Patient compartment that still carry a patient's data: a patient/ scope
-# reaches none of them (Binary: its patient is only known through the DocumentReference).
-_PATIENT_DATA_OUTSIDE_COMPARTMENT = frozenset({"Binary"})
-
-
-def reach(server: FhirServer, req: FhirRequest, letters: str) -> Reach:
+def reach(server: FhirServer, req: FhirRequest, letters: str, *, created: frozenset[str] = frozenset()) -> Reach:
     """What the request may see or change with any of `letters` (`s` for searches, `r` for
-    reads, `rs` for includes, `c`/`u`/`d` for writes), cached on the request."""
+    reads, `rs` for includes, `c`/`u`/`d` for writes), cached on the request. `created`: the
+    patients the request creates, whose records it may start (a new patient has no care team
+    yet)."""
     identity = req.identity
     if identity is None or identity.scopes.everything:
         return EVERYTHING
-    cached = req.reaches.get(letters)
+    key = letters if not created else f"{letters}+{','.join(sorted(created))}"
+    cached = req.reaches.get(key)
     if cached is None:
-        cached = req.reaches[letters] = _scope_reach(server, identity, letters)
+        cached = req.reaches[key] = _scope_reach(server, identity, letters, created)
     return cached
 
 
-def _scope_reach(server: FhirServer, identity: Identity, letters: str) -> Reach:
+def _scope_reach(server: FhirServer, identity: Identity, letters: str, created: frozenset[str]) -> Reach:
     scopes = identity.scopes
+    made: list[Reach] = []
+
+    def visible(reference: str) -> bool:
+        """Whether this reach sees the resource a reference names (a Binary's security context)."""
+        type_, _, id_ = reference.partition("/")
+        if type_ == "Binary" or not server.definitions.is_resource_type(type_):
+            return False
+        limit = made[0]
+        restricted = limit.term(type_) is not None
+        version = server.store.read(type_, id_, values=restricted)
+        return version is not None and not version.deleted and sees(server, limit, version)
 
     def build(type_: str) -> Term | None:
         covering = scopes.covering(type_, letters)
         if not covering:
             return NOTHING
-        return any_of([_scope_terms(server, identity, scope, type_) for scope in covering])
+        return any_of([_scope_terms(server, identity, scope, type_, letters, visible, created) for scope in covering])
 
-    return Reach(build)
+    made.append(Reach(build))
+    return made[0]
 
 
-def _scope_terms(server: FhirServer, identity: Identity, scope: Scope, type_: str) -> list[Term]:
+def _scope_terms(server: FhirServer, identity: Identity, scope: Scope, type_: str, letters: str,
+                 visible: Callable[[str], bool], created: frozenset[str]) -> list[Term]:
     """What one scope lets the request see of a type, as ANDed terms ([]: all of it)."""
     terms: list[Term] = []
     if scope.context == "patient":
-        terms += _patient_terms(server, identity.patient or "", type_)
+        terms += _patient_terms(server, identity.patient or "", type_, visible)
+    elif scope.context == "user" and server.settings.access_rule == "care-team":
+        terms += _user_terms(server, identity, type_, letters, visible, created)
     if scope.criteria:
         ctx = Context(server, server.settings.base_url or "", strict=True, reach=EVERYTHING,
                       strict_because="a granular scope's query must use known search parameters")
@@ -130,18 +146,34 @@ def _scope_terms(server: FhirServer, identity: Identity, scope: Scope, type_: st
     return terms
 
 
-def _patient_terms(server: FhirServer, patient: str, type_: str) -> list[Term]:
+def _patient_terms(server: FhirServer, patient: str, type_: str, visible: Callable[[str], bool]) -> list[Term]:
     """The token patient's record, for one type: the patient and the Patient records linked to
-    it; what their compartments hold and names no other patient; no limit for types outside the
-    compartment (directory, terminology, protocols), but none of the patient-data types that
-    stand outside it."""
-    if type_ in _PATIENT_DATA_OUTSIDE_COMPARTMENT:
-        return [NOTHING]
+    it; the resources naming it and no other patient (the compartment's, and Task, Device…);
+    a Binary with its security context; no limit for the types that never name a patient
+    (directory, terminology, protocols)."""
+    if type_ == "Binary":
+        return [security_context_term(visible)]
     ids = _same_patient(server, patient)
     if type_ == "Patient":
         return [ids_term(ids)]
-    codes = compartment_params(server, "Patient").get(type_)
+    codes = linking_params(server, "Patient").get(type_)
     return [only_in(codes, "Patient", ids)] if codes else []
+
+
+def _user_terms(server: FhirServer, identity: Identity, type_: str, letters: str, visible: Callable[[str], bool],
+                created: frozenset[str]) -> list[Term]:
+    """The équipe de soins rule for a `user/` scope (interactions/care_team.py): a professional
+    reaches their patients' records; a patient user their own; a token naming neither no
+    patient's data."""
+    user = identity.fhir_user or ""
+    if is_care_team_user(identity):
+        term = server.circles.term(user, type_, btg=identity.purpose_of_use == BREAK_THE_GLASS,
+                                   writing=any(letter in "cud" for letter in letters), visible=visible, created=created)
+        return [] if term is None else [term]
+    if user.startswith("Patient/"):
+        return _patient_terms(server, user.split("/", 1)[1], type_, visible)
+    holds_patient_data = type_ in ("Patient", "Binary") or type_ in linking_params(server, "Patient")
+    return [NOTHING] if holds_patient_data else []
 
 
 def _same_patient(server: FhirServer, patient: str) -> set[str]:
@@ -197,6 +229,7 @@ def check_writes(server: FhirServer, req: FhirRequest, writes: list[Write], sess
     """403 unless every resource a request writes stays within its reach: what it creates, what
     it replaces (as it was) and what it puts in its place. Runs inside the unit of work, on the
     snapshot the writes commit on."""
+    created = frozenset(w.id for w in writes if w.type == "Patient" and w.expected is None and w.json is not None)
     for write in writes:
         letter = {"POST": "c", "DELETE": "d"}.get(write.method, "u")
         limit = reach(server, req, letter)
@@ -206,15 +239,18 @@ def check_writes(server: FhirServer, req: FhirRequest, writes: list[Write], sess
             before = server.store.read_in(session, write.type, write.id, values=True)
             if before is not None and not before.deleted and not sees(server, limit, before):
                 raise _out_of_reach(req, write, "is")
-        if write.index is not None and not limit.sees(write.type, Values(write.id, write.index.values)):
+        after = reach(server, req, letter, created=created) if created else limit
+        if write.index is not None and not after.sees(write.type, Values(write.id, write.index.values)):
             raise _out_of_reach(req, write, "would be")
 
 
 def _out_of_reach(req: FhirRequest, write: Write, tense: str) -> FhirError:
     scopes = req.identity.scopes.text if req.identity is not None else ""
     return FhirError(403, Issue("error", "forbidden", f"{write.type}/{write.id} {tense} outside what the access "
-                                f"token's scopes ({scopes}) reach: patient/ scopes reach the compartment of the "
-                                f"token's patient, granular scopes the resources their query matches"))
+                                f"token ({scopes}) reaches: patient/ scopes reach the token's patient, granular "
+                                f"scopes the resources their query matches, a professional's user/ scopes the "
+                                f"patients whose care team they are in or whose médecin traitant they are "
+                                f"(docs/SECURITY.md)"))
 
 
 def owner(req: FhirRequest) -> str:

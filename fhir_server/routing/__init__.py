@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions import break_the_glass
 from fhir_server.interactions.access import authorize, check_mutable
 from fhir_server.interactions.audit import access
 from fhir_server.interactions.request import FhirRequest, FhirResponse
@@ -34,6 +35,8 @@ def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:
         server.audit.record(access(req, interaction, 500, error="internal error"))
         raise
     server.audit.record(access(req, interaction, response.status, response))
+    if break_the_glass.applies(server, req) and req.entry is None:
+        break_the_glass.notify(server, req, response)
     return response
 
 

@@ -51,3 +51,32 @@ def only_in(codes: tuple[str, ...], compartment: str, ids: set[str]) -> Term:
         return bool(named) and named <= targets
 
     return Term(KEYS, [f"{c}={t}" for c in codes for t in sorted(targets)], match, EXACT)
+
+
+# A reference parameter whose targets are this many types or more refers to any resource
+# (`Task.focus`, `MessageHeader.focus`): it does not make a resource about its target.
+_ANY_TARGET = 20
+
+
+def linking_params(server: FhirServer, compartment: str) -> dict[str, tuple[str, ...]]:
+    """Per resource type, the parameters that tie a resource to a `compartment` resource: the
+    CompartmentDefinition's, and for types it leaves out, the reference parameters aimed at
+    that type (R4 leaves `Task` out of the Patient and Practitioner compartments, yet
+    `Task.for` names a patient and `Task.owner` a professional)."""
+    targets = {compartment, "PractitionerRole"} if compartment == "Practitioner" else {compartment}
+    out = dict(compartment_params(server, compartment))
+    for type_ in server.definitions.resource_types:
+        if type_ in out:
+            continue
+        codes = tuple(sorted(code for code, param in server.search_parameters.for_type(type_).items()
+                             if param.type == "reference" and len(param.targets) < _ANY_TARGET
+                             and targets & set(param.targets)))
+        if codes:
+            out[type_] = codes
+    return out
+
+
+def named(doc, codes: tuple[str, ...], compartment: str) -> set[str]:
+    """The ids of the `compartment` resources a resource names in these parameters."""
+    prefix = f"{compartment}/"
+    return {v[len(prefix):] for c in codes for v in values(doc, c) if isinstance(v, str) and v.startswith(prefix)}
