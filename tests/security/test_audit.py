@@ -17,7 +17,8 @@ from tests.oidc.provider import Client
 from tests.robustness.support import fail_point, mongo
 from tests.security.conftest import AUDIENCE, bearer
 
-SERVER_ENV = {"FHIR_EMBEDDED_TEST_COMMANDS": "1"}
+# the records written here belong to no care team: what is tested is the trail, not the équipe de soins rule
+SERVER_ENV = {"FHIR_EMBEDDED_TEST_COMMANDS": "1", "FHIR_ACCESS_RULE": "scopes"}
 AUDITOR = "system/AuditEvent.rs"
 CLIENTS = [
     Client("ehr", scope=["user/*.cruds"], claims={"fhirUser": "Practitioner/gp-audit"}),

@@ -12,7 +12,8 @@ from tests.oidc.provider import Client
 from tests.robustness.support import fail_point, mongo
 from tests.security.conftest import bearer
 
-SERVER_ENV = {"FHIR_EMBEDDED_TEST_COMMANDS": "1"}
+# the records written here belong to no care team: what is tested is the trail, not the équipe de soins rule
+SERVER_ENV = {"FHIR_EMBEDDED_TEST_COMMANDS": "1", "FHIR_ACCESS_RULE": "scopes"}
 CLIENTS = [
     Client("ehr", scope=["user/*.cruds"], claims={"fhirUser": "Practitioner/gp-prov"}),
     Client("nurse-app", scope=["user/*.cruds"], claims={"fhirUser": "PractitionerRole/nurse-role",
