@@ -92,13 +92,10 @@ class FhirServer:
         threading.Thread(target=ucum.converter, args=("g",), name="ucum-warm-up", daemon=True).start()
         self._watcher = custom.Watcher(self)
         self._watcher.start()
-        if self.settings.access_rule == "care-team":
-            self.circles.watch()
 
     def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
-        self.circles.stop()
         self.audit.stop()  # what is queued is written before the database closes
         self.close()
 

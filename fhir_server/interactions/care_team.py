@@ -8,18 +8,22 @@ turns the user's circle into one term that `access.reach` ANDs with every search
 write of the request, like the scopes' terms.
 
 The circle takes a few indexed queries; it is cached per user until a CareTeam, Consent,
-PractitionerRole or Patient is written (by this worker: at once, after the commit; by another:
-through change streams) or a period it depends on starts or ends.
+PractitionerRole or Patient is written or a period it depends on starts or ends. Every such
+write bumps a counter in the database once committed, and each request reads that counter (one
+read by id) before trusting its worker's cache: a change holds from the next request on, on
+every worker.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
+from fhir_server.errors import FhirError
 from fhir_server.interactions.care_circle import Acting, Circle, Denial, acting, circle, denials, is_coordinator
 from fhir_server.search.compartments import linking_params, named
 from fhir_server.search.execute import find
@@ -46,6 +50,8 @@ GRANTING_TYPES = frozenset({"CareTeam", "Patient"})
 STRUCTURE_PARAM = "structure"
 BREAK_THE_GLASS = "BTG"
 _MAX_USERS = 10_000  # cached circles; past this the cache starts again
+_MAX_AGE_S = 60.0  # a circle is read again after this long even if no write was counted
+COUNTER = "circles"  # the database counter of writes that change circles (ResourceStore.bump)
 
 
 class Circles:
@@ -53,52 +59,54 @@ class Circles:
 
     def __init__(self, server: FhirServer):
         self.server = server
-        self.generation = 0
         self._lock = threading.Lock()
-        self._circles: dict[str, tuple[int, Circle]] = {}
+        self._generation = -1  # the database counter the cached circles were read under
+        self._circles: dict[str, tuple[float, Circle]] = {}  # user → (when read, circle)
         self._terms: dict[tuple, tuple[Circle, Term | None]] = {}  # built for that circle
-        self._denials: tuple[int, list[Denial]] | None = None
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._denials: list[Denial] | None = None
 
     # -- keeping in step with the data ----------------------------------------------------------
-    def changed(self, *_: Any) -> None:
-        """Something a circle depends on was written: every cached circle is read again."""
+    def changed(self) -> None:
+        """A write that changes circles was committed: count it, for every worker."""
+        try:
+            self.server.store.bump(COUNTER)
+        except FhirError as exc:  # the write stands; this worker forgets, the others within _MAX_AGE_S
+            log.warning("a change of care teams or consents could not be counted: %s", exc)
+            self._forget(self._generation)
+
+    def _current(self) -> int:
+        """The database counter, once per call; a new value drops everything cached."""
+        generation = self.server.store.counter(COUNTER)
+        if generation != self._generation:
+            self._forget(generation)
+        return generation
+
+    def _forget(self, generation: int) -> None:
         with self._lock:
-            self.generation += 1
+            self._generation = generation
             self._circles.clear()
             self._terms.clear()
             self._denials = None
 
-    def watch(self) -> None:
-        """Follow writes by other workers (change streams on the types circles are read from)."""
-        for type_ in CIRCLE_TYPES:
-            thread = threading.Thread(target=self.server.store.watch, args=(type_, self.changed, self._stopping),
-                                      name=f"circles-watch-{type_}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self) -> None:
-        self._stopping.set()
-
     # -- a user's circle -------------------------------------------------------------------------
     def of(self, user: str) -> Circle:
         """The circle of `Practitioner/x` or `PractitionerRole/r` now (cached)."""
-        generation = self.generation
+        generation = self._current()
         moment = now()
         hit = self._circles.get(user)
-        if hit is not None and hit[0] == generation and (hit[1].until is None or moment < hit[1].until):
+        if (hit is not None and time.monotonic() - hit[0] < _MAX_AGE_S
+                and (hit[1].until is None or moment < hit[1].until)):
             return hit[1]
-        found = self._read(user, moment, generation)
+        found = self._read(user, moment)
         with self._lock:
-            if self.generation == generation:
+            if self._generation == generation:
                 if len(self._circles) >= _MAX_USERS:
                     self._circles.clear()
                     self._terms.clear()
-                self._circles[user] = (generation, found)
+                self._circles[user] = (time.monotonic(), found)
         return found
 
-    def _read(self, user: str, moment, generation: int) -> Circle:
+    def _read(self, user: str, moment) -> Circle:
         who, role_periods = self._acting(user, moment)
         teams = self._json("CareTeam", "participant", who.everyone)
         structures = {r for r in who.coordinating if r.startswith("Organization/")}
@@ -106,7 +114,7 @@ class Circles:
             teams += self._json("CareTeam", STRUCTURE_PARAM, structures)
         own = {r for r in who.clinical if not r.startswith("Organization/")}
         patients = self._json("Patient", "general-practitioner", own)
-        return circle(who, role_periods, teams, patients, self._all_denials(generation), moment)
+        return circle(who, role_periods, teams, patients, self._all_denials(), moment)
 
     def _acting(self, user: str, moment) -> tuple[Acting, list[Any]]:
         kind, _, id_ = user.partition("/")
@@ -133,17 +141,18 @@ class Circles:
         found = find(self.server, type_, [keys_term(code, set(refs))], reach=EVERYTHING, json=True)
         return [{**jsonio.loads(r.json), "id": r.id} for r in found if r.json]
 
-    def _all_denials(self, generation: int) -> list[Denial]:
-        """Every deny provision of every active Consent, read once per generation (consents are
-        few next to the records they govern, and a denial without an actor concerns everyone)."""
+    def _all_denials(self) -> list[Denial]:
+        """Every deny provision of every active Consent, read once per change counted (consents
+        are few next to the records they govern, and a denial without an actor concerns all)."""
+        generation = self._generation
         cached = self._denials
-        if cached is not None and cached[0] == generation:
-            return cached[1]
+        if cached is not None:
+            return cached
         found = find(self.server, "Consent", [keys_term("status", {"active"})], reach=EVERYTHING, json=True)
         out = [d for r in found if r.json for d in denials(jsonio.loads(r.json))]
         with self._lock:
-            if self.generation == generation:
-                self._denials = (generation, out)
+            if self._generation == generation:
+                self._denials = out
         return out
 
     # -- terms -------------------------------------------------------------------------------------
@@ -157,15 +166,14 @@ class Circles:
         links = linking_params(self.server, "Patient").get(type_)
         if not links and type_ != "Patient":
             return None
-        generation = self.generation
         found = self.of(user)
         key = (user, type_, btg, writing)
         cached = self._terms.get(key)
         if cached is not None and cached[0] is found and not created:
             return cached[1]
         built = _term(self.server, found, type_, links or (), btg=btg, writing=writing, created=created)
-        with self._lock:
-            if self.generation == generation and not created:
+        if not created:
+            with self._lock:
                 self._terms[key] = (found, built)
         return built
 

@@ -20,6 +20,7 @@ from fhir_server.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 HISTORY = "_history"
+COUNTERS = "_counters"  # named counters writers bump so that every worker sees a change (see ResourceStore.bump)
 GUARDS = "_guards"  # keys that serialise conditional creates (see ResourceStore.transact)
 T = TypeVar("T")
 

@@ -35,7 +35,7 @@ from pymongo.errors import (
 )
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.storage.database import GUARDS, HISTORY, Database, translate_errors, translate_iteration
+from fhir_server.storage.database import COUNTERS, GUARDS, HISTORY, Database, translate_errors, translate_iteration
 from fhir_server.storage.records import ContainedValues, Ids, IndexValues, KeyRange, Keys, Record, Selection
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,19 @@ class ResourceStore:
     def stored_types(self) -> set[str]:
         """Names of the resource types that have a collection (storage's own start with `_`)."""
         return {name for name in self.db.list_collection_names() if not name.startswith("_")}
+
+    # -- change counters -----------------------------------------------------------------------
+    @translate_errors
+    def counter(self, name: str) -> int:
+        """How often `name` was bumped: one read by id, the same for every worker, so what a
+        worker caches from the data can be checked against the writes of all of them."""
+        doc = self.db[COUNTERS].find_one({"_id": name}, {"n": 1})
+        return int(doc["n"]) if doc else 0
+
+    @translate_errors
+    def bump(self, name: str) -> None:
+        """Count one change of what `name` stands for (after the change is committed)."""
+        self.db[COUNTERS].update_one({"_id": name}, {"$inc": {"n": 1}}, upsert=True)
 
     # -- reindexing ----------------------------------------------------------------------------
     @translate_errors

@@ -26,8 +26,9 @@ import uuid
 import httpx
 import pytest
 
+from tests.conftest import free_port, start_server
 from tests.oidc.provider import Client
-from tests.security.conftest import bearer
+from tests.security.conftest import AUDIENCE, bearer
 
 TAG = uuid.uuid4().hex[:6]
 ADMIN = "system/*.cruds"
@@ -48,6 +49,8 @@ REACHES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "gp": {P1: None}, "nurse": {P1: None}, "pharmacist": {P2: None}, "physio": {},
     "coordinator": {P3: ("Patient", *COORDINATION_TYPES)}, "outsider": {},
 }
+DB_PORT = free_port()  # a second server shares the first one's embedded database
+SERVER_ENV = {"FHIR_EMBEDDED_DB_PORT": str(DB_PORT)}
 # resources that name the user, seen whatever their patient ("that resource only")
 NAMED: dict[str, set[tuple[str, str]]] = {
     "gp": {("CareTeam", P6)}, "nurse": {("Communication", P1)}, "pharmacist": set(),
@@ -393,6 +396,31 @@ def test_consents_memberships_and_roles_take_effect_on_the_next_request(http, to
     assert http.get(f"/Observation/obs-{P2}", headers=pharmacist).status_code == 404
     assert http.put(f"/PractitionerRole/{role['id']}", json=role, headers=admin).status_code == 200
     assert http.get(f"/Observation/obs-{P2}", headers=pharmacist).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def other_worker(secured, provider, tmp_path_factory):
+    """A second server process on the same database: what another worker behind a load balancer is."""
+    running = start_server(tmp_path_factory.mktemp("other-worker"), extra_env={
+        "FHIR_MONGODB_URI": f"mongodb://127.0.0.1:{DB_PORT}/?directConnection=true",
+        "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE})
+    with httpx.Client(base_url=running.base_url, timeout=60) as client:
+        yield client
+    running.stop()
+
+
+def test_a_change_on_one_worker_holds_on_every_worker_from_the_next_request(http, other_worker, tokens, admin):
+    nurse = tokens["nurse"]
+    for _ in range(3):  # both workers have the nurse's circle cached
+        assert http.get(f"/Condition/cond-{P1}", headers=nurse).status_code == 200
+        assert other_worker.get(f"/Condition/cond-{P1}", headers=nurse).status_code == 200
+    consent = _consent(f"consent-workers-{P1}", P1, f"PractitionerRole/{ROLE['nurse']}")
+    assert http.put(f"/Consent/{consent['id']}", json=consent, headers=admin).status_code == 201
+    assert other_worker.get(f"/Condition/cond-{P1}", headers=nurse).status_code == 404
+    assert http.get(f"/Condition/cond-{P1}", headers=nurse).status_code == 404
+    assert other_worker.delete(f"/Consent/{consent['id']}", headers=admin).status_code in (200, 204)
+    assert http.get(f"/Condition/cond-{P1}", headers=nurse).status_code == 200
+    assert other_worker.get(f"/Condition/cond-{P1}", headers=nurse).status_code == 200
 
 
 def test_a_membership_that_ends_in_a_moment_ends_without_any_write(http, provider, admin):
