@@ -8,8 +8,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.oidc.mint import decode_unverified
 from tests.oidc.provider import Client
 from tests.security.conftest import bearer
+
+# the tests sign EdDSA tokens on purpose (joserfc warns that RFC 9864 deprecates the name)
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 EVERYTHING = "system/*.cruds"
 CLIENTS = [
@@ -17,7 +21,9 @@ CLIENTS = [
     Client("reader", scope=["system/Patient.rs", "system/Observation.read"]),
     Client("gp", scope=["user/*.cruds"], claims={"fhirUser": "Practitioner/gp-1"}),
     Client("es256", scope=[EVERYTHING], alg="ES256"),
+    Client("es384", scope=[EVERYTHING], alg="ES384"),
     Client("ps256", scope=[EVERYTHING], alg="PS256"),
+    Client("eddsa", scope=[EVERYTHING], alg="EdDSA"),  # RFC 8037, with the provider's Ed25519 key
     Client("elsewhere", scope=[EVERYTHING], audience="https://another.server/fhir"),
 ]
 
@@ -60,9 +66,28 @@ def test_metadata_and_smart_discovery_need_no_token(http, provider):
 
 
 # -- tokens the provider issues ------------------------------------------------------------------------
-@pytest.mark.parametrize("client", ["backend", "es256", "ps256"])
+@pytest.mark.parametrize("client", ["backend", "es256", "es384", "ps256", "eddsa"])
 def test_a_token_from_the_provider_is_accepted(http, provider, patient_id, client):
     token = provider.token(client, scope=EVERYTHING)
+    expected = {"backend": "RS256", "es256": "ES256", "es384": "ES384", "ps256": "PS256", "eddsa": "EdDSA"}[client]
+    assert decode_unverified(token)[0]["alg"] == expected
+    r = http.get(f"/Patient/{patient_id}", headers=bearer(token))
+    assert r.status_code == 200, r.text
+
+
+def test_the_eddsa_key_the_provider_signs_with_is_ed25519(provider):
+    token = provider.token("eddsa", scope=EVERYTHING)
+    kid = decode_unverified(token)[0]["kid"]
+    assert kid == provider.generated_kids["Ed25519"]
+    assert provider.public_jwk(kid)["crv"] == "Ed25519"
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", "EdDSA", "RS384", "RS512", "PS384", "PS512", "ES384"])
+def test_minted_tokens_of_every_accepted_algorithm(http, provider, patient_id, alg):
+    # `Ed25519` is RFC 9864's fully specified name for what RFC 8037 calls EdDSA over an Ed25519 key
+    mint = provider.mint
+    key = mint.key_for("EdDSA" if alg == "Ed25519" else alg)
+    token = mint.sign(mint.claims(scope=EVERYTHING), alg=alg, key=key)
     r = http.get(f"/Patient/{patient_id}", headers=bearer(token))
     assert r.status_code == 200, r.text
 
@@ -75,7 +100,8 @@ def test_v1_scopes_from_the_provider(http, provider, patient_id):
 # -- every defect is a 401, whatever the interaction --------------------------------------------------
 DEFECTS = ["missing", "not bearer", "empty", "garbage", "expired", "not yet valid", "wrong issuer", "wrong audience",
            "wrong signature", "alg none", "HS256 with the public key", "unknown kid", "tampered",
-           "other audience from the provider"]
+           "other audience from the provider", "EdDSA over an RSA key", "EdDSA wrong signature",
+           "HS256 with the Ed25519 public key"]
 
 
 def defective(provider, defect: str) -> dict[str, str]:
@@ -93,6 +119,12 @@ def defective(provider, defect: str) -> dict[str, str]:
         "unknown kid": mint.unknown_kid(scope=EVERYTHING),
         "tampered": mint.tampered(scope=EVERYTHING),
         "other audience from the provider": provider.token("elsewhere", scope=EVERYTHING),
+        "EdDSA over an RSA key": mint.sign(mint.claims(scope=EVERYTHING), alg="EdDSA", key=mint.key_for("EdDSA"),
+                                           header={"kid": rsa}),
+        "EdDSA wrong signature": mint.wrong_signature(kid=provider.generated_kids["Ed25519"], alg="EdDSA",
+                                                      scope=EVERYTHING),
+        "HS256 with the Ed25519 public key": mint.hs256_confusion(
+            provider.public_jwk(provider.generated_kids["Ed25519"]), scope=EVERYTHING),
     }
     if defect == "missing":
         return {}
@@ -146,6 +178,24 @@ def test_401_says_what_is_wrong(http, provider):
     assert_401(http.get("/Patient", headers=bearer(provider.mint.expired(scope=EVERYTHING))), "exp")
     assert_401(http.get("/Patient", headers=bearer(provider.mint.alg_none(scope=EVERYTHING))), "not accepted")
     assert_401(http.get("/Patient", headers=bearer(provider.mint.wrong_audience(scope=EVERYTHING))), "aud")
+
+
+def test_algorithm_and_key_confusions_say_why(http, provider):
+    mint = provider.mint
+    rsa, ed25519 = provider.generated_kids["RSA"], provider.generated_kids["Ed25519"]
+    claims = mint.claims(scope=EVERYTHING)
+    hs256 = mint.hs256_confusion(provider.public_jwk(rsa), scope=EVERYTHING)
+    assert_401(http.get("/Patient", headers=bearer(hs256)), "'HS256' are not accepted")
+    assert_401(http.get("/Patient", headers=bearer(mint.alg_none(scope=EVERYTHING))), "'none' are not accepted")
+    eddsa_over_rsa = mint.sign(claims, alg="EdDSA", key=mint.key_for("EdDSA"), header={"kid": rsa})
+    assert_401(http.get("/Patient", headers=bearer(eddsa_over_rsa)), "is an RSA key: it cannot verify EdDSA")
+    ed25519_over_rsa = mint.sign(claims, alg="Ed25519", key=mint.key_for("EdDSA"), header={"kid": rsa})
+    assert_401(http.get("/Patient", headers=bearer(ed25519_over_rsa)), "cannot verify Ed25519")
+    rs256_over_ed25519 = mint.sign(claims, alg="RS256", key=mint.key_for("RS256"), header={"kid": ed25519})
+    assert_401(http.get("/Patient", headers=bearer(rs256_over_ed25519)), "is an OKP Ed25519 key")
+    es256_over_p384 = mint.sign(claims, alg="ES256", key=mint.key_for("ES256"),
+                                header={"kid": provider.generated_kids["P-384"]})
+    assert_401(http.get("/Patient", headers=bearer(es256_over_p384)), "needs an EC P-256 key")
 
 
 def test_a_minted_token_signed_with_a_published_key_is_accepted(http, provider, patient_id):
