@@ -1,4 +1,4 @@
-"""The `fhir-server` command: serve, and manage FHIR packages."""
+"""The `fhir-server` command: serve, load data, make local tokens, and manage FHIR packages."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="demo-data")
     demo.add_argument("--per-file", type=int, default=100, help="patients per bundle file")
 
+    token = sub.add_parser("token", help="print an access token of the local issuer, for trying the access rules "
+                                         "in open mode (no FHIR_AUTH_ISSUER)")
+    token.add_argument("--user", required=True, help="who the token is for: Practitioner/ID, PractitionerRole/ID, "
+                                                     "Patient/ID…")
+    token.add_argument("--scope", default="user/*.cruds", help="SMART scopes, space-separated (default: %(default)s)")
+    token.add_argument("--patient", help="the patient id `patient/` scopes are about")
+    token.add_argument("--purpose", help="purpose of use, e.g. BTG (break the glass)")
+    token.add_argument("--minutes", type=int, default=60, help="lifetime, 1 to 1440 (default: %(default)s)")
+
     packages = sub.add_parser("packages", help="install, list or remove FHIR packages in the cache")
     psub = packages.add_subparsers(dest="action", required=True)
     install = psub.add_parser("install", help="NAME@VERSION (registry, then npm) or a .tgz / folder path")
@@ -67,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return _import_directory(settings, args)
     if args.command == "demo-data":
         return _demo_data(args)
+    if args.command == "token":
+        return _token(settings, args)
     return _packages(settings, args)
 
 
@@ -120,6 +131,33 @@ def _demo_data(args: argparse.Namespace) -> int:
     count = sum(len(r) for r in dataset.files.values())
     print(f"{count} resources for {args.patients} patients in {len(paths)} bundles in {args.out}/ "
           f"(load them with: fhir-server load {args.out})")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    """The token on stdout (for `$(fhir-server token …)`), anything else on stderr."""
+    from fhir_server.security import local_issuer
+    from fhir_server.security.scopes import parse_scope
+
+    if settings.auth_issuer:
+        print(f"error: FHIR_AUTH_ISSUER is set: the server accepts only tokens from {settings.auth_issuer}, a local "
+              "token would be refused (the local issuer is for open mode)", file=sys.stderr)
+        return 2
+    try:
+        token, created = local_issuer.issue(settings, args.user, args.scope, args.patient, args.purpose, args.minutes)
+    except local_issuer.LocalIssuerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if created:
+        print(f"local issuer key created: {local_issuer.key_path(settings.data_dir)} (a server in open mode with "
+              f"FHIR_DATA_DIR={settings.data_dir} accepts its tokens)", file=sys.stderr)
+    for part in args.scope.split():
+        if parse_scope(part) is None and part not in ("openid", "fhirUser", "profile", "offline_access") \
+                and not part.startswith("launch"):
+            print(f"warning: {part!r} is not a SMART resource scope: it grants nothing", file=sys.stderr)
+        elif part.startswith("patient/") and not args.patient:
+            print(f"warning: {part!r} grants nothing without --patient", file=sys.stderr)
+    print(token)
     return 0
 
 
@@ -218,8 +256,8 @@ def _authentication_ok(settings: Settings, args: argparse.Namespace) -> bool:
                   "(--host 127.0.0.1); set FHIR_AUTH_ISSUER and FHIR_AUTH_AUDIENCE, or pass --insecure-no-auth")
         return False
     exposed = "" if _is_loopback(args.host) else f" — and {args.host} is reachable from other machines"
-    log.warning("OPEN MODE: no FHIR_AUTH_ISSUER, nobody is authenticated and every request may read and change "
-                "everything%s", exposed)
+    log.warning("OPEN MODE: no FHIR_AUTH_ISSUER, nobody is authenticated and every request without a token may "
+                "read and change everything%s (tokens of `fhir-server token` act with their own rights)", exposed)
     return True
 
 

@@ -36,6 +36,8 @@ from fhir_server.search.reach import EVERYTHING
 from fhir_server.security.audit_events import Access
 from fhir_server.security.audit_trail import AuditTrail
 from fhir_server.security.identity import Identity
+from fhir_server.security.local_issuer import LocalVerifier
+from fhir_server.security.local_issuer import audience as local_audience
 from fhir_server.security.tokens import InvalidToken, ProviderUnavailable, TokenVerifier
 from fhir_server.storage.database import Database
 from fhir_server.storage.store import ResourceStore, Version, now
@@ -170,13 +172,22 @@ class FhirServer:
             raise RuntimeError("FHIR_AUTH_ISSUER is set but no audience: set FHIR_AUTH_AUDIENCE (or FHIR_BASE_URL)")
         return TokenVerifier(self.settings.auth_issuer, self.settings.auth_audience)
 
+    @cached_property
+    def local_verifier(self) -> LocalVerifier:
+        """Open mode only: the tokens `fhir-server token` makes (security/local_issuer.py)."""
+        return LocalVerifier(self.settings.data_dir, local_audience(self.settings))
+
     def authenticate(self, authorization: str | None, base_url: str, address: str | None) -> Identity:
         """The identity of a request from its Authorization header: 401 for a missing or bad
-        token, 503 when the OpenID provider cannot be reached to check it."""
-        verifier = self.token_verifier
-        if verifier is None:
-            return Identity.anonymous(address)
+        token, 503 when the OpenID provider cannot be reached to check it. In open mode a
+        request without a bearer token is anonymous, and one with a bearer token carries the
+        identity of a token of the local issuer, checked like any other."""
+        verifier: TokenVerifier | LocalVerifier | None = self.token_verifier
         scheme, _, token = (authorization or "").strip().partition(" ")
+        if verifier is None:
+            if scheme.lower() != "bearer":
+                return Identity.anonymous(address)
+            verifier = self.local_verifier
         if not authorization:
             raise unauthorized("no access token: send Authorization: Bearer <token>")
         if scheme.lower() != "bearer" or not token.strip():

@@ -41,11 +41,13 @@ def smart_configuration(server: FhirServer, req: FhirRequest) -> FhirResponse:
 
 def rest_security(server: FhirServer) -> dict[str, Any]:
     """CapabilityStatement.rest.security: SMART on FHIR with the provider's endpoints, or the
-    warning that nobody is authenticated."""
+    warning that nobody is authenticated (but for local tokens, which only narrow open mode)."""
     verifier = server.token_verifier
     if verifier is None:
-        return {"cors": False, "description": "OPEN MODE: no authentication, every request may do everything. "
-                                              "Allowed only on a loopback address; set FHIR_AUTH_ISSUER."}
+        return {"cors": False, "description": "OPEN MODE: no authentication, every request without a token may do "
+                                              "everything; a bearer token of the local issuer (`fhir-server token`) "
+                                              "acts with its own identity and scopes. Allowed only on a loopback "
+                                              "address; set FHIR_AUTH_ISSUER."}
     uris = []
     try:
         found = verifier.discovery()

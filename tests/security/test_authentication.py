@@ -10,7 +10,7 @@ import pytest
 
 from tests.oidc.mint import decode_unverified
 from tests.oidc.provider import Client
-from tests.security.conftest import bearer
+from tests.security.conftest import AUDIENCE, bearer
 
 # the tests sign EdDSA tokens on purpose (joserfc warns that RFC 9864 deprecates the name)
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
@@ -196,6 +196,16 @@ def test_algorithm_and_key_confusions_say_why(http, provider):
     es256_over_p384 = mint.sign(claims, alg="ES256", key=mint.key_for("ES256"),
                                 header={"kid": provider.generated_kids["P-384"]})
     assert_401(http.get("/Patient", headers=bearer(es256_over_p384)), "needs an EC P-256 key")
+
+
+def test_a_local_issuer_token_is_refused_when_an_issuer_is_configured(http, secured, patient_id):
+    # `fhir-server token` refuses to run with FHIR_AUTH_ISSUER; a token made with the server's key anyway
+    from fhir_server.config import Settings
+    from fhir_server.security import local_issuer
+
+    token, _ = local_issuer.issue(Settings(data_dir=secured.data_dir, auth_audience=AUDIENCE),
+                                  "Practitioner/gp-1", EVERYTHING)
+    assert_401(http.get(f"/Patient/{patient_id}", headers=bearer(token)), "is not one of")
 
 
 def test_a_minted_token_signed_with_a_published_key_is_accepted(http, provider, patient_id):
