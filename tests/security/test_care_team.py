@@ -362,6 +362,24 @@ def test_writes_into_a_patient_out_of_reach_are_refused_and_change_nothing(http,
                      headers=nurse).status_code == 201
 
 
+def test_conditional_writes_and_apply_treat_a_hidden_match_as_absent(http, tokens, admin):
+    nurse = tokens["nurse"]
+    mine = {"resourceType": "Observation", "status": "final", "code": {"text": "tension"},
+            "subject": {"reference": f"Patient/{P1}"}}
+    created = http.post("/Observation", json=mine, headers={**nurse, "If-None-Exist": f"_id=obs-{P2}"})
+    assert created.status_code == 201, created.text  # the hidden match is no match
+    assert http.delete(f"/Observation?_id=obs-{P2}", headers=nurse).status_code in (200, 204)
+    assert http.get(f"/Observation/obs-{P2}", headers=admin).status_code == 200
+    plan = {"resourceType": "PlanDefinition", "id": f"plan-def-{TAG}", "status": "active",
+            "action": [{"title": "visite à domicile"}]}
+    assert http.put(f"/PlanDefinition/{plan['id']}", json=plan, headers=admin).status_code == 201
+    hidden = http.post(f"/PlanDefinition/{plan['id']}/$apply?subject=Patient/{P2}", headers=nurse)
+    unknown = http.post(f"/PlanDefinition/{plan['id']}/$apply?subject=Patient/nobody-{TAG}", headers=nurse)
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.text.replace(P2, "ID") == unknown.text.replace(f"nobody-{TAG}", "ID")
+    assert http.post(f"/PlanDefinition/{plan['id']}/$apply?subject=Patient/{P1}", headers=nurse).status_code == 200
+
+
 def test_a_new_patient_can_be_registered_with_its_care_team_in_one_transaction(http, tokens):
     gp = tokens["gp"]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
