@@ -183,10 +183,22 @@ def _term(server: FhirServer, found: Circle, type_: str, links: tuple[str, ...],
     denied = found.denied
     reached = found.patients | created | (found.coordinated if type_ in COORDINATION_TYPES else frozenset())
     allowed = reached - denied
-    if type_ == "Patient":
-        if not btg:
-            return ids_term(set(allowed))
-        return None if not denied else Term(None, [], lambda doc: doc.id not in denied, SCAN)
+    if type_ == "Patient" and btg:
+        term = None if not denied else Term(None, [], lambda doc: doc.id not in denied, SCAN)
+    elif type_ == "Patient":
+        term = ids_term(set(allowed))
+    else:
+        term = _record_term(server, found, type_, links, allowed, btg=btg, writing=writing)
+    if writing and type_ in GRANTING_TYPES:  # break-the-glass included: access it grants must not outlast it
+        term = _no_self_promotion(server, found, type_, links, term or Term(None, [], lambda doc: True, SCAN),
+                                  created)
+    return term
+
+
+def _record_term(server: FhirServer, found: Circle, type_: str, links: tuple[str, ...], allowed: frozenset[str],
+                 *, btg: bool, writing: bool) -> Term | None:
+    """The resources of the patients allowed, and those naming the user, of a type that names patients."""
+    denied = found.denied
     naming = () if writing and type_ in GRANTING_TYPES else linking_params(server, "Practitioner").get(type_, ())
     me = found.acting.named
     structures = found.structures if type_ in COORDINATION_TYPES else frozenset()
@@ -212,6 +224,26 @@ def _term(server: FhirServer, found: Circle, type_: str, links: tuple[str, ...],
     if structure_param:
         keys += [f"{structure_param}={s}" for s in sorted(structures)]
     return Term(KEYS, keys, match, EXACT) if keys else NOTHING
+
+
+def _no_self_promotion(server: FhirServer, found: Circle, type_: str, links: tuple[str, ...], term: Term,
+                       created: frozenset[str]) -> Term:
+    """A coordinator manages the care teams of their structure's patients, but does not make
+    themselves a clinical member or the médecin traitant of a patient whose record they do not
+    reach: a CareTeam or Patient naming the user clinically is written only for patients they
+    reach clinically already (or create in this request)."""
+    clinical = found.acting.clinical
+    codes = linking_params(server, "Practitioner").get(type_, ())
+    whole = found.patients | created
+
+    def match(doc: Candidate) -> bool:
+        if not term.match(doc):
+            return False
+        patients = {doc.id} if type_ == "Patient" else named(doc, links, "Patient")
+        promotes = any(v in clinical for c in codes for v in values(doc, c))
+        return not promotes or patients <= whole
+
+    return Term(term.field, term.conditions, match, term.rank)
 
 
 def security_context_term(visible: Callable[[str], bool]) -> Term:

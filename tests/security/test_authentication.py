@@ -259,8 +259,14 @@ def test_a_system_search_leaves_out_the_types_the_scopes_do_not_cover(http, prov
     assert http.get("/_history", headers=reader).status_code == 403
 
 
-def test_user_scopes_act_for_the_fhir_user(http, provider, patient_id):
+def test_user_scopes_act_for_the_fhir_user(http, provider, admin, patient_id):
+    """The user is the token's fhirUser: the équipe de soins rule opens the patient once
+    Practitioner/gp-1 is its médecin traitant (tests/security/test_care_team.py has the rest)."""
     gp = bearer(provider.token("gp", scope="user/*.cruds"))
+    assert http.get(f"/Patient/{patient_id}", headers=gp).status_code == 404
+    patient = http.get(f"/Patient/{patient_id}", headers=admin).json()
+    patient["generalPractitioner"] = [{"reference": "Practitioner/gp-1"}]
+    assert http.put(f"/Patient/{patient_id}", json=patient, headers=admin).status_code == 200
     assert http.get(f"/Patient/{patient_id}", headers=gp).status_code == 200
 
 

@@ -500,3 +500,37 @@ def test_a_user_token_naming_no_professional_sees_no_patient(http, provider):
     assert http.get(f"/Patient?_id={','.join(PATIENTS)}", headers=anonymous_user).json().get("total") == 0
     assert http.get(f"/Organization/{MSP_A}", headers=anonymous_user).status_code == 200
 
+
+
+# -- coordinators manage, they do not promote themselves ----------------------------------------------
+
+def test_a_coordinator_manages_care_teams_and_tasks_but_never_joins_the_clinical_record(http, tokens, admin):
+    coordinator = tokens["coordinator"]
+    subject = {"reference": f"Patient/{P3}"}
+    task = {"resourceType": "Task", "status": "requested", "intent": "order", "for": subject,
+            "description": "organiser la visite"}
+    assert http.post("/Task", json=task, headers=coordinator).status_code == 201
+    assert http.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                           "subject": subject}, headers=coordinator).status_code == 403
+    seat = {"resourceType": "CareTeam", "status": "active", "subject": subject,
+            "managingOrganization": [{"reference": f"Organization/{CPTS}"}]}
+    himself = {**seat, "participant": [{"member": {"reference": f"Practitioner/{PRACTITIONER['coordinator']}"}}]}
+    assert http.post("/CareTeam", json=himself, headers=coordinator).status_code == 403
+    patient = http.get(f"/Patient/{P3}", headers=coordinator).json()
+    as_gp = {**patient, "generalPractitioner": [{"reference": f"Practitioner/{PRACTITIONER['coordinator']}"}]}
+    assert http.put(f"/Patient/{P3}", json=as_gp, headers=coordinator).status_code == 403
+    other = {**seat, "participant": [{"member": {"reference": f"PractitionerRole/{ROLE['outsider']}"}}]}
+    made = http.post("/CareTeam", json=other, headers=coordinator)
+    assert made.status_code == 201, made.text
+    outsider = tokens["outsider"]
+    assert http.get(f"/Observation/obs-{P3}", headers=outsider).status_code == 200  # at once
+    assert http.delete(f"/CareTeam/{made.json()['id']}", headers=admin).status_code in (200, 204)
+    assert http.get(f"/Observation/obs-{P3}", headers=outsider).status_code == 404
+
+
+def test_break_the_glass_cannot_make_itself_a_lasting_member(http, provider):
+    physio = bearer(provider.mint.token(scope=USER, fhirUser=f"Practitioner/{PRACTITIONER['physio']}",
+                                        purpose_of_use="BTG"))
+    team = {"resourceType": "CareTeam", "status": "active", "subject": {"reference": f"Patient/{P2}"},
+            "participant": [{"member": {"reference": f"Practitioner/{PRACTITIONER['physio']}"}}]}
+    assert http.post("/CareTeam", json=team, headers=physio).status_code == 403
