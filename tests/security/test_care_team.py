@@ -534,3 +534,14 @@ def test_break_the_glass_cannot_make_itself_a_lasting_member(http, provider):
     team = {"resourceType": "CareTeam", "status": "active", "subject": {"reference": f"Patient/{P2}"},
             "participant": [{"member": {"reference": f"Practitioner/{PRACTITIONER['physio']}"}}]}
     assert http.post("/CareTeam", json=team, headers=physio).status_code == 403
+
+
+def test_a_binary_follows_its_security_context(http, tokens, admin):
+    nurse = tokens["nurse"]
+    loose = {"resourceType": "Binary", "id": f"loose-{TAG}", "contentType": "text/plain", "data": "eA=="}
+    assert http.put(f"/Binary/{loose['id']}", json=loose, headers=admin).status_code == 201
+    assert http.get(f"/Binary/{loose['id']}", headers=nurse).status_code == 404  # nothing says whose it is
+    for patient, status in ((P2, 403), (P1, 201)):
+        binary = {"resourceType": "Binary", "contentType": "text/plain", "data": "eA==",
+                  "securityContext": {"reference": f"DocumentReference/doc-{patient}"}}
+        assert http.post("/Binary", json=binary, headers=nurse).status_code == status, patient

@@ -314,3 +314,24 @@ def test_v1_scopes_and_a_token_without_its_patient(http, provider, world):
     no_patient = bearer(provider.mint.token(scope="patient/*.read"))
     refused = http.get("/Observation", headers=no_patient)
     assert refused.status_code == 403 and "no patient claim" in refused.text
+
+
+def test_patient_data_outside_the_r4_compartment_is_limited_too(http, alice, admin, world):
+    """R4 leaves Task out of the Patient compartment, yet `Task.for` names a patient; a Binary
+    follows its securityContext."""
+    tag = uuid.uuid4().hex[:8]
+    for who in ("alice", "bob"):
+        task = {"resourceType": "Task", "id": f"task-{who}-{tag}", "status": "requested", "intent": "order",
+                "for": {"reference": f"Patient/{world[who]}"}}
+        assert http.put(f"/Task/{task['id']}", json=task, headers=admin).status_code == 201
+        binary = {"resourceType": "Binary", "id": f"bin-{who}-{tag}", "contentType": "text/plain", "data": "eA==",
+                  "securityContext": {"reference": f"Patient/{world[who]}"}}
+        assert http.put(f"/Binary/{binary['id']}", json=binary, headers=admin).status_code == 201
+    loose = {"resourceType": "Binary", "id": f"bin-none-{tag}", "contentType": "text/plain", "data": "eA=="}
+    assert http.put(f"/Binary/{loose['id']}", json=loose, headers=admin).status_code == 201
+    found = http.get(f"/Task?_id=task-alice-{tag},task-bob-{tag}", headers=alice).json()
+    assert ids_in(found) == {f"task-alice-{tag}"}
+    assert http.get(f"/Task/task-bob-{tag}", headers=alice).status_code == 404
+    assert http.get(f"/Binary/bin-alice-{tag}", headers=alice).status_code == 200
+    assert http.get(f"/Binary/bin-bob-{tag}", headers=alice).status_code == 404
+    assert http.get(f"/Binary/bin-none-{tag}", headers=alice).status_code == 404  # whose it is, nothing says
