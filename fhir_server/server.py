@@ -23,7 +23,7 @@ from fhir_server.definitions.registry import Definitions
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import provenance
 from fhir_server.interactions.access import check_writes
-from fhir_server.interactions.care_team import CIRCLE_TYPES, Circles
+from fhir_server.interactions.care_team import Circles, changes_circles
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.resource import new_version
 from fhir_server.interactions.rules import WriteRules
@@ -233,7 +233,7 @@ class FhirServer:
             return writes
 
         versions = self.store.transact(provenance.attach(self, req, checked), guards)
-        if any(v.type in CIRCLE_TYPES for v in versions):
+        if any(changes_circles(v) for v in versions):
             self.circles.changed()
         if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
             self.terminology.find_stored.forget()

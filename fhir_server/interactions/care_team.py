@@ -30,7 +30,7 @@ from fhir_server.search.execute import find
 from fhir_server.search.params.token import keys_term
 from fhir_server.search.reach import EVERYTHING, NOTHING
 from fhir_server.search.terms import EXACT, KEYS, SCAN, Candidate, Term, ids_term, values
-from fhir_server.storage.store import now
+from fhir_server.storage.store import Version, now
 
 if TYPE_CHECKING:
     from fhir_server.server import FhirServer
@@ -52,6 +52,17 @@ BREAK_THE_GLASS = "BTG"
 _MAX_USERS = 10_000  # cached circles; past this the cache starts again
 _MAX_AGE_S = 60.0  # a circle is read again after this long even if no write was counted
 COUNTER = "circles"  # the database counter of writes that change circles (ResourceStore.bump)
+
+
+def changes_circles(version: Version) -> bool:
+    """Whether a committed version may change someone's circle: any CareTeam, Consent or
+    PractitionerRole; a Patient unless it is new and names no médecin traitant (a bulk load of
+    new patients leaves the cached circles alone)."""
+    if version.type not in CIRCLE_TYPES:
+        return False
+    if version.type != "Patient":
+        return True
+    return version.version > 1 or version.json is None or b'"generalPractitioner"' in version.json
 
 
 class Circles:
