@@ -369,7 +369,11 @@ def test_conditional_writes_and_apply_treat_a_hidden_match_as_absent(http, token
     created = http.post("/Observation", json=mine, headers={**nurse, "If-None-Exist": f"_id=obs-{P2}"})
     assert created.status_code == 201, created.text  # the hidden match is no match
     assert http.delete(f"/Observation?_id=obs-{P2}", headers=nurse).status_code in (200, 204)
-    assert http.get(f"/Observation/obs-{P2}", headers=admin).status_code == 200
+    patch = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+    patched = http.patch(f"/Observation?_id=obs-{P2}", json=patch,
+                         headers={**nurse, "Content-Type": "application/json-patch+json"})
+    assert patched.status_code == 404, patched.text  # a conditional patch matching nothing
+    assert http.get(f"/Observation/obs-{P2}", headers=admin).json()["status"] == "final"
     plan = {"resourceType": "PlanDefinition", "id": f"plan-def-{TAG}", "status": "active",
             "action": [{"title": "visite à domicile"}]}
     assert http.put(f"/PlanDefinition/{plan['id']}", json=plan, headers=admin).status_code == 201
