@@ -90,6 +90,13 @@ def markdown(results: dict[str, Any]) -> str:
         fhir, raw = _search_summary(run)
         lines.append(f"| search at {run['patients']:,} patients ({run['resources']:,} resources; median p50 of "
                      f"{len(run['queries'])} queries) | {fhir:.2f} ms | {raw:.2f} ms | **{raw / fhir:.2f}** |")
+    if "access" in b:
+        a = b["access"]
+        on = statistics.median(q["on"]["p50_ms"] for q in a["searches"].values())
+        raw = statistics.median(q["raw"]["p50_ms"] for q in a["searches"].values())
+        lines.append(f"| search with the équipe de soins rule on (a GP's `user/` token reaching {a['circle']:,} of "
+                     f"{a['patients']:,} patients; median p50 of {len(a['searches'])} searches) | {on:.2f} ms | "
+                     f"{raw:.2f} ms | **{raw / on:.2f}** |")
     if "mixed" in b:
         x = b["mixed"]
         lines.append(f"| mixed load, {x['threads']} threads × {x['seconds']:.0f} s "
@@ -117,6 +124,8 @@ def markdown(results: dict[str, Any]) -> str:
             r = x["raw"]["per_kind"].get(kind, {"ops_per_s": 0, "p50_ms": 0, "p95_ms": 0})
             lines.append(f"| {kind} | {_f(f['ops_per_s'])} | {f['p50_ms']:.2f} / {f['p95_ms']:.2f} | "
                          f"{_f(r['ops_per_s'])} | {r['p50_ms']:.2f} / {r['p95_ms']:.2f} |")
+    if "access" in b:
+        lines += _access(b["access"])
     profile = b.get("read", {}).get("profile")
     if profile:
         lines += ["", "Where a read's time goes (same database; wall clock per read, no profiler):", "",
@@ -130,6 +139,40 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, "
                   f"{m['database']}, {m['os']}; server, database and clients share the same cores."]
     return "\n".join(lines)
+
+
+def _access(a: dict[str, Any]) -> list[str]:
+    """The équipe de soins rule: each search off (system token) and on (the GP's user token) on
+    one server, the GP's token on a server without the rule, and the raw lookup."""
+    lines = ["", f"The équipe de soins rule ({a['patients']:,} patients, {a['resources']:,} resources; {a['user']} "
+                 f"reaches {a['circle']:,}), p50 / p95 over {a['repeat']} interleaved rounds, **on ÷ off** p50 "
+                 "(goal ≤ 1.3):", "",
+             "| search | off: `system/*.rs` (ms) | on: GP `user/*.rs` (ms) | GP token, rule off (ms) | raw p50 (ms) | "
+             "**on ÷ off** | raw ÷ on |", "|---|---|---|---|---|---|---|"]
+    for name, q in a["searches"].items():
+        over = " (over)" if q["on_over_off"] > 1.3 else ""
+        lines.append(f"| {name} | {q['off']['p50_ms']:.2f} / {q['off']['p95_ms']:.2f} | "
+                     f"{q['on']['p50_ms']:.2f} / {q['on']['p95_ms']:.2f} | "
+                     f"{q['scopes']['p50_ms']:.2f} / {q['scopes']['p95_ms']:.2f} | {q['raw']['p50_ms']:.2f} | "
+                     f"**{q['on_over_off']:.2f}**{over} | {q['raw_over_on']:.2f} |")
+    for name, found in a.get("profile", {}).items():
+        lines += ["", f"{name} in process (ASGI app, no HTTP): off {found['off_ms']:.2f} ms, on {found['on_ms']:.2f} "
+                      f"ms, on ÷ off {found['on_over_off']:.2f}; cProfile, cumulative ms per request added by the "
+                      "rule in its code (calls per request): " + ", ".join(
+                          f"`{where}` {ms:.2f} ({calls:g})"
+                          for where, ms, calls in _rule_rows(found["cumulative_grown"])[:5]) + "."]
+    return lines
+
+
+# Where the rule's own work is: its modules, the compartment lookups it makes and the store it reads
+# (interactions/access.py only passes the term through).
+_RULE_CODE = tuple(f"fhir_server/{m}.py:" for m in ("interactions/care_team", "interactions/care_circle",
+                                                    "search/compartments", "storage/store"))
+
+
+def _rule_rows(rows: list[list]) -> list[list]:
+    """The profile rows (function, ms added per request, calls per request) in the rule's code."""
+    return [row for row in rows if row[0].startswith(_RULE_CODE) and row[1] > 0]
 
 
 def update_docs(results: dict[str, Any], path: Path) -> None:
