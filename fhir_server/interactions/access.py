@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -105,6 +106,7 @@ def reach(server: FhirServer, req: FhirRequest, letters: str, *, created: frozen
 def _scope_reach(server: FhirServer, identity: Identity, letters: str, created: frozenset[str]) -> Reach:
     scopes = identity.scopes
     made: list[Reach] = []
+    generation = functools.cache(server.circles.current)  # the care teams' change counter, read once
 
     def visible(reference: str) -> bool:
         """Whether this reach sees the resource a reference names (a Binary's security context)."""
@@ -120,20 +122,21 @@ def _scope_reach(server: FhirServer, identity: Identity, letters: str, created: 
         covering = scopes.covering(type_, letters)
         if not covering:
             return NOTHING
-        return any_of([_scope_terms(server, identity, scope, type_, letters, visible, created) for scope in covering])
+        return any_of([_scope_terms(server, identity, scope, type_, letters, visible, created, generation)
+                       for scope in covering])
 
     made.append(Reach(build))
     return made[0]
 
 
 def _scope_terms(server: FhirServer, identity: Identity, scope: Scope, type_: str, letters: str,
-                 visible: Callable[[str], bool], created: frozenset[str]) -> list[Term]:
+                 visible: Callable[[str], bool], created: frozenset[str], generation: Callable[[], int]) -> list[Term]:
     """What one scope lets the request see of a type, as ANDed terms ([]: all of it)."""
     terms: list[Term] = []
     if scope.context == "patient":
         terms += _patient_terms(server, identity.patient or "", type_, visible)
     elif scope.context == "user" and server.settings.access_rule == "care-team":
-        terms += _user_terms(server, identity, type_, letters, visible, created)
+        terms += _user_terms(server, identity, type_, letters, visible, created, generation)
     if scope.criteria:
         ctx = Context(server, server.settings.base_url or "", strict=True, reach=EVERYTHING,
                       strict_because="a granular scope's query must use known search parameters")
@@ -161,14 +164,15 @@ def _patient_terms(server: FhirServer, patient: str, type_: str, visible: Callab
 
 
 def _user_terms(server: FhirServer, identity: Identity, type_: str, letters: str, visible: Callable[[str], bool],
-                created: frozenset[str]) -> list[Term]:
+                created: frozenset[str], generation: Callable[[], int]) -> list[Term]:
     """The équipe de soins rule for a `user/` scope (interactions/care_team.py): a professional
     reaches their patients' records; a patient user their own; a token naming neither no
     patient's data."""
     user = identity.fhir_user or ""
     if is_care_team_user(identity):
         term = server.circles.term(user, type_, btg=identity.purpose_of_use == BREAK_THE_GLASS,
-                                   writing=any(letter in "cud" for letter in letters), visible=visible, created=created)
+                                   writing=any(letter in "cud" for letter in letters), visible=visible,
+                                   generation=generation, created=created)
         return [] if term is None else [term]
     if user.startswith("Patient/"):
         return _patient_terms(server, user.split("/", 1)[1], type_, visible)

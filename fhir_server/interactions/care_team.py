@@ -85,8 +85,9 @@ class Circles:
             log.warning("a change of care teams or consents could not be counted: %s", exc)
             self._forget(self._generation)
 
-    def _current(self) -> int:
-        """The database counter, once per call; a new value drops everything cached."""
+    def current(self) -> int:
+        """The database counter (one read by id); a new value drops everything cached. A
+        request reads it once (`access.reach`) and hands it to every `term` it asks for."""
         generation = self.server.store.counter(COUNTER)
         if generation != self._generation:
             self._forget(generation)
@@ -100,9 +101,10 @@ class Circles:
             self._denials = None
 
     # -- a user's circle -------------------------------------------------------------------------
-    def of(self, user: str) -> Circle:
-        """The circle of `Practitioner/x` or `PractitionerRole/r` now (cached)."""
-        generation = self._current()
+    def of(self, user: str, generation: int | None = None) -> Circle:
+        """The circle of `Practitioner/x` or `PractitionerRole/r` now (cached), under the
+        database counter `generation` (read now when not given)."""
+        generation = self.current() if generation is None else generation
         moment = now()
         hit = self._circles.get(user)
         if (hit is not None and time.monotonic() - hit[0] < _MAX_AGE_S
@@ -168,16 +170,17 @@ class Circles:
 
     # -- terms -------------------------------------------------------------------------------------
     def term(self, user: str, type_: str, *, btg: bool, writing: bool, visible: Callable[[str], bool],
-             created: frozenset[str] = frozenset()) -> Term | None:
+             generation: Callable[[], int], created: frozenset[str] = frozenset()) -> Term | None:
         """What `user` may see (or, `writing`, write) of a type, as a term (None: all of it).
         `visible(reference)`: whether the request sees a resource (Binary's security context);
-        `created`: patients the request itself creates, whose records it may start."""
+        `generation()`: the database counter, read once per request; `created`: patients the
+        request itself creates, whose records it may start."""
         if type_ == "Binary":
             return security_context_term(visible)
         links = linking_params(self.server, "Patient").get(type_)
         if not links and type_ != "Patient":
             return None
-        found = self.of(user)
+        found = self.of(user, generation())
         key = (user, type_, btg, writing)
         cached = self._terms.get(key)
         if cached is not None and cached[0] is found and not created:

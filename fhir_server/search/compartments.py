@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue
@@ -62,7 +63,21 @@ def linking_params(server: FhirServer, compartment: str) -> dict[str, tuple[str,
     """Per resource type, the parameters that tie a resource to a `compartment` resource: the
     CompartmentDefinition's, and for types it leaves out, the reference parameters aimed at
     that type (R4 leaves `Task` out of the Patient and Practitioner compartments, yet
-    `Task.for` names a patient and `Task.owner` a professional)."""
+    `Task.for` names a patient and `Task.owner` a professional). Kept until the registry of
+    search parameters changes: every access check asks for it."""
+    params = server.search_parameters
+    kept = _LINKS.setdefault(params, {})
+    generation, found = kept.get(compartment, (None, None))
+    if generation != params.generation or found is None:
+        found = _linking_params(server, compartment)
+        kept[compartment] = (params.generation, found)
+    return found
+
+
+_LINKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry → compartment → (generation, params)
+
+
+def _linking_params(server: FhirServer, compartment: str) -> dict[str, tuple[str, ...]]:
     targets = {compartment, "PractitionerRole"} if compartment == "Practitioner" else {compartment}
     out = dict(compartment_params(server, compartment))
     for type_ in server.definitions.resource_types:
