@@ -33,6 +33,17 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be on or off (true/false), got {value!r}")
+
+
 def _setting(env: str, default, doc: str, shown: str | None = None):
     metadata = {"env": env, "doc": doc}
     if shown is not None:
@@ -95,6 +106,50 @@ class Settings:
     audit: bool = _setting(
         "FHIR_AUDIT", True,
         "Record every access as an AuditEvent; false is refused with an issuer (open mode only: benchmarks)")
+    request_timeout_s: int = _setting(
+        "FHIR_REQUEST_TIMEOUT_S", 30,
+        "Time budget of one request (seconds): past it the work stops, its database operations too, and the "
+        "answer is 408")
+    max_heavy_requests: int = _setting(
+        "FHIR_MAX_HEAVY_REQUESTS", 4,
+        "Searches, histories, bundles and operations one worker runs at once; more wait their turn (within their "
+        "time budget), so reads and single writes never queue behind them")
+    max_form_bytes: int = _setting(
+        "FHIR_MAX_FORM_BYTES", 1024 * 1024, "Largest form body of a POST _search (413 beyond)")
+    max_response_bytes: int = _setting(
+        "FHIR_MAX_RESPONSE_BYTES", 32 * 1024 * 1024,
+        "Largest Bundle a search page, batch or transaction may answer (422 beyond: ask for fewer entries)")
+    max_patch_operations: int = _setting(
+        "FHIR_MAX_PATCH_OPERATIONS", 1000, "Most operations one PATCH may hold (413 beyond)")
+    max_sort_keys: int = _setting("FHIR_MAX_SORT_KEYS", 10, "Most keys one `_sort` may name (422 beyond)")
+    max_filter_terms: int = _setting(
+        "FHIR_MAX_FILTER_TERMS", 50, "Most comparisons one `_filter` may hold (422 beyond)")
+    max_included: int = _setting(
+        "FHIR_MAX_INCLUDED", 1000,
+        "Most resources `_include`/`_revinclude` may add to one page (422 beyond: use a smaller `_count`)")
+    max_batch_searches: int = _setting(
+        "FHIR_MAX_BATCH_SEARCHES", 200, "Most search entries one batch or transaction may hold (413 beyond)")
+    allowed_hosts: str = _setting(
+        "FHIR_ALLOWED_HOSTS", "",
+        "Host header values accepted when FHIR_BASE_URL is unset, comma-separated (400 for others); loopback "
+        "names and the host `serve` binds are always accepted", shown="(none)")
+    cors_origins: str = _setting(
+        "FHIR_CORS_ORIGINS", "",
+        "Web origins allowed to call the API from a browser (CORS), comma-separated; unset: none", shown="(none)")
+    referential_integrity: bool = _setting(
+        "FHIR_REFERENTIAL_INTEGRITY", True,
+        "Refuse a write whose local reference resolves to nothing (422) and the delete of a resource others "
+        "reference (409); off to load corpora with dangling references")
+    search_parameter_override: bool = _setting(
+        "FHIR_SEARCH_PARAMETER_OVERRIDE", False,
+        "Let a SearchParameter written through the API replace a built-in one (logged); off: refused")
+    max_package_bytes: int = _setting(
+        "FHIR_MAX_PACKAGE_BYTES", 512 * 1024 * 1024, "Largest unpacked size of a FHIR package installed")
+    max_package_files: int = _setting(
+        "FHIR_MAX_PACKAGE_FILES", 20000, "Most files a FHIR package installed may hold")
+    api_docs: bool = _setting(
+        "FHIR_API_DOCS", False,
+        "Serve the OpenAPI page at /fhir/_docs (it loads Swagger UI from a public CDN: off by default)")
     embedded_test_commands: bool = _setting(
         "FHIR_EMBEDDED_TEST_COMMANDS", False,
         "Start the embedded database with test commands (fault injection); never in production")
@@ -125,6 +180,22 @@ class Settings:
             auth_identifier_system=_env("FHIR_AUTH_IDENTIFIER_SYSTEM", default.auth_identifier_system),
             access_rule=_choice("FHIR_ACCESS_RULE", ("care-team", "scopes"), default.access_rule),
             audit=_env("FHIR_AUDIT", "true") not in ("0", "false", "no", "off"),
+            request_timeout_s=_int("FHIR_REQUEST_TIMEOUT_S", default.request_timeout_s),
+            max_heavy_requests=_int("FHIR_MAX_HEAVY_REQUESTS", default.max_heavy_requests),
+            max_form_bytes=_int("FHIR_MAX_FORM_BYTES", default.max_form_bytes),
+            max_response_bytes=_int("FHIR_MAX_RESPONSE_BYTES", default.max_response_bytes),
+            max_patch_operations=_int("FHIR_MAX_PATCH_OPERATIONS", default.max_patch_operations),
+            max_sort_keys=_int("FHIR_MAX_SORT_KEYS", default.max_sort_keys),
+            max_filter_terms=_int("FHIR_MAX_FILTER_TERMS", default.max_filter_terms),
+            max_included=_int("FHIR_MAX_INCLUDED", default.max_included),
+            max_batch_searches=_int("FHIR_MAX_BATCH_SEARCHES", default.max_batch_searches),
+            allowed_hosts=_env("FHIR_ALLOWED_HOSTS", "") or "",
+            cors_origins=_env("FHIR_CORS_ORIGINS", "") or "",
+            referential_integrity=_flag("FHIR_REFERENTIAL_INTEGRITY", default.referential_integrity),
+            search_parameter_override=_flag("FHIR_SEARCH_PARAMETER_OVERRIDE", default.search_parameter_override),
+            max_package_bytes=_int("FHIR_MAX_PACKAGE_BYTES", default.max_package_bytes),
+            max_package_files=_int("FHIR_MAX_PACKAGE_FILES", default.max_package_files),
+            api_docs=_flag("FHIR_API_DOCS", default.api_docs),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
         )
 
