@@ -86,6 +86,17 @@ def running(budget: Budget | None) -> Iterator[Budget | None]:
         _current.reset(token)
 
 
+@contextmanager
+def unbounded() -> Iterator[None]:
+    """Run the block with no budget: what must finish once a write has committed (so that the
+    client never hears 408 about a write that took effect)."""
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 def checked(items, every: int = 1):
     """`items`, checking the budget before every `every`-th one: for loops whose length the client chooses."""
     for position, item in enumerate(items):

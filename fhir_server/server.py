@@ -14,7 +14,7 @@ import threading
 from functools import cached_property
 from pathlib import Path
 
-from fhir_server import jsonio, routing
+from fhir_server import budget, jsonio, routing
 from fhir_server.config import Settings
 from fhir_server.coordination import rules as coordination_rules
 from fhir_server.definitions.loading import load_definitions, parse_packages_setting
@@ -233,6 +233,11 @@ class FhirServer:
             return writes
 
         versions = self.store.transact(provenance.attach(self, req, checked), guards)
+        with budget.unbounded():  # committed: what follows must happen, whatever the time
+            self._after_commit(versions)
+        return versions
+
+    def _after_commit(self, versions: list[Version]) -> None:
         if any(changes_circles(v) for v in versions):
             self.circles.changed()
         if any(v.type in ("ValueSet", "CodeSystem") for v in versions) and "terminology" in self.__dict__:
@@ -243,7 +248,6 @@ class FhirServer:
                 previous = None if version.json else self.store.vread(version.type, version.id, version.version - 1)
                 url = jsonio.loads(previous.json).get("url") if previous and previous.json else None
                 custom.apply(self, jsonio.loads(version.json) if version.json else None, url)
-        return versions
 
     def prepare_type(self, type_: str) -> None:
         """The index of a type's search keys, made before its first write."""

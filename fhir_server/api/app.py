@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from fhir_server import routing
 from fhir_server.api import http
+from fhir_server.api.lanes import Lanes
 from fhir_server.api.request_log import RequestLog
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
@@ -46,16 +47,17 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
                   lifespan=lifespan, docs_url=f"{BASE}/_docs", openapi_url=f"{BASE}/_openapi.json",
                   redoc_url=None, redirect_slashes=False)
     app.state.server = server
+    lanes = Lanes(server.settings.max_heavy_requests)
     _install_error_handlers(app)
     app.add_middleware(RequestLog)
 
     @app.api_route(BASE, methods=ALL_METHODS)
     async def base(request: Request) -> Response:
-        return await _handle(server, request, "")
+        return await _handle(server, lanes, request, "")
 
     @app.api_route(BASE + "/{path:path}", methods=ALL_METHODS)
     async def anything(request: Request, path: str) -> Response:
-        return await _handle(server, request, path)
+        return await _handle(server, lanes, request, path)
 
     return app
 
@@ -64,7 +66,7 @@ def _base_url(server: FhirServer, request: Request) -> str:
     return server.settings.base_url or f"{str(request.base_url).rstrip('/')}{BASE}"
 
 
-async def _handle(server: FhirServer, request: Request, path: str) -> Response:
+async def _handle(server: FhirServer, lanes: Lanes, request: Request, path: str) -> Response:
     params = list(request.query_params.multi_items())
     base_url = _base_url(server, request)
     address = request.client.host if request.client else None
@@ -83,7 +85,8 @@ async def _handle(server: FhirServer, request: Request, path: str) -> Response:
         server.audit_refusal(request.method, url, exc.status, str(exc), request.state.request_id, address,
                              identity)
         raise
-    result: FhirResponse = await run_in_threadpool(server.dispatch, fhir_request)
+    result: FhirResponse = await lanes.run(server, fhir_request, routing.heavy(target.shape, request.method),
+                                           request.receive)
     return _respond(result, media_type, http.is_pretty(request), head=request.method == "HEAD")
 
 

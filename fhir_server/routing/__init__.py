@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 
 # URL shapes anyone may ask for, without a token: what a client needs to learn how to get one.
 PUBLIC_SHAPES = frozenset({"metadata", "smart-configuration"})
+# Interactions whose work does not grow with what the client asks for: one resource in or out.
+_BOUNDED = frozenset({"capabilities", "smart-configuration", "read", "vread", "create", "update", "delete", "patch"})
+
+
+def heavy(shape: str, method: str) -> bool:
+    """Whether a request's work grows with what it asks for — searches, histories, bundles,
+    operations, conditional writes — so that it runs in the lane that cannot crowd out reads
+    and single writes (api/lanes.py)."""
+    if shape.endswith("-operation"):
+        return True
+    found = tables.interaction(shape, "GET" if method == "HEAD" else method)
+    return found is None or found.conditional or found.code not in _BOUNDED
 
 
 def dispatch(server: FhirServer, req: FhirRequest) -> FhirResponse:

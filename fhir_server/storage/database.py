@@ -5,17 +5,20 @@ Only pymongo is used, so the same code runs on the embedded server, a replica se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database as MongoDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from fhir_server.errors import DatabaseUnavailable
+from fhir_server import budget
+from fhir_server.errors import DatabaseUnavailable, FhirError
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +42,66 @@ def _unavailable(exc: PyMongoError) -> DatabaseUnavailable:
     return DatabaseUnavailable(type(exc).__name__)
 
 
+def _failure(exc: PyMongoError) -> FhirError:
+    """A driver failure as the client sees it: 408 when the request's own budget ran out
+    (the database stopped on `maxTimeMS`), 503 for everything else."""
+    spent = budget.current()
+    if exc.timeout and spent is not None and spent.remaining() <= 0.05:
+        return budget.spent(spent.seconds)
+    return _unavailable(exc)
+
+
+def _bounded():
+    """The remaining budget of the running request as the driver's timeout (`maxTimeMS` on
+    every command, socket timeouts), after a checkpoint; no limit for work without a budget."""
+    budget.check()
+    left = budget.remaining()
+    return pymongo.timeout(max(left, 0.001)) if left is not None else contextlib.nullcontext()
+
+
 def translate_errors(func: Callable[..., T]) -> Callable[..., T]:
-    """Driver failures of a storage call → DatabaseUnavailable (503), never a driver exception."""
+    """A storage call within the request's budget; driver failures → 408 or 503, never a
+    driver exception."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
+            with _bounded():
+                return func(*args, **kwargs)
+        except PyMongoError as exc:
+            raise _failure(exc) from exc
+
+    return wrapper
+
+
+def translate_commit(func: Callable[..., T]) -> Callable[..., T]:
+    """`translate_errors` for a unit of work: checked against the budget before it starts, but
+    its commit is not cut short by it (the reads inside are bounded one by one), so that a
+    request never answers 408 for a write that took effect."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        budget.check()
+        try:
             return func(*args, **kwargs)
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise _failure(exc) from exc
 
     return wrapper
 
 
 def translate_iteration(func: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
-    """`translate_errors` for a generator: failures while it is iterated are translated too."""
+    """`translate_errors` for a generator: failures while it is iterated are translated too;
+    each batch it yields is a checkpoint."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[T]:
         try:
-            yield from func(*args, **kwargs)
+            for item in func(*args, **kwargs):
+                yield item
+                budget.check()
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise _failure(exc) from exc
 
     return wrapper
 

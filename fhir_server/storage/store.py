@@ -35,7 +35,15 @@ from pymongo.errors import (
 )
 
 from fhir_server.errors import FhirError, Issue
-from fhir_server.storage.database import COUNTERS, GUARDS, HISTORY, Database, translate_errors, translate_iteration
+from fhir_server.storage.database import (
+    COUNTERS,
+    GUARDS,
+    HISTORY,
+    Database,
+    translate_commit,
+    translate_errors,
+    translate_iteration,
+)
 from fhir_server.storage.records import ContainedValues, Ids, IndexValues, KeyRange, Keys, Record, Selection
 
 log = logging.getLogger(__name__)
@@ -364,7 +372,7 @@ class ResourceStore:
         return [_history_version(doc) for doc in docs]
 
     # -- writes --------------------------------------------------------------------------------
-    @translate_errors
+    @translate_commit
     def transact(self, work: Callable[[Any], list[Write]], guards: Iterable[str] = ()) -> list[Version]:
         """Run `work(session)` and commit the writes it returns, all in one transaction.
 
@@ -433,7 +441,7 @@ class ResourceStore:
                 raise
         return [w.as_version() for w in writes]
 
-    @translate_errors
+    @translate_commit
     def append(self, writes: list[Write]) -> None:
         """Store new resources that nothing else writes (AuditEvents: first versions with fresh
         ids), without a transaction: each document stands alone, and a batch tried again after
