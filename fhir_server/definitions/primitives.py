@@ -41,6 +41,27 @@ INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 # range the regexes of the definitions assume); unpaired surrogates could not be stored as UTF-8.
 _FORBIDDEN_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]").search
 
+# The base64Binary regex of R4 repeats a group: Python's engine keeps ~150 bytes of backtracking
+# state per character matched (1.5 GB and 2 s for a 10 MB Binary). The same language, checked in
+# linear time and constant memory: only alphabet and white space, each run between white space a
+# whole number of 4-character groups, at least one group.
+_BASE64_REGEX = r"(\s*([0-9a-zA-Z\+/=]){4}\s*)+"
+_BASE64_TEXT = re.compile(r"[0-9a-zA-Z+/=\s]+", re.ASCII).fullmatch
+_BASE64_RUNS = re.compile(r"[0-9a-zA-Z+/=]+", re.ASCII).finditer
+
+
+def _base64_fullmatch(text: str) -> bool | None:
+    """`fullmatch` of the base64Binary regex: True or None."""
+    if _BASE64_TEXT(text) is None:
+        return None
+    runs = 0
+    for run in _BASE64_RUNS(text):
+        if (run.end() - run.start()) % 4:
+            return None
+        runs += 1
+    return True if runs else None
+
+
 # Memo of valid string values per type: bounded, cleared when full (values are immutable).
 _MEMO_SIZE, _MEMO_LENGTH = 4096, 128
 
@@ -145,7 +166,7 @@ class PrimitiveType:
         name = self.name
         kind = self.json_kind
         regex = re.compile(self.pattern, re.ASCII) if self.pattern else None
-        fullmatch = regex.fullmatch if regex else None
+        fullmatch = _base64_fullmatch if self.pattern == _BASE64_REGEX else regex.fullmatch if regex else None
         max_length = self.max_length
         calendar_check = self.calendar
         xhtml = self.xhtml
