@@ -105,7 +105,7 @@ class _Form:
                 raise bad_request(f"_count must be a whole number, got {value!r}", code="value")
             self.count = min(int(value), server.settings.max_count)
         elif base == "_sort":
-            self.sort = [(v[1:], True) if v.startswith("-") else (v, False) for v in value.split(",") if v]
+            self.sort = sorting.parse(value, server.settings.max_sort_keys)
         elif base == "_summary":
             if value not in SUMMARY_VALUES:
                 raise bad_request(f"_summary must be one of {', '.join(SUMMARY_VALUES)}", code="value")

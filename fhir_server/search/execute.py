@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fhir_server import budget
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.keys import contained_prefix, key_condition, prefixed, search_conditions
 from fhir_server.search.terms import IDS, KEYS, NOTHING, PREFIX, Term, Values
@@ -93,7 +94,7 @@ def find(server: FhirServer, type_: str, terms: list[Term], *, reach: Reach, ses
         terms = [*terms, limit]
     found = server.store.find(type_, selection(plan(terms)), json=json, session=session)
     # the driver's predicate is exact, its index condition may be a superset
-    return [record for record in found if all(t.match(record) for t in terms)]
+    return [record for record in budget.checked(found, every=512) if all(t.match(record) for t in terms)]
 
 
 def find_contained(server: FhirServer, type_: str, terms: list[Term], containers: list[str], *,
@@ -111,7 +112,7 @@ def find_contained(server: FhirServer, type_: str, terms: list[Term], containers
     for container in containers:
         if reach.excludes(container):
             continue
-        for record in server.store.find(container, keys, json=True, contained=True):
+        for record in budget.checked(server.store.find(container, keys, json=True, contained=True), every=512):
             if not reach.sees(container, record):
                 continue
             for inner in record.contained:

@@ -8,8 +8,13 @@ Parsed into a tree (`or` binds looser than `and`, `not (…)` negates), each com
 `code in http://…/vs` → `code:in=…`, `name co "dur"` → `name:contains=dur`, `subject pr false`
 → `subject:missing=true`) and is built by the query layer, so chains (`subject.name eq x`),
 every parameter type and the index work as they do elsewhere. A top-level `and` leaves its
-parts as separate terms (one of them may drive the index); `or` and `not` are exact predicates
-over what the other criteria found.
+parts as separate terms (one of them may drive the index); an `or` whose parts are all indexed
+drives the index with the union of their keys, an inner `and` with its best part, so a long
+`or` reads its matches rather than scanning the type and testing every part on every resource;
+`not` is an exact predicate over what the other criteria found.
+
+A filter holds at most `FHIR_MAX_FILTER_TERMS` comparisons (422 beyond) and nests at most
+`MAX_DEPTH` parentheses or `not` (400 beyond).
 
 Strings: `eq`/`ne` compare whole values, `sw` the beginning, `ew` the end, `co` any part, all
 case- and accent-insensitive. Not supported (400 saying so): `po`, `re` on other than
@@ -23,7 +28,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.search.terms import EXACT, SCAN, Term, values
+from fhir_server import budget
+from fhir_server.errors import FhirError, Issue
+from fhir_server.search.execute import plan, selection
+from fhir_server.search.keys import key_condition
+from fhir_server.search.terms import EXACT, IDS, KEYS, SCAN, Term, values
 from fhir_server.text import fold
 
 OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le", "ap", "sa", "eb", "pr", "po", "ss", "sb",
@@ -140,11 +149,35 @@ def parse(text: str, error) -> Any:
 def terms(ctx, type_: str, text: str, depth: int) -> list[Term]:
     """The terms of a `_filter` value on `type_` (several when it is a top-level `and`)."""
     tree = parse(text, ctx.error)
+    check_size(tree, ctx.server.settings.max_filter_terms)
     parts = tree.parts if isinstance(tree, Logic) and tree.op == "and" else [tree]
     return [_term(ctx, type_, part, depth) for part in parts]
 
 
+def comparisons(tree: Any) -> int:
+    """How many comparisons (leaves) a parsed filter holds."""
+    count, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Compare):
+            count += 1
+        else:
+            stack.extend(node.parts)
+    return count
+
+
+def check_size(tree: Any, max_terms: int) -> None:
+    """422 when the filter holds more comparisons than the server evaluates in one search."""
+    found = comparisons(tree)
+    if found > max_terms:
+        raise FhirError(422, Issue("error", "too-costly", (
+            f"_filter holds {found} comparisons; this server takes at most {max_terms} (FHIR_MAX_FILTER_TERMS): "
+            f"split the search, or use one criterion with comma-separated values (name=a,b,c) for a list of "
+            f"alternatives")))
+
+
 def _term(ctx, type_: str, node: Any, depth: int) -> Term:
+    budget.check()
     if isinstance(node, Compare):
         return _compare(ctx, type_, node, depth)
     inner = [_term(ctx, type_, part, depth) for part in node.parts]
@@ -152,8 +185,50 @@ def _term(ctx, type_: str, node: Any, depth: int) -> Term:
         only = inner[0]
         return Term(None, [], lambda doc: not only.match(doc), SCAN)
     if node.op == "and":
-        return Term(None, [], lambda doc: all(t.match(doc) for t in inner), SCAN)
-    return Term(None, [], lambda doc: any(t.match(doc) for t in inner), SCAN)
+        return _all_of(inner)
+    return _any_of(inner)
+
+
+def _all_of(inner: list[Term]) -> Term:
+    """Every part: driven, when one of them can, by the part the planner prefers."""
+    def match(doc) -> bool:
+        return all(t.match(doc) for t in inner)
+
+    driver = plan(inner)
+    if driver is None:
+        return Term(None, [], match, SCAN)
+    return Term(driver.field, list(driver.conditions), match, driver.rank)
+
+
+def _any_of(inner: list[Term]) -> Term:
+    """Any part: driven by the union of the parts' index keys (or ids) when every part has
+    some; else a scan."""
+    def match(doc) -> bool:
+        return any(t.match(doc) for t in inner)
+
+    rank = max(t.rank for t in inner)
+    if all(t.field == IDS for t in inner):
+        ids = dict.fromkeys(i for t in inner for i in t.conditions)
+        return Term(IDS, list(ids), match, rank)
+    keys: dict[Any, None] = {}
+    for part in inner:
+        found = _keys(part)
+        if found is None:
+            return Term(None, [], match, SCAN)
+        keys.update(dict.fromkeys(found))
+    return Term(KEYS, list(keys), match, rank)
+
+
+def _keys(term: Term) -> list[Any] | None:
+    """The index keys that select a superset of the term's matches; None if it has none (no
+    index, ids, or no conditions to read)."""
+    if term.field is None or term.field == IDS or not term.conditions:
+        return None
+    if term.field == KEYS:
+        return list(term.conditions)
+    if any(key_condition(term.field, c) is None for c in term.conditions):
+        return None
+    return list(selection(term).keys)
 
 
 def _escape(value: str) -> str:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server import budget
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search import filter as filter_param
 from fhir_server.search import fulltext
@@ -78,7 +79,7 @@ def build_terms(ctx: Context, type_: str, criteria: list[tuple[str, str]],
                 depth: int = 0) -> tuple[list[Term], list[tuple[str, str]]]:
     """Terms for the criteria on one type, and the criteria actually applied (for `self`)."""
     terms, applied = [], []
-    for name, value in criteria:
+    for name, value in budget.checked(criteria):
         if name == "_filter":
             terms.extend(filter_param.terms(ctx, type_, value, depth))
             applied.append((name, value))
@@ -148,7 +149,7 @@ def _chain_term(ctx: Context, type_: str, code: str, modifier: str | None, targe
     keys = set()
     chained_somewhere = False
     tail_code = tail.partition(".")[0].partition(":")[0]
-    for target in types:
+    for target in budget.checked(types):
         if tail_code not in ("_id", "_list", "_has") and ctx.server.search_parameters.get(target, tail_code) is None:
             continue  # an untyped chain goes through the targets that have the parameter
         inner = criterion_term(_quiet(ctx), target, tail, value, depth + 1)
@@ -181,7 +182,7 @@ def _has_term(ctx: Context, type_: str, name: str, value: str, depth: int) -> Te
         ctx.unknown(type_, name)
         return None  # type: ignore[return-value]
     ids = set()
-    for record in find(ctx.server, other, [inner], reach=ctx.reach, session=ctx.session):
+    for record in budget.checked(find(ctx.server, other, [inner], reach=ctx.reach, session=ctx.session), every=1024):
         for key in values(record, ref_code):
             local = reference.local_type(key)
             if local and local[0] == type_:
@@ -197,7 +198,7 @@ def _list_term(ctx: Context, type_: str, value: str) -> Term:
     list_ids = {unescape(v) for v in split_values(value)}
     lists = find(ctx.server, "List", [Term(IDS, sorted(list_ids), lambda doc: doc.id in list_ids)],
                  reach=ctx.reach, session=ctx.session, json=True)
-    for stored in lists:
+    for stored in budget.checked(lists):
         for entry in jsonio.loads(stored.json).get("entry") or ():
             ref = (entry.get("item") or {}).get("reference", "")
             local = reference.local_type(ctx.relative(ref))
