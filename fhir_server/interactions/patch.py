@@ -23,6 +23,7 @@ from fhir_server.interactions.request import (
 )
 from fhir_server.interactions.resource import new_version, validate
 from fhir_server.patch import fhirpath_patch, json_patch
+from fhir_server.patch.limits import Limits
 from fhir_server.storage.store import Version, Write, next_instant
 
 if TYPE_CHECKING:
@@ -98,10 +99,12 @@ def patched_version(server: FhirServer, type_: str, id_: str, current: Version |
     check_if_match(f"{type_}/{id_}", current, expected)
     resource = jsonio.loads(current.json)
     kind, body = changes
+    limits = Limits(server.settings.max_patch_operations, server.settings.max_body_bytes)
     if kind == "json":
-        result = json_patch.apply(resource, body)
+        result = json_patch.apply(resource, body, limits, len(current.json))
     else:
-        result = fhirpath_patch.apply(resource, body, lambda path: element_at(server.definitions, path))
+        result = fhirpath_patch.apply(resource, body, lambda path: element_at(server.definitions, path), limits,
+                                      len(current.json))
     if not isinstance(result, dict) or result.get("resourceType") != type_ or result.get("id") != id_:
         raise FhirError(422, Issue("error", "business-rule", "a patch may not change resourceType or id"))
     validate(server, result, status=422)

@@ -5,7 +5,8 @@ index), which a value-returning FHIRPath engine cannot tell: element names, choi
 `[n]`, `first()`, `last()` and `where(a.b = 'literal')`. Anything else is refused with a clear
 400 rather than guessed. What an element is (repeating, a choice) comes from the definitions,
 through `element_of(path)`, so `add` makes a one-item array of a repeating element and a choice
-takes the JSON name of its value's type (`deceasedDateTime`).
+takes the JSON name of its value's type (`deceasedDateTime`). Each operation's growth of the
+resource is measured before it is done (`limits.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.errors import FhirError, Issue
+from fhir_server.patch.limits import Limits, Size, check_count, size_of
 
 _STEP = re.compile(r"""\s*(?:
     (?P<where>where\((?P<cond>(?:[^()']|'(?:[^'\\]|\\.)*')*)\))
@@ -122,10 +124,10 @@ def _literal(text: str) -> Any:
 
 
 def _parts(parameter: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for part in parameter.get("part") or ():
-        out[part.get("name")] = part
-    return out
+    parts = parameter.get("part") or []
+    if not isinstance(parts, list) or not all(isinstance(part, dict) for part in parts):
+        raise _bad("an operation's part must be an array of parameters")
+    return {part.get("name"): part for part in parts}
 
 
 def _value_type(part: dict[str, Any] | None) -> str | None:
@@ -148,30 +150,41 @@ def _value(part: dict[str, Any] | None) -> Any:
         raise _bad("the operation has no value")
     for key, value in part.items():
         if key.startswith("value") and len(key) > 5:
-            return value
+            return copy.deepcopy(value)  # a later operation may change it: the body stays as sent
     if part.get("part"):
-        return {p["name"]: _value(p) for p in part["part"]}
+        inner = part["part"]
+        if not isinstance(inner, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str)
+                                                  for p in inner):
+            raise _bad(f"the parts of {part.get('name')!r} must be parameters with a name")
+        return {p["name"]: _value(p) for p in inner}
     raise _bad(f"the part {part.get('name')!r} has no value[x] and no parts")
 
 
-def apply(resource: dict[str, Any], parameters: Any, element_of=lambda path: None) -> dict[str, Any]:
-    """`element_of(path)` → the ElementModel at an element path (`Patient.name.given`) or None."""
+def apply(resource: dict[str, Any], parameters: Any, element_of=lambda path: None, limits: Limits = Limits(),
+          start_size: int | None = None) -> dict[str, Any]:
+    """`element_of(path)` → the ElementModel at an element path (`Patient.name.given`) or None;
+    `start_size`: the stored JSON's length (estimated if None)."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise _bad("a FHIRPath Patch body is a Parameters resource")
+    operations = parameters.get("parameter") or []
+    if not isinstance(operations, list):
+        raise _bad("Parameters.parameter must be an array of operations")
+    check_count(len(operations), limits)
+    size = Size(size_of(resource) if start_size is None else start_size, limits)
     result = copy.deepcopy(resource)
-    for number, parameter in enumerate(parameters.get("parameter") or ()):
-        if parameter.get("name") != "operation":
-            raise _bad(f"parameter {number} is {parameter.get('name')!r}, expected 'operation'")
+    for number, parameter in enumerate(operations):
+        if not isinstance(parameter, dict) or parameter.get("name") != "operation":
+            raise _bad(f"parameter {number} is not an 'operation'")
         parts = _parts(parameter)
         kind = (parts.get("type") or {}).get("valueCode")
         path = (parts.get("path") or {}).get("valueString")
         if not kind or not path:
             raise _bad(f"operation {number} needs a type and a path")
-        _operation(result, kind, path, parts, number, element_of)
+        _operation(result, kind, path, parts, number, element_of, size)
     return result
 
 
-def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: int, element_of) -> None:
+def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: int, element_of, size: Size) -> None:
     if kind == "add":
         name = (parts.get("name") or {}).get("valueString")
         if not name:
@@ -184,11 +197,13 @@ def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: in
                 raise _bad(f"operation {number}: {name} takes a value of type "
                            f"{', '.join(n[len(name):] for n in element.json_names)}", 422)
             key = f"{name}{suffix}"
-        for loc in _one_or_more(resource, path, number):
+        locs = _one_or_more(resource, path, number)
+        size.grow(size_of(_value(parts.get("value")), size.room()) * len(locs), 0, number, "add")
+        for loc in locs:
             target = loc.get(resource)
             if not isinstance(target, dict):
                 raise _bad(f"operation {number}: {path} is not an element that can hold {name!r}", 422)
-            value = _value(parts.get("value"))
+            value = _value(parts.get("value"))  # a copy for each element
             if key in target and isinstance(target[key], list):
                 target[key].append(value)
             elif key in target or (key != name and any(k.startswith(name) for k in target)):
@@ -200,6 +215,7 @@ def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: in
         if loc.container is None:
             raise _bad(f"operation {number}: the resource itself cannot be replaced", 422)
         value = _value(parts.get("value"))
+        size.grow(size_of(value, size.room()), size_of(loc.get(resource)), number, "replace")
         last = _split_steps(path)[-1]
         suffix = _value_type(parts.get("value"))
         if loc.index is None and loc.key != last and loc.key.startswith(last) and suffix:
@@ -214,6 +230,7 @@ def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: in
         locs = locate(resource, path)
         if len(locs) > 1:
             raise _bad(f"operation {number}: {path} matches {len(locs)} elements; delete takes one", 422)
+        size.grow(0, sum(size_of(loc.get(resource)) for loc in locs), number, "delete")
         for loc in locs:
             _remove(loc)
     elif kind in ("insert", "move"):
@@ -221,10 +238,13 @@ def _operation(resource, kind: str, path: str, parts: dict[str, Any], number: in
         items = container.setdefault(key, [])
         if kind == "insert":
             index = _index(parts, "index", number, len(items))
-            items.insert(index, _value(parts.get("value")))
+            value = _value(parts.get("value"))
+            size.grow(size_of(value, size.room()), 0, number, "insert")
+            items.insert(index, value)
         else:
             source = _index(parts, "source", number, len(items) - 1)
             destination = _index(parts, "destination", number, len(items) - 1)
+            size.grow(0, 0, number, "move")
             items.insert(destination, items.pop(source))
     else:
         raise _bad(f"operation {number}: type {kind!r} is not add, insert, delete, replace or move")
