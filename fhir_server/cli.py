@@ -9,7 +9,7 @@ import signal
 import sys
 
 from fhir_server.config import Settings
-from fhir_server.definitions.loading import dependency_warnings
+from fhir_server.definitions.loading import check_specs, dependency_warnings, parse_packages_setting
 from fhir_server.definitions.packages import PackageCache, PackageError, parse_spec
 
 log = logging.getLogger("fhir_server")
@@ -211,8 +211,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if not _authentication_ok(settings, args):
         return 2
+    settings = _web_settings(settings, args.host)
+    if settings is None:
+        return 2
     try:
         ensure_core(PackageCache(settings.package_cache, settings.package_registry))
+        check_specs(parse_packages_setting(settings.packages))  # a bad name refuses the start, now
     except PackageError as exc:
         log.error("%s", exc)
         return 2
@@ -224,8 +228,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             log.error("%s", exc)
             return 2
-        os.environ.update(settings.with_database(embedded.uri).environment())  # for uvicorn's workers
+        settings = settings.with_database(embedded.uri)
         log.info("embedded database ready, data in %s", settings.data_dir.resolve())
+    os.environ.update(settings.environment())  # for uvicorn's workers: the database's URI, the bound host
     # uvicorn handles SIGINT/SIGTERM itself, then restores the previous handlers and raises the
     # signal again; this handler turns that into an exit that runs the `finally` below.
     def stop(signum, frame):
@@ -235,11 +240,37 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         uvicorn.run("fhir_server.api.app:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, access_log=args.log_level == "debug")
+                    workers=args.workers, log_level=args.log_level, access_log=args.log_level == "debug",
+                    server_header=False,  # no banner naming the software to whoever asks
+                    # X-Forwarded-* are not read, even from loopback: behind a proxy set FHIR_BASE_URL
+                    # (api/hosts.py); the audit names the peer that connected
+                    proxy_headers=False)
+    except PackageError as exc:  # a package of FHIR_PACKAGES refused while loading (PackageRefused)
+        log.error("%s", exc)
+        return 2
     finally:
         if embedded:
             embedded.stop()
     return 0
+
+
+def _web_settings(settings: Settings, host: str) -> Settings | None:
+    """The settings with `--host` among the accepted Host names (api/hosts.py); None, said in
+    the log, if FHIR_ALLOWED_HOSTS or FHIR_CORS_ORIGINS cannot be used."""
+    from dataclasses import replace
+
+    from fhir_server.api import hosts, origins
+
+    try:
+        allowed = hosts.with_bound(settings.allowed_hosts, host)
+        origins.parse(settings.cors_origins)
+    except (hosts.HostError, origins.OriginError) as exc:
+        log.error("%s", exc)
+        return None
+    if not settings.base_url and not allowed:  # every interface, and no name listed
+        log.warning("listening on every interface without FHIR_BASE_URL or FHIR_ALLOWED_HOSTS: requests naming "
+                    "this machine by anything but a loopback name are refused (400) until one is set")
+    return replace(settings, allowed_hosts=allowed)
 
 
 def _authentication_ok(settings: Settings, args: argparse.Namespace) -> bool:
@@ -273,7 +304,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _packages(settings: Settings, args: argparse.Namespace) -> int:
-    cache = PackageCache(settings.package_cache, settings.package_registry)
+    cache = PackageCache.from_settings(settings)
     if args.action == "list":
         for name, version in cache.installed():
             print(f"{name}#{version}")

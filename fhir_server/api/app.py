@@ -17,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server import routing
-from fhir_server.api import http
+from fhir_server.api import http, origins
+from fhir_server.api.headers import SecurityHeaders
+from fhir_server.api.hosts import AllowedHosts
 from fhir_server.api.lanes import Lanes
 from fhir_server.api.request_log import RequestLog
 from fhir_server.config import Settings
@@ -44,12 +46,17 @@ def create_app(server: FhirServer | None = None) -> FastAPI:
         await run_in_threadpool(server.stop)
 
     app = FastAPI(title="fhir-server", description="FHIR R4 server for coordinated care",
-                  lifespan=lifespan, docs_url=f"{BASE}/_docs", openapi_url=f"{BASE}/_openapi.json",
-                  redoc_url=None, redirect_slashes=False)
+                  lifespan=lifespan, redoc_url=None, redirect_slashes=False,
+                  # Swagger UI loads its scripts from a public CDN: only when asked for (FHIR_API_DOCS)
+                  docs_url=f"{BASE}/_docs" if server.settings.api_docs else None,
+                  openapi_url=f"{BASE}/_openapi.json" if server.settings.api_docs else None)
     app.state.server = server
     lanes = Lanes(server.settings.max_heavy_requests)
     _install_error_handlers(app)
+    origins.install(app, server.settings)  # innermost: CORS, then the cross-site check
+    app.add_middleware(AllowedHosts, settings=server.settings)
     app.add_middleware(RequestLog)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the others' refusals too
 
     @app.api_route(BASE, methods=ALL_METHODS)
     async def base(request: Request) -> Response:
@@ -94,7 +101,7 @@ async def _fhir_request(server: FhirServer, request: Request, target: urls.Targe
                         identity: Identity, params: list[tuple[str, str]]) -> FhirRequest:
     method = request.method
     if target.shape.endswith("-search"):
-        body = await http.read_body(request, server.settings.max_body_bytes, form=True)
+        body = await http.read_body(request, server.settings.max_form_bytes, form=True, setting="FHIR_MAX_FORM_BYTES")
     elif method in ("POST", "PUT", "PATCH"):
         body = await http.read_body(request, server.settings.max_body_bytes)
     else:

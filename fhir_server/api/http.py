@@ -47,45 +47,67 @@ def negotiate(request: Request) -> str:
                                f"application/fhir+json"))
 
 
-async def read_body(request: Request, limit: int, form: bool = False) -> Any:
+_FORM = "application/x-www-form-urlencoded"
+_ACCEPTED = "application/fhir+json (or application/json; application/json-patch+json for a JSON Patch)"
+
+
+async def read_body(request: Request, limit: int, form: bool = False, setting: str = "FHIR_MAX_BODY_BYTES") -> Any:
     """The parsed JSON body (None if empty), or with `form` the pairs of a form-encoded body;
-    413 past the limit, 415 for other media types."""
+    413 past `limit` (the `setting` that sets it), 415 for other media types.
+
+    A non-empty body must say what it is: a browser page may send text/plain, a form or
+    multipart to any site without asking first, so accepting those (or no type at all) would
+    let any web page the user opens write here. The size is checked on Content-Length, then on
+    every chunk: a body over the limit is never held whole."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in _CROSS_SITE_TYPES and not (form and content_type == _FORM):
+        raise _unsupported(content_type, form)  # even empty: a web page's form, never a client's request
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, setting)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, setting)
         chunks.append(chunk)
     data = b"".join(chunks)
     if not data.strip():
         return None
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if form:
-        if content_type != "application/x-www-form-urlencoded":
-            raise FhirError(415, Issue("error", "not-supported", "POST _search takes a form body "
-                                       "(application/x-www-form-urlencoded)"))
+        if content_type != _FORM:
+            raise _unsupported(content_type, form)
         try:
             return parse_qsl(data.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise FhirError(400, Issue("error", "structure", "the form body is not UTF-8")) from None
-    if content_type and content_type not in _JSON_TYPES and content_type not in _PATCH_TYPES:
-        if content_type in _XML_TYPES:
-            raise FhirError(415, Issue("error", "not-supported",
-                                       "XML bodies are not supported yet; send application/fhir+json"))
-        raise FhirError(415, Issue("error", "not-supported",
-                                   f"Content-Type {content_type} is not supported; send application/fhir+json"))
+    if content_type not in _JSON_TYPES and content_type not in _PATCH_TYPES:
+        raise _unsupported(content_type, form)
     try:
         return jsonio.loads(data)
     except jsonio.JSONError as exc:
         raise FhirError(400, Issue("error", "structure", f"the body is not valid JSON: {exc}")) from None
 
 
-def _too_large(limit: int) -> FhirError:
+# What a web page may send anywhere without a CORS preflight (the "CORS-safelisted" types).
+_CROSS_SITE_TYPES = {"text/plain", "multipart/form-data", _FORM}
+
+
+def _unsupported(content_type: str, form: bool) -> FhirError:
+    """415 naming the types this body may have."""
+    accepted = f"{_FORM} (the search parameters)" if form else _ACCEPTED
+    if not content_type:
+        text = f"the body has no Content-Type: send it as {accepted}"
+    elif content_type in _XML_TYPES and not form:
+        text = "XML bodies are not supported yet; send application/fhir+json"
+    else:
+        text = f"Content-Type {content_type} is not accepted here; send the body as {accepted}"
+    return FhirError(415, Issue("error", "not-supported", text))
+
+
+def _too_large(limit: int, setting: str) -> FhirError:
     return FhirError(413, Issue("error", "too-costly",
-                                f"the body is larger than this server accepts ({limit} bytes, FHIR_MAX_BODY_BYTES)"))
+                                f"the body is larger than this server accepts ({limit} bytes, {setting})"))
 
 
 def prefer(request: Request) -> dict[str, str]:
