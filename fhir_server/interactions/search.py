@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fhir_server import budget
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.access import allowed_types, left_out, reach
@@ -44,7 +45,7 @@ def search(server: FhirServer, req: FhirRequest) -> FhirResponse:
     matches: list[Record] = []
     contained_keys: list[str] = []
     applied: list[tuple[str, str]] = []
-    for type_ in types:
+    for type_ in budget.checked(types):
         extra = compartment.get(type_) if compartment is not None else None
         if compartment is not None and extra is None:
             continue

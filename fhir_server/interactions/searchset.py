@@ -1,6 +1,8 @@
 """The searchset Bundle and its pages, shared by search and by operations that answer with
 one (`$everything`): matches are stored once (storage/searches.py) when they exceed a page,
-and every link reads that stored list, so pages stay stable while data changes."""
+and every link reads that stored list, so pages stay stable while data changes. A page is
+bounded: at most `FHIR_MAX_INCLUDED` included resources and `FHIR_MAX_RESPONSE_BYTES` of JSON,
+counted while its entries are rendered (422 past either, saying how to ask for less)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server import jsonio
+from fhir_server import budget, jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.access import owner, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse
@@ -69,6 +71,7 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
             links.append({"relation": "next", "url": url([("_page", f"{search_id}.{offset + count}")])})
         links.append({"relation": "last", "url": url([("_page", f"{search_id}.{last}")])})
     bundle["link"] = links
+    size = PageSize(server.settings.max_response_bytes, len(orjson.dumps(bundle)))
     entries = []
     if info["summary"] != "count":
         page_keys = keys[offset:offset + count]
@@ -78,22 +81,21 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
         records = {k: r for k, r in server.store.fetch([k.split("#", 1)[0] for k in page_keys]).items()
                    if seen.sees(r.type, r)}
         page = [records[k] for k in page_keys if k in records]
-        for key in page_keys:
+        for key in budget.checked(page_keys, every=64):
             container = records.get(key.split("#", 1)[0])
             if container is None:
                 continue
             if "#" in key:
-                entries.append(_contained_entry(server, base, key, container, info))
+                entries.append(_contained_entry(server, base, key, container, info, size))
             else:
-                entries.append(_entry(server, base, container, "match", info))
+                entries.append(_entry(server, base, container, "match", info, size))
         inc = [includes.Include(*i) for i in info["includes"]]
         rev = [includes.Include(*i) for i in info["revincludes"]]
         if inc or rev:
-            extra, capped = includes.included(server, page, inc, rev, reach=reach(server, req, "rs"))
-            entries.extend(_entry(server, base, record, "include", info) for record in extra)
-            if capped:
-                info["warnings"].append(Issue("warning", "too-costly", f"only the first {includes.MAX_INCLUDED} "
-                                                                       f"included resources are returned").to_json())
+            extra = includes.included(server, page, inc, rev, reach=reach(server, req, "rs"),
+                                      limit=server.settings.max_included)
+            entries.extend(_entry(server, base, record, "include", info, size)
+                           for record in budget.checked(extra, every=64))
     if info["warnings"]:
         entries.append({"fullUrl": "urn:uuid:outcome", "resource": {"resourceType": "OperationOutcome",
                                                                     "issue": info["warnings"]},
@@ -103,17 +105,38 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
     return FhirResponse(200, bundle)
 
 
+class PageSize:
+    """The serialized size of a page, counted entry by entry while the page is assembled: past
+    the limit the page is refused before the rest is read and rendered."""
+
+    ENTRY = 64  # the bytes of an entry around its resource and fullUrl: keys, search.mode, commas
+
+    def __init__(self, limit: int, used: int = 0):
+        self.limit = limit
+        self.used = used
+
+    def add(self, resource: bytes | str, full_url: str) -> None:
+        """Count one entry; 422 when the page outgrows the limit."""
+        self.used += len(resource) + len(full_url) + self.ENTRY
+        if self.used > self.limit:
+            raise FhirError(422, Issue("error", "too-costly", (
+                f"this page would be larger than {self.limit} bytes (FHIR_MAX_RESPONSE_BYTES): ask for fewer or "
+                f"smaller entries — a smaller _count, _elements or _summary, fewer _include/_revinclude")))
+
+
 def _contained_entry(server: FhirServer, base: str, key: str, container: Record,
-                     info: dict[str, Any]) -> dict[str, Any]:
+                     info: dict[str, Any], size: PageSize) -> dict[str, Any]:
     """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
     inner_id = key.split("#", 1)[1]
     resource = next((r for r in jsonio.loads(container.json).get("contained") or ()
                      if isinstance(r, dict) and r.get("id") == inner_id), None)
     json = subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
+    size.add(json, f"{base}/{key}")
     return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
 
 
-def _entry(server: FhirServer, base: str, record: Record, mode: str, info: dict[str, Any]) -> dict[str, Any]:
+def _entry(server: FhirServer, base: str, record: Record, mode: str, info: dict[str, Any],
+           size: PageSize) -> dict[str, Any]:
     json = subset(server.definitions, record.json, info["summary"], info["elements"])
+    size.add(json, f"{base}/{record.key}")
     return {"fullUrl": f"{base}/{record.key}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
-

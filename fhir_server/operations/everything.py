@@ -4,7 +4,9 @@ Parameters (R4 OperationDefinition Patient-everything): `start`/`end` (care date
 with a clinical date outside the period is left out, one without any date is kept), `_since`
 (changed since), `_type` (only these types), `_count` (page size; pages are stored like a
 search's, so they stay stable). Referenced resources outside the compartment (practitioners,
-organisations, medications, locations…) come along, one level deep.
+organisations, medications, locations…) come along, one level deep. The record is gathered
+once, within the request's budget (checked per type and while scanning); every page is a
+searchset page, bounded like a search's (FHIR_MAX_RESPONSE_BYTES).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from fhir_server import budget
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.access import allowed_types, left_out, reach
@@ -53,7 +56,7 @@ def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     for type_, term in compartment_terms(server, "Patient", req.id).items():
         if type_ == "Patient" or type_ not in present or not _wanted(type_, types):
             continue
-        for doc in find(server, type_, [term], reach=readable):
+        for doc in budget.checked(find(server, type_, [term], reach=readable), every=512):
             if _in_period(server, type_, doc, start, end) and (since is None or doc.last_updated >= since):
                 docs.append(doc)
     docs.sort(key=lambda doc: (doc.last_updated, doc.type, doc.id))
@@ -70,7 +73,7 @@ def _referenced(server: FhirServer, docs: list[Record], seen: set[str], types: s
                 since: datetime | None, readable: Reach) -> list[str]:
     """`Type/id` of the resources the compartment refers to and does not hold itself."""
     wanted: dict[str, set[str]] = {}
-    for doc in docs:
+    for doc in budget.checked(docs, every=256):
         for code, param in server.search_parameters.for_type(doc.type).items():
             if param.type != "reference":
                 continue
