@@ -17,7 +17,14 @@ from fhir_server.interactions import conditional
 from fhir_server.interactions.access import authorize, check_mutable, current_for_write, reach
 from fhir_server.interactions.audit import access
 from fhir_server.interactions.bundle_entries import ORDER, Entry, dispatch, parse_entry
-from fhir_server.interactions.bundle_responses import error_entry, failed, response_entry
+from fhir_server.interactions.bundle_responses import (
+    ResponseSize,
+    error_entry,
+    failed,
+    measured_entry,
+    measured_error,
+    without_resource,
+)
 from fhir_server.interactions.delete import tombstones
 from fhir_server.interactions.patch import _changes, patched_version
 from fhir_server.interactions.references import base_of, rewrite
@@ -63,7 +70,7 @@ def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
 
     written = server.transact(work, guards, req=req) if writes else []
     by_key = {f"{v.type}/{v.id}": v for v in written}
-    responses = [_transaction_response(server, req, entry, by_key) for entry in entries]
+    responses = _responses(server, req, entries, by_key)
     out: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction-response"}
     if responses:
         out["entry"] = responses
@@ -237,16 +244,39 @@ def _conditional_reference(server: FhirServer, req: FhirRequest, ref: str, sessi
     return keys[0]
 
 
+def _responses(server: FhirServer, req: FhirRequest, entries: list[Entry],
+               written: dict[str, Version]) -> list[dict[str, Any]]:
+    """Every entry's answer, the Bundle's size followed: past FHIR_MAX_RESPONSE_BYTES a transaction
+    that wrote nothing fails whole (422); one that wrote is committed and must say so, so its
+    read entries from there on answer the 422 and its writes come without their resource."""
+    size = ResponseSize(server.settings.max_response_bytes, "transaction")
+    out: list[dict[str, Any]] = []
+    stopped: FhirError | None = None
+    for entry in entries:
+        if stopped is not None and entry.reads:
+            out.append(error_entry(stopped))
+            continue
+        item, used = _transaction_response(server, req, entry, written)
+        if stopped is None and not size.fits(used):
+            stopped = size.refusal(entry.where())
+            if not written:
+                raise stopped
+        if stopped is not None:  # committed: a write still says what it did, a read says why not
+            item = error_entry(stopped) if entry.reads else without_resource(item)[0]
+        out.append(item)
+    return out
+
+
 def _transaction_response(server: FhirServer, req: FhirRequest, entry: Entry,
-                          written: dict[str, Version]) -> dict[str, Any]:
+                          written: dict[str, Version]) -> tuple[dict[str, Any], int]:
     if entry.reads:  # through the router, which audits it
         try:
-            return response_entry(req, dispatch(server, entry))
+            return measured_entry(req, dispatch(server, entry))
         except FhirError as exc:
-            return error_entry(exc)
+            return measured_error(exc)
     response = _written_response(entry, written)
     server.audit.record(access(entry.request, _INTERACTIONS[entry.method], response.status, response))
-    return response_entry(req, response)
+    return measured_entry(req, response)
 
 
 _INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
