@@ -267,3 +267,11 @@ def test_a_large_form_within_the_limit_is_never_a_500(client, form):
     r = client.post("/Patient/_search", content=form, headers=FORM, timeout=120)
     assert r.status_code < 500, (r.status_code, r.text[:500])
     assert r.json()["resourceType"] in ("Bundle", "OperationOutcome")
+
+
+def test_the_api_docs_page_when_asked_for(public):
+    with httpx.Client(base_url=public.base_url, timeout=60) as c:
+        page = c.get("/_docs")
+        assert page.status_code == 200 and "swagger" in page.text.lower()
+        assert page.headers["cache-control"] == "no-store" and page.headers["x-content-type-options"] == "nosniff"
+        assert c.get("/_openapi.json").json()["info"]["title"] == "fhir-server"

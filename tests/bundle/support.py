@@ -20,6 +20,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # `tests.conftest` is importable from the repository root
     sys.path.insert(0, str(_ROOT))
 
+from fhir_server.storage.embedded import client_uri  # noqa: E402
 from tests.conftest import RunningServer, free_port, start_server  # noqa: E402
 
 __all__ = ["RunningServer", "free_port", "start_server"]
@@ -176,10 +177,11 @@ def system_history_total(client: httpx.Client) -> int:
 
 # -- the embedded database of a dedicated server, looked at directly -------------------------------
 def embedded_uri(server: RunningServer) -> str:
-    """The embedded database's URI, from the server's log line `embedded database pid … on port N`."""
+    """The embedded database's URI, from the server's log line `embedded database pid … on port N`
+    and the credential in its data folder."""
     ports = re.findall(r"embedded database pid \d+ on port (\d+)", server.log())
     assert ports, f"no embedded database line in the server log:\n{server.log()}"
-    return f"mongodb://127.0.0.1:{ports[-1]}/?directConnection=true"
+    return client_uri(server.data_dir, int(ports[-1]))
 
 
 def mongo(server: RunningServer) -> MongoClient:

@@ -25,6 +25,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # `tests.conftest` is importable from the repository root
     sys.path.insert(0, str(_ROOT))
 
+from fhir_server.storage.embedded import client_uri  # noqa: E402
 from tests.conftest import RunningServer, die_with_pytest, free_port, start_server  # noqa: E402
 
 __all__ = ["RunningServer", "die_with_pytest", "free_port", "start_server", "DbProcess", "db_processes", "children_db_processes",
@@ -115,9 +116,9 @@ def secantusd() -> str:
     return str(sibling) if sibling.exists() else "secantusd-py"
 
 
-def fsync(port: int) -> None:
-    """Ask the database to flush everything to disk (so a later kill -9 loses nothing)."""
-    with MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=10000) as c:
+def fsync(server: RunningServer, port: int) -> None:
+    """Ask the server's embedded database to flush everything to disk (so a later kill -9 loses nothing)."""
+    with MongoClient(client_uri(server.data_dir, port), serverSelectionTimeoutMS=10000) as c:
         c.admin.command("fsync")
 
 

@@ -122,7 +122,7 @@ def test_killed_database_503_then_the_server_recovers_by_itself(embedded: Runnin
         db = the_db(embedded)
         # Flushed, so that this test is about recovery; losing unflushed acknowledged writes is
         # test_acknowledged_writes_survive_a_database_crash's subject.
-        fsync(db.port)
+        fsync(embedded, db.port)
 
         # The watchdog restarts the database within about a second; keep it down (kill -9 each
         # time it comes back) long enough to see what clients get meanwhile.
@@ -144,7 +144,7 @@ def test_single_kill_is_never_a_500(embedded: RunningServer) -> None:
     with fhir_client(embedded, timeout=OUTAGE_TIMEOUT) as client:
         patient = create_patient(client, "Single")
         db = the_db(embedded)
-        fsync(db.port)
+        fsync(embedded, db.port)
         os.kill(db.pid, signal.SIGKILL)
         response = wait_for_recovery(client, f"/Patient/{patient['id']}")
         assert response.status_code == 200, response.text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
+from fhir_server.storage.embedded import client_uri
 from tests.conftest import start_server
 from tests.lifecycle.support import db_processes, fhir_client, wait_until
 
@@ -16,7 +17,7 @@ UCUM = "http://unitsofmeasure.org"
 
 def _database(server) -> MongoClient:
     (proc,) = db_processes(server.data_dir / "db")
-    return MongoClient(f"mongodb://127.0.0.1:{proc.port}/?directConnection=true", serverSelectionTimeoutMS=5000)
+    return MongoClient(client_uri(server.data_dir, proc.port), serverSelectionTimeoutMS=5000)
 
 
 def test_search_values_of_an_older_format_are_recomputed_at_start(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # `tests.conftest` is importable from the repository root
     sys.path.insert(0, str(_ROOT))
 
+from fhir_server.storage.embedded import client_uri  # noqa: E402
 from tests.bundle.support import dump as bundle_dump  # noqa: E402
 from tests.bundle.support import dump_difference  # noqa: E402
 from tests.conftest import RunningServer, free_port, start_server  # noqa: E402
@@ -90,7 +91,7 @@ def embedded_port(server: RunningServer) -> int:
 
 
 def mongo(server: RunningServer, timeout_ms: int = 10000) -> MongoClient:
-    return MongoClient(f"mongodb://127.0.0.1:{embedded_port(server)}/?directConnection=true",
+    return MongoClient(client_uri(server.data_dir, embedded_port(server)),
                        serverSelectionTimeoutMS=timeout_ms, appname="robustness-tests")
 
 

@@ -401,9 +401,10 @@ def test_a_commit_whose_answer_is_lost_is_not_written_twice(server, monkeypatch)
     from pymongo.errors import AutoReconnect
 
     from fhir_server.storage.database import Database
+    from fhir_server.storage.embedded import client_uri
     from fhir_server.storage.store import ResourceStore, Write, now
 
-    database = Database(f"mongodb://127.0.0.1:{embedded_port(server)}/?directConnection=true", "fhir")
+    database = Database(client_uri(server.data_dir, embedded_port(server)), "fhir")
     store = ResourceStore(database)
     real_commit = ClientSession.commit_transaction
     lost: list[bool] = []

@@ -26,6 +26,7 @@ import uuid
 import httpx
 import pytest
 
+from fhir_server.storage.embedded import client_uri
 from tests.conftest import free_port, start_server
 from tests.oidc.provider import Client
 from tests.security.conftest import AUDIENCE, bearer
@@ -424,7 +425,7 @@ def test_consents_memberships_and_roles_take_effect_on_the_next_request(http, to
 def other_worker(secured, provider, tmp_path_factory):
     """A second server process on the same database: what another worker behind a load balancer is."""
     running = start_server(tmp_path_factory.mktemp("other-worker"), extra_env={
-        "FHIR_MONGODB_URI": f"mongodb://127.0.0.1:{DB_PORT}/?directConnection=true",
+        "FHIR_MONGODB_URI": client_uri(secured.data_dir, DB_PORT),
         "FHIR_AUTH_ISSUER": provider.issuer, "FHIR_AUTH_AUDIENCE": AUDIENCE})
     with httpx.Client(base_url=running.base_url, timeout=60) as client:
         yield client
