@@ -21,7 +21,7 @@ def create(server: FhirServer, req: FhirRequest) -> FhirResponse:
     server.prepare_type(req.type)
     searched = reach(server, req, "s")
     query = None
-    if req.if_none_exist:
+    if req.if_none_exist is not None:  # present but empty is a condition that says nothing: 400
         query = conditional.parse(server, req.type, req.if_none_exist, "If-None-Exist", searched)
     existing = []
 
