@@ -21,7 +21,7 @@ from fhir_server.definitions.loading import load_definitions, parse_packages_set
 from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions
 from fhir_server.errors import FhirError, Issue
-from fhir_server.interactions import provenance
+from fhir_server.interactions import integrity, provenance
 from fhir_server.interactions.access import check_writes
 from fhir_server.interactions.care_team import Circles, changes_circles
 from fhir_server.interactions.request import FhirRequest, FhirResponse
@@ -226,10 +226,12 @@ class FhirServer:
     def transact(self, work, guards=(), *, req: FhirRequest) -> list[Version]:
         """Commit a unit of work (see ResourceStore.transact) with the Provenance of what `req`
         writes, once every write is found within the request's reach (403 otherwise), then let
-        what depends on the written resources follow (SearchParameters take effect at once)."""
+        what depends on the written resources follow (SearchParameters take effect at once).
+        References are checked once every write is staged (interactions/integrity.py)."""
         def checked(session):
             writes = work(session)
             check_writes(self, req, writes, session)
+            integrity.check(self, req, writes, session)
             return writes
 
         versions = self.store.transact(provenance.attach(self, req, checked), guards)

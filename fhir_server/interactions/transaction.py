@@ -26,6 +26,7 @@ from fhir_server.interactions.bundle_responses import (
     without_resource,
 )
 from fhir_server.interactions.delete import tombstones
+from fhir_server.interactions.integrity import DanglingReference
 from fhir_server.interactions.patch import _changes, patched_version
 from fhir_server.interactions.references import base_of, rewrite
 from fhir_server.interactions.request import (
@@ -68,7 +69,11 @@ def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
     def work(session):
         return _plan(server, req, entries, session)
 
-    written = server.transact(work, guards, req=req) if writes else []
+    try:
+        written = server.transact(work, guards, req=req) if writes else []
+    except DanglingReference as exc:  # found once every entry was staged: named by its entry
+        entry = next((e for e in entries if e.key == exc.source), None)
+        raise (failed(exc, entry.where()) if entry is not None else exc) from None
     by_key = {f"{v.type}/{v.id}": v for v in written}
     responses = _responses(server, req, entries, by_key)
     out: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction-response"}

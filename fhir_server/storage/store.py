@@ -216,6 +216,31 @@ class ResourceStore:
                 out[record.key] = record
         return out
 
+    @translate_errors
+    def referring(self, type_: str, keys: list[str], *, limit: int, exclude: Iterable[str] = (),
+                  json: bool = False, session: Any = None) -> list[Record]:
+        """At most `limit` live resources of a type having any of `keys` among their search keys,
+        leaving out the ids `exclude`: who refers to a resource, by the reference keys
+        (`subject=Patient/1`), one indexed query however many keys."""
+        if not keys or limit <= 0:
+            return []
+        query: dict[str, Any] = {"k": keys[0] if len(keys) == 1 else {"$in": list(keys)}}
+        excluded = list(exclude)
+        if excluded:
+            query["_id"] = {"$nin": excluded}
+        projection = {"v": 1, "ts": 1, "del": 1, "ix": 1, **({"json": 1} if json else {})}
+        docs = self.db[type_].find(query, projection, session=session).limit(limit)
+        return [_record(type_, doc) for doc in docs if not doc.get("del")]
+
+    @translate_errors
+    def stored_versions(self, keys: Iterable[str], session: Any = None) -> set[str]:
+        """Which of the `Type/id/version` keys name a stored version that is not a deletion."""
+        wanted = list(keys)
+        if not wanted:
+            return set()
+        docs = self.db[HISTORY].find({"_id": {"$in": wanted}}, {"_id": 1, "del": 1}, session=session)
+        return {doc["_id"] for doc in docs if not doc.get("del")}
+
     def _queries(self, selection: Ids | Keys) -> list[dict[str, Any]]:
         if isinstance(selection, Ids):
             ids = list(selection.ids)
