@@ -3,10 +3,17 @@
 A stored SearchParameter takes effect for new writes as soon as it is committed (in the worker
 that wrote it at once, in the others through a change stream on the SearchParameter
 collection); existing data follows with `$reindex`.
+
+One that would replace a built-in parameter (the same code on the same base as a definition of
+the loaded packages, or the same url, with another type or expression) changes what every
+client's searches and conditional writes mean: it is refused (422) unless the administrator set
+FHIR_SEARCH_PARAMETER_OVERRIDE=true, and then logged. Deleting or retiring it brings the
+built-in back, in every worker.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +22,17 @@ from fhirpathpy.models import models
 
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
+from fhir_server.search.parameters import SearchParam
 
 if TYPE_CHECKING:
     from fhir_server.server import FhirServer
 
+log = logging.getLogger(__name__)
 TYPE = "SearchParameter"
+SWITCH = "FHIR_SEARCH_PARAMETER_OVERRIDE"
+# What decides the values indexed and how a search compares them: a definition equal on these is
+# the built-in again (a copy of the specification's parameters loaded through the API).
+_MEANING = ("type", "expression", "target", "component")
 
 
 def check(server: FhirServer, resource: dict[str, Any]) -> None:
@@ -42,16 +55,82 @@ def check(server: FhirServer, resource: dict[str, Any]) -> None:
     if problems:
         raise FhirError(422, [Issue("error", "business-rule", f"SearchParameter: {p}", ["SearchParameter"])
                               for p in problems])
+    replaced = overrides(server, resource)
+    if replaced and not server.settings.search_parameter_override:
+        raise FhirError(422, [Issue("error", "business-rule",
+                                    f"SearchParameter: {r} would be replaced, changing what every client's searches "
+                                    f"and conditional writes on it mean. Give this parameter a code of its own "
+                                    f"(e.g. 'x-{resource.get('code')}'), or have the administrator start the "
+                                    f"server with {SWITCH}=true to allow replacing built-in parameters",
+                                    ["SearchParameter.code"]) for r in replaced])
+
+
+def overrides(server: FhirServer, resource: dict[str, Any]) -> list[str]:
+    """The built-in parameters this one would replace (as text naming each), none when it is
+    retired or means the same as the built-in."""
+    if resource.get("status") == "retired" or not resource.get("code"):
+        return []
+    params = server.search_parameters
+    found: dict[str, tuple[SearchParam, list[str]]] = {}
+    for base in resource.get("base") or ():
+        param = params.builtin(base, resource["code"])
+        if param is not None:
+            found.setdefault(param.url, (param, []))[1].append(base)
+    same_url = params.builtin_by_url(_url_of(resource))
+    if same_url is not None:
+        found.setdefault(same_url.url, (same_url, list(same_url.base[:3])))
+    return [f"the built-in search parameter {p.code!r} of {', '.join(bases)} ({p.url})"
+            for p, bases in found.values() if not _same_meaning(p.resource or {}, resource)]
+
+
+def _url_of(resource: dict[str, Any]) -> str:
+    """The url the registry keys it by (`SearchParameters.add`)."""
+    return resource.get("url") or f"urn:local:{resource.get('id')}"
+
+
+def _same_meaning(builtin: dict[str, Any], resource: dict[str, Any]) -> bool:
+    def meaning(sp: dict[str, Any]) -> tuple:
+        return tuple(sorted(v) if k == "target" else v for k in _MEANING for v in [sp.get(k) or []])
+
+    return meaning(builtin) == meaning(resource) and builtin.get("code") == resource.get("code")
 
 
 def apply(server: FhirServer, resource: dict[str, Any] | None, url: str | None) -> None:
-    """Register (or, for a deletion or a retired one, remove) a stored SearchParameter."""
+    """Register (or, for a deletion or a retired one, remove) a stored SearchParameter; one that
+    replaces a built-in only with the switch on (it may have been stored by a server that had it)."""
     params = server.search_parameters
+    id_ = (resource or {}).get("id")
+    url = url or (params.stored_url(id_) if id_ else None)
     if resource is None or resource.get("status") == "retired":
         if url:
-            params.remove(url)
+            _remove(server, url)
+        return
+    if url and url != _url_of(resource):  # the resource changed its url: the old one goes
+        _remove(server, url)
+    elif url and getattr(params.by_url(url), "resource", None) == resource:
+        return  # already in force (the watcher also reports this worker's own writes)
+    replaced = overrides(server, resource)
+    if replaced and not server.settings.search_parameter_override:
+        log.warning("SearchParameter/%s (%s) not applied: it would replace %s; %s is off", id_,
+                    resource.get("url"), "; ".join(replaced), SWITCH)
         return
     params.add(resource)
+    if replaced:
+        log.warning("SearchParameter/%s (%s) replaces %s (%s=true); %s resources stored before keep the "
+                    "built-in's values until POST [base]/$reindex", id_, resource.get("url"), "; ".join(replaced),
+                    SWITCH, ", ".join(resource.get("base") or ()))
+
+
+def _remove(server: FhirServer, url: str) -> None:
+    params = server.search_parameters
+    param = params.by_url(url)
+    if param is None or params.builtin_by_url(param.url) is param:
+        return  # not registered here (refused, retired) or a built-in: nothing to undo
+    replaced = overrides(server, param.resource or {})
+    params.remove(param.url)
+    if replaced:
+        log.warning("SearchParameter %s removed: %s is back; resources written while it was in force keep its "
+                    "values until POST [base]/$reindex", param.url, "; ".join(replaced))
 
 
 def load_stored(server: FhirServer) -> int:
@@ -69,7 +148,6 @@ class Watcher:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.server.store.watch, args=(TYPE, self._on_change, self.stopping),
                                        name="searchparameter-watch", daemon=True)
-        self._urls: dict[str, str] = {}  # id → url, to unregister on delete
 
     def start(self) -> None:
         self.thread.start()
@@ -78,9 +156,11 @@ class Watcher:
         self.stopping.set()
 
     def _on_change(self, id_: str, json: bytes | None) -> None:
+        """A deletion names the id only: the registry knows which url it registered for it,
+        whether it saw the write or loaded it at start."""
         if json:
-            resource = jsonio.loads(json)
-            self._urls[id_] = resource.get("url", "")
-            apply(self.server, resource, None)
-        elif id_ in self._urls:
-            apply(self.server, None, self._urls.pop(id_))
+            apply(self.server, jsonio.loads(json), None)
+        else:
+            url = self.server.search_parameters.stored_url(id_)
+            if url:
+                apply(self.server, None, url)

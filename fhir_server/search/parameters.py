@@ -60,6 +60,10 @@ class SearchParameters:
                 continue  # the core's loose files add examples (one redefines _id): not real parameters
             if entry.url not in self._by_url:
                 self.add(definitions.load_entry(package, entry))
+        # What the packages define: an API-written parameter may shadow one only by an explicit
+        # switch (search/custom.py), and removing it brings the package's back.
+        self._builtin_by_url: dict[str, SearchParam] = dict(self._by_url)
+        self._builtin_by_type: dict[str, dict[str, SearchParam]] = {b: dict(c) for b, c in self._by_type.items()}
 
     def _core_bundle(self) -> list[dict[str, Any]]:
         """R4 publishes its parameters in `Bundle-searchParams.json`; the package's loose
@@ -86,6 +90,7 @@ class SearchParameters:
             old = self._by_url.get(param.url)
             if old is not None:
                 self._remove(old)
+                self._restore(old)
             self._by_url[param.url] = param
             for base in param.base:
                 self._by_type.setdefault(base, {})[param.code] = param
@@ -93,16 +98,58 @@ class SearchParameters:
         return param
 
     def remove(self, url: str) -> None:
+        """Unregister a parameter; what it shadowed (another one written through the API, else the
+        packages' definition of the same code and base, or of the same url) takes its place."""
         with self._lock:
             old = self._by_url.pop(url, None)
             if old is not None:
                 self._remove(old)
+                self._restore(old)
                 self.generation += 1
 
     def _remove(self, param: SearchParam) -> None:
         for base in param.base:
             if self._by_type.get(base, {}).get(param.code) is param:
                 del self._by_type[base][param.code]
+
+    def _restore(self, gone: SearchParam) -> None:
+        """After `gone` left: its url and every (base, code) it held go back to what remains."""
+        builtin = self._builtin_by_url.get(gone.url)
+        if builtin is not None and builtin is not gone and gone.url not in self._by_url:
+            self._by_url[gone.url] = builtin
+            for base in builtin.base:
+                self._by_type.setdefault(base, {}).setdefault(builtin.code, builtin)
+        for base in gone.base:
+            codes = self._by_type.setdefault(base, {})
+            if gone.code in codes:
+                continue
+            candidates = [p for p in self._by_url.values() if p.code == gone.code and base in p.base]
+            custom = [p for p in candidates if self._builtin_by_url.get(p.url) is not p]
+            replacement = (custom or [self._builtin_by_type.get(base, {}).get(gone.code)])[-1]
+            if replacement is not None and self._by_url.get(replacement.url) is replacement:
+                codes[gone.code] = replacement
+
+    def builtin(self, base: str, code: str) -> SearchParam | None:
+        """The packages' parameter `code` a search on `base` would use (its own, else one of
+        DomainResource or Resource), whatever was written through the API."""
+        chain = (base,) if base in ("Resource", "DomainResource") else (base, "DomainResource", "Resource")
+        for name in chain:
+            param = self._builtin_by_type.get(name, {}).get(code)
+            if param is not None:
+                return param
+        return None
+
+    def builtin_by_url(self, url: str) -> SearchParam | None:
+        return self._builtin_by_url.get(url)
+
+    def stored_url(self, resource_id: str) -> str | None:
+        """The url under which the SearchParameter resource `resource_id` (written through the
+        API) is registered, so that its deletion, seen by id only, unregisters it."""
+        with self._lock:
+            for param in self._by_url.values():
+                if (param.resource or {}).get("id") == resource_id and self._builtin_by_url.get(param.url) is not param:
+                    return param.url
+        return None
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         for base in (resource_type, "DomainResource", "Resource"):
