@@ -9,7 +9,7 @@ import signal
 import sys
 
 from fhir_server.config import Settings
-from fhir_server.definitions.loading import dependency_warnings
+from fhir_server.definitions.loading import check_specs, dependency_warnings, parse_packages_setting
 from fhir_server.definitions.packages import PackageCache, PackageError, parse_spec
 
 log = logging.getLogger("fhir_server")
@@ -216,6 +216,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         ensure_core(PackageCache(settings.package_cache, settings.package_registry))
+        check_specs(parse_packages_setting(settings.packages))  # a bad name refuses the start, now
     except PackageError as exc:
         log.error("%s", exc)
         return 2
@@ -244,6 +245,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                     # X-Forwarded-* are not read, even from loopback: behind a proxy set FHIR_BASE_URL
                     # (api/hosts.py); the audit names the peer that connected
                     proxy_headers=False)
+    except PackageError as exc:  # a package of FHIR_PACKAGES refused while loading (PackageRefused)
+        log.error("%s", exc)
+        return 2
     finally:
         if embedded:
             embedded.stop()
@@ -300,7 +304,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _packages(settings: Settings, args: argparse.Namespace) -> int:
-    cache = PackageCache(settings.package_cache, settings.package_registry)
+    cache = PackageCache.from_settings(settings)
     if args.action == "list":
         for name, version in cache.installed():
             print(f"{name}#{version}")

@@ -5,6 +5,8 @@ demand), paths to a `.tgz` (installed into the cache) or folders (read where the
 Dependencies are looked up in the cache only: the exact version, else another version of the
 same package with a warning; a dependency that is nowhere is a warning, never a failure to
 start. `fhir-server packages install --dependencies` fetches them, for those who want them all.
+A package named or built wrongly (a bad name or version, an unsafe or oversized archive) is
+another matter: `PackageRefused`, and the server does not start.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fhir_server.definitions.packages import Package, PackageCache, PackageError, open_package
+from fhir_server.definitions.packages import (
+    Package,
+    PackageCache,
+    PackageError,
+    PackageRefused,
+    open_package,
+    parse_spec,
+)
 from fhir_server.definitions.registry import CORE_PACKAGES, Definitions, ensure_core
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,8 @@ def resolve(cache: PackageCache, specs: list[str]) -> Loaded:
             folder = Path(spec).expanduser()
             # a folder is read where it is (our own guide in profiles/ among them): no stale copy
             package = open_package(folder) if folder.is_dir() else cache.install(spec)
+        except PackageRefused as exc:
+            raise PackageRefused(f"FHIR_PACKAGES: {spec}: {exc}") from None
         except PackageError as exc:
             loaded.warnings.append(f"package {spec} not loaded: {exc}")
             continue
@@ -77,7 +88,11 @@ def _add(cache: PackageCache, package: Package, loaded: Loaded, seen: set[str], 
 
 
 def _dependency(cache: PackageCache, parent: Package, name: str, version: str, loaded: Loaded) -> Package | None:
-    found = cache.get(name, version)
+    try:
+        found = cache.get(name, version)
+    except PackageRefused as exc:
+        loaded.warnings.append(f"{parent.name}#{parent.version} names a dependency that cannot be: {exc}")
+        return None
     if found is not None:
         return found
     others = sorted((v for n, v in cache.installed() if n == name), key=_version_key)
@@ -101,7 +116,11 @@ def dependency_warnings(cache: PackageCache, package: Package, install: bool = F
             if name in _CORE_NAMES or (name, version) in seen:
                 continue
             seen.add((name, version))
-            found = cache.get(name, version)
+            try:
+                found = cache.get(name, version)
+            except PackageRefused as exc:
+                warnings.append(f"{current.name}#{current.version} names a dependency that cannot be: {exc}")
+                continue
             if found is None and install:
                 try:
                     found = cache.install(f"{name}@{version}")
@@ -127,3 +146,14 @@ def load_definitions(cache: PackageCache, specs: list[str]) -> Definitions:
 
 def parse_packages_setting(value: str | None) -> list[str]:
     return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+def check_specs(specs: list[str]) -> None:
+    """Refuse (PackageRefused) a spec of FHIR_PACKAGES that is neither an existing path nor a valid
+    NAME@VERSION, before anything starts; what a path holds is checked when it is loaded."""
+    for spec in specs:
+        if not Path(spec).expanduser().exists():
+            try:
+                parse_spec(spec)
+            except PackageRefused as exc:
+                raise PackageRefused(f"FHIR_PACKAGES: {exc}") from None
