@@ -66,7 +66,7 @@ class FhirServer:
         uri = mongodb_uri or settings.mongodb_uri
         if not uri:
             raise RuntimeError("no database: set FHIR_MONGODB_URI or start with `fhir-server serve`")
-        cache = PackageCache(settings.package_cache, settings.package_registry)
+        cache = PackageCache.from_settings(settings)  # with FHIR_MAX_PACKAGE_BYTES/FILES
         specs = parse_packages_setting(settings.packages)
         if GUIDE.is_dir():  # this project's own implementation guide, always on
             specs.append(str(GUIDE))
