@@ -61,7 +61,7 @@ def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
     for entry in writes:
         if entry.method in ("POST", "PUT", "PATCH"):
             server.prepare_type(entry.target.type)
-        if entry.method == "POST" and entry.request.if_none_exist:
+        if entry.method == "POST" and entry.request.if_none_exist is not None:
             query = conditional.parse(server, entry.target.type, entry.request.if_none_exist, "ifNoneExist",
                                       reach(server, req, "s"))
             guards.append(conditional.guard_key(entry.target.type, query))
@@ -108,7 +108,7 @@ def _check_writes(server: FhirServer, entries: list[Entry]) -> None:
                 check_mutable(entry.target.type, _LETTERS[entry.method],
                               upsert=entry.method == "PUT" and entry.target.shape == "instance")
                 authorize(entry.request, entry.target.type, _LETTERS[entry.method])
-                if entry.target.shape == "type" and (entry.method != "POST" or entry.request.if_none_exist):
+                if entry.target.shape == "type" and (entry.method != "POST" or entry.request.if_none_exist is not None):
                     authorize(entry.request, entry.target.type, "s")  # a condition is a search
             if entry.method == "POST" and entry.target.shape == "type":
                 validate(server, require_body(entry.request))
@@ -174,7 +174,7 @@ def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
         entry.key = f"{type_}/{target.id}"
         return
     if entry.method == "POST":
-        if entry.request.if_none_exist:
+        if entry.request.if_none_exist is not None:  # empty: 400, never a plain create
             query = conditional.parse(server, type_, entry.request.if_none_exist, "ifNoneExist", searched)
             found = conditional.matches(server, type_, query, session, searched)
             coming = conditional.matches_planned(server, type_, query, planned)

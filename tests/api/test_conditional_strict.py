@@ -157,3 +157,13 @@ def test_a_conditional_reference_with_such_a_condition_is_400(client, victim, co
     assert r.status_code == 200, r.text
     stored = client.get("/Observation", params={"identifier": f"{marker}|"}).json()["entry"][0]["resource"]
     assert stored["subject"]["reference"] == f"Patient/{victim['id']}"
+
+
+def test_an_empty_if_none_exist_in_a_bundle_entry_is_400(client, victim):
+    entry = {"resource": _body(victim), "request": {"method": "POST", "url": "Patient", "ifNoneExist": ""}}
+    r = _bundle(client, "batch", [entry])
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:  # refused as the entry's answer
+        assert r.json()["entry"][0]["response"]["status"].startswith("400"), r.text
+    assert_outcome(_bundle(client, "transaction", [entry]), 400)
+    _unchanged(client, victim)
