@@ -24,7 +24,7 @@ import pytest
 from fhir_server.definitions.loading import check_specs, load_definitions
 from fhir_server.definitions.packages import PackageCache, PackageRefused
 from tests import packages
-from tests.conftest import die_with_pytest
+from tests.conftest import die_with_pytest, free_port
 
 FR_CORE = "hl7.fhir.fr.core"
 FR_FOLDER = f"{FR_CORE}#2.2.0"
@@ -391,15 +391,24 @@ def test_packages_setting_naming_a_hostile_archive_is_refused(package_cache: Pac
     assert all(p.name.startswith("hl7.fhir.r4") for p in cache.iterdir())
 
 
-def test_server_with_a_bad_package_name_refuses_to_start(tmp_path: Path, victim: Path) -> None:
-    spec = f"{FR_CORE}@1.0.0/../../../victim"
+@pytest.mark.parametrize("case", ["name-at-version", "archive"])
+def test_server_with_a_bad_package_refuses_to_start(case: str, tmp_path: Path, victim: Path) -> None:
+    """NAME@VERSION is refused before anything starts; an archive's manifest when it is loaded
+    (after the embedded database started, which is stopped again): exit 2, the message, no traceback."""
+    if case == "archive":
+        spec = str(tgz(tmp_path / "hostile.tgz", member("package/package.json",
+                                                          manifest(version="1/../../../victim"))))
+    else:
+        spec = f"{FR_CORE}@1.0.0/../../../victim"
     environment = {k: v for k, v in os.environ.items() if k != "FHIR_MONGODB_URI"}
     environment.update({"FHIR_PACKAGES": spec, "FHIR_DATA_DIR": str(tmp_path / "data")})
-    run = subprocess.run([sys.executable, "-m", "fhir_server", "serve", "--port", "9"], env=environment,
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path, preexec_fn=die_with_pytest)
-    assert run.returncode != 0
+    run = subprocess.run([sys.executable, "-m", "fhir_server", "serve", "--port", str(free_port())],
+                         env=environment, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                         preexec_fn=die_with_pytest)
     output = run.stdout + run.stderr
+    assert run.returncode == 2, output
     assert "FHIR_PACKAGES" in output and "not a package version" in output, output
     assert "Traceback" not in output
     victim_intact(victim)
-    assert not (tmp_path / "data").exists()  # refused before the database started
+    if case == "name-at-version":
+        assert not (tmp_path / "data").exists()  # refused before the database started
