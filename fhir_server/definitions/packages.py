@@ -194,7 +194,7 @@ def open_package(path: Path) -> Package:
             package = Package(root)
             for key in ("name", "version"):
                 if key not in package.manifest:
-                    raise PackageRefused(f"{root / 'package.json'} has no {key}")
+                    raise PackageRefused(f"the package's package.json has no {key}: a FHIR package names itself")
             check_name(package.name)
             check_version(package.version)
             return package
