@@ -17,6 +17,8 @@ from fhir_server.errors import FhirError, Issue
 from fhir_server.patch.limits import Limits, Size, check_count, size_of
 
 _MISSING = object()
+_NEEDS = {"add": ("value",), "replace": ("value",), "copy": ("from",)}
+_SHOWN = 200  # characters of a library message (some quote the whole document)
 
 
 def apply(resource: dict[str, Any], operations: Any, limits: Limits = Limits(),
@@ -53,6 +55,8 @@ def _apply_one(document: Any, operation: Any, number: int, size: Size) -> Any:
 
 
 def _failed(status: int, code: str, number: int, text: str) -> FhirError:
+    if len(text) > _SHOWN:
+        text = text[:_SHOWN] + "…"
     return FhirError(status, Issue("error", code, f"JSON Patch operation {number}: {text}"))
 
 
@@ -60,6 +64,8 @@ def _growth(document: Any, operation: dict[str, Any], size: Size) -> tuple[int, 
     """(bytes written, bytes removed) by one well-formed operation, measured before it runs; what
     it writes is measured only up to the room left (beyond, it is refused anyway)."""
     kind = operation["op"]
+    if any(key not in operation for key in _NEEDS.get(kind, ())):
+        return 0, 0  # the library says what is missing
     if kind in ("add", "replace"):
         old = _at(document, operation["path"])
         replaced = old is not _MISSING and (kind == "replace" or not _into_list(document, operation["path"]))
