@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # The format of the stored search values: raise it when `index_values` computes something new.
 # 2: UCUM quantities in canonical units, `_content`/`_text` words, ligatures folded.
-FORMAT = 2
+# 3: date keys of years before 1000 zero-padded (they sorted after later years); dates pushed past
+#    year 1 or 9999 by their time zone clamped to the edges (were not indexed).
+FORMAT = 3
 SEARCH_INDEX_MARKER = "search-index"
 
 

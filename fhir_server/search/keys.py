@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fhir_server.search.dates import shift
 from fhir_server.storage.records import Key, KeyRange
 
 _TOP = "\U0010ffff"
@@ -44,10 +45,18 @@ def encode(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return encode_instant(value)
     if isinstance(value, (int, float)):
         return sortable_number(float(value))
     return None
+
+
+def encode_instant(value: datetime) -> str:
+    """`YYYY-MM-DDThh:mm:ss.ffffffZ` in UTC, the year always four digits (strftime writes `999`
+    for the year 999, which would sort after `1974`)."""
+    v = value.astimezone(UTC) if value.tzinfo is not None else value
+    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+            f".{v.microsecond:06d}Z")
 
 
 def sortable_number(number: float) -> str:
@@ -104,7 +113,7 @@ def search_conditions(field: str, condition: Any) -> list[Key] | None:
         return None if main is None else [main]
     shifted = condition
     if isinstance(condition, dict):
-        shifted = {op: (v - SHORT_TIME if isinstance(v, datetime) and op in ("$gt", "$gte") else v)
+        shifted = {op: (shift(v, -SHORT_TIME) if isinstance(v, datetime) and op in ("$gt", "$gte") else v)
                    for op, v in condition.items()}
     low = key_condition(field[:-2] + ".l", shifted)
     return [main] if low is None else [main, low]

@@ -69,7 +69,8 @@ def next_instant(previous: datetime | None) -> datetime:
 
 
 def format_instant(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    utc = ts.astimezone(UTC)  # (strftime writes the year 1 as `1`)
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fhir_server.search.dates import DateError, period
+from fhir_server.search.dates import EARLIEST, LATEST, DateError, period, shift
 from fhir_server.search.keys import SHORT_TIME
 from fhir_server.search.terms import RANGE, SCAN, Bounds, Term, values
 
-MIN = datetime(1, 1, 1, tzinfo=UTC)
-MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+MIN, MAX = EARLIEST, LATEST
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
@@ -81,7 +80,7 @@ def rule(prefix: str, a, b, now: datetime | None = None):
     # ap: overlap with the value widened by 10% of its distance from now (at least a day)
     now = now or datetime.now(UTC)
     slack = max(abs(now - a) / 10, timedelta(days=1))
-    wa, wb = a - slack, b + slack
+    wa, wb = shift(a, -slack), shift(b, slack)
     return "h", {"$gt": wa}, lambda lo, hi: lo < wb and hi > wa
 
 
@@ -98,9 +97,9 @@ def bounds(code: str, prefix: str, a, b) -> Bounds | None:
     if prefix == "sa":
         return Bounds(code, b, None)
     if prefix == "gt":
-        return Bounds(code, b - SHORT_TIME, None, b)
+        return Bounds(code, shift(b, -SHORT_TIME), None, b)
     if prefix == "ge":
-        return Bounds(code, a - SHORT_TIME, None, a)
+        return Bounds(code, shift(a, -SHORT_TIME), None, a)
     return None
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fhir_server.search.dates import EARLIEST, LATEST, period
 from fhir_server.search.keys import (
     SHORT_TIME,
     contained_prefix,
@@ -23,8 +25,8 @@ from fhir_server.storage.records import KeyRange
 
 TOP = "\U0010ffff"
 finite = st.floats(allow_nan=False)
-# FHIR years have four digits; strftime does not pad years below 1000
-instants = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30),
+# every FHIR year (a day from the edges, so that the zones below stay inside datetime's range)
+instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
                         timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
                                                    timezone(timedelta(hours=-11))]))
 
@@ -81,6 +83,47 @@ def test_string_order_of_instants_is_time_order(a, b):
         assert encode(a) < encode(b)
     elif a == b:
         assert encode(a) == encode(b)
+
+
+def test_years_before_1000_are_zero_padded():
+    assert encode(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000000Z"
+    assert encode(datetime(999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)) == "0999-12-31T23:59:59.999000Z"
+    assert encode(LATEST) == "9999-12-31T23:59:59.999000Z"
+
+
+_YEARS = (1, 2, 9, 10, 99, 100, 999, 1000, 1974, 2024, 9998, 9999)
+_TIMES = ("T00:00:00", "T12:30:00.5", "T23:59:59.999")
+_ZONES = ("-14:00", "-05:30", "Z", "+01:00", "+14:00")
+_EDGES = [f"{y:04d}-{md}{t}{z}" for y in _YEARS for md in ("01-01", "12-31") for t in _TIMES for z in _ZONES]
+
+
+def test_date_keys_sort_in_time_order_from_year_1_to_9999_in_every_zone():
+    ranges = [period(text) for text in _EDGES]
+    for side in (0, 1):
+        by_time = sorted(ranges, key=lambda r: r[side])
+        by_key = sorted(ranges, key=lambda r: encode(r[side]))
+        assert [r[side] for r in by_key] == [r[side] for r in by_time]
+
+
+@pytest.mark.parametrize("text", _EDGES + ["0001", "9999", "0001-01", "9999-12", "0001-01-01", "9999-12-31"])
+def test_every_value_at_the_edges_of_fhir_time_has_a_range_inside_what_is_stored(text):
+    low, high = period(text)
+    assert EARLIEST <= low <= high <= LATEST
+    assert flatten({"date": [{"l": low, "h": high}]})  # keyed, whatever the zone did
+
+
+def test_values_pushed_past_the_edges_by_their_zone_are_clamped():
+    assert period("9999-12-31T23:59:59.999-14:00") == (LATEST, LATEST)
+    assert period("0001-01-01T00:00:00+14:00") == (EARLIEST, EARLIEST)
+    assert period("9999-12-31T23:59:59.999+14:00")[0] == datetime(9999, 12, 31, 9, 59, 59, 999000, tzinfo=UTC)
+    assert period("0001-01-01T00:00:00-14:00")[0] == datetime(1, 1, 1, 14, tzinfo=UTC)
+
+
+def test_conditions_at_the_edges_do_not_overflow():
+    for value in (EARLIEST, LATEST):
+        for op in ("$gt", "$gte", "$lt", "$lte"):
+            assert search_conditions("date.h", {op: value})
+            assert search_conditions("date.l", {op: value})
 
 
 def test_encode_gives_none_for_other_values():
