@@ -4,6 +4,11 @@ FHIR decimals carry their precision (`1.50` is not `1.5`), so a plain float roun
 lossy. Parsing uses the standard library's C scanner with a float hook that keeps the literal
 text; serialising uses orjson and writes that text back verbatim. Everything else is native
 Python, so the rest of the server sees ordinary dicts, lists, ints and floats.
+
+Nesting is limited to `MAX_DEPTH` objects and arrays: validation, FHIRPath and the search
+extractors recurse on the tree, and orjson writes nothing deeper than 254 levels, so a document
+read here can always be checked and written back. R4 resources nest far less (the validator
+refuses more than 100 objects).
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ class Decimal(float):
         return self
 
 
+MAX_DEPTH = 200  # objects and arrays, one inside the other
+_INT_DIGITS = 20  # longer integer literals are kept as text (int() refuses 4,300 digits)
+
+
 class JSONError(ValueError):
     """The body is not JSON FHIR can accept; `message` says where."""
 
@@ -54,6 +63,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _integer(text: str) -> int | Decimal:
     """Integers beyond 64 bits stay as written (a decimal may be that long; orjson writes no
     integer past 64 bits), the others are ints."""
+    if len(text) > _INT_DIGITS:
+        return Decimal(text)
     value = int(text)
     return value if -(2 ** 63) <= value < 2 ** 64 else Decimal(text)
 
@@ -76,12 +87,29 @@ def loads(data: bytes | str) -> Any:
     except json.JSONDecodeError as exc:
         raise JSONError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
-        raise JSONError("JSON nesting is too deep") from None
+        raise JSONError(f"JSON nesting is deeper than {MAX_DEPTH} objects and arrays") from None
     rest = _skip_ws(data, end)
     if rest != len(data):
         line = data.count("\n", 0, rest) + 1
         raise JSONError(f"invalid JSON at line {line}: extra data after the top-level value")
+    if data.count("{") + data.count("[") > MAX_DEPTH and _too_deep(value):  # (a cheap bound first)
+        raise JSONError(f"JSON nesting is deeper than {MAX_DEPTH} objects and arrays")
     return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether objects and arrays nest more than MAX_DEPTH deep; level by level, no recursion."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return True
+        deeper = []
+        for item in level:
+            children = item.values() if type(item) is dict else item if type(item) is list else ()
+            deeper.extend(c for c in children if type(c) is dict or type(c) is list)
+        level = deeper
+    return False
 
 
 def _skip_ws(data: str, pos: int) -> int:

@@ -18,6 +18,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.access import authorize, reach, sees
 from fhir_server.interactions.read import unknown
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag
+from fhir_server.interactions.urls import whole_number
 from fhir_server.search.dates import DateError, instant, period
 from fhir_server.storage.store import Version, format_instant, now
 
@@ -163,9 +164,10 @@ def _count(server: FhirServer, req: FhirRequest) -> int:
     raw = req.param("_count")
     if raw is None:
         return server.settings.default_count
-    if not raw.isdigit():
-        raise bad_request(f"_count must be a whole number, got {raw!r}", code="value")
-    return min(int(raw), server.settings.max_count)
+    count = whole_number(raw, server.settings.max_count)
+    if count is None:
+        raise bad_request(f"_count must be a whole number, got {raw[:40]!r}", code="value")
+    return count
 
 
 def _instant_param(req: FhirRequest, name: str) -> datetime | None:

@@ -8,6 +8,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import access
 from fhir_server.interactions.access import sees
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
+from fhir_server.interactions.urls import whole_number
 from fhir_server.search.summary import SUMMARY_VALUES, subset
 from fhir_server.storage.store import Version, format_instant
 
@@ -60,10 +61,11 @@ def _subset(server: FhirServer, req: FhirRequest, json: bytes) -> bytes:
 
 def vread(server: FhirServer, req: FhirRequest) -> FhirResponse:
     check_id(req.id)
-    if not (req.version or "").isdigit() or int(req.version) < 1:
-        raise bad_request(f"version {req.version!r} is not a version id of this server (1, 2, 3…)",
+    version = whole_number(req.version)
+    if version is None or version < 1:
+        raise bad_request(f"version {(req.version or '')[:40]!r} is not a version id of this server (1, 2, 3…)",
                           code="value")
-    stored = server.store.vread(req.type, req.id, int(req.version))
+    stored = server.store.vread(req.type, req.id, version)
     readable = access.reach(server, req, "r")
     if stored is None:
         latest = server.store.read(req.type, req.id, values=True)

@@ -15,6 +15,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.access import allowed_types, left_out, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
+from fhir_server.interactions.urls import whole_number
 from fhir_server.search import include as includes
 from fhir_server.search import sort as sorting
 from fhir_server.search.compartments import compartment_terms
@@ -102,9 +103,10 @@ class _Form:
 
     def _control(self, server: FhirServer, ctx: Context, name: str, base: str, value: str) -> None:
         if base == "_count":
-            if not value.isdigit():
-                raise bad_request(f"_count must be a whole number, got {value!r}", code="value")
-            self.count = min(int(value), server.settings.max_count)
+            count = whole_number(value, server.settings.max_count)
+            if count is None:
+                raise bad_request(f"_count must be a whole number, got {value[:40]!r}", code="value")
+            self.count = count
         elif base == "_sort":
             self.sort = sorting.parse(value, server.settings.max_sort_keys)
         elif base == "_summary":

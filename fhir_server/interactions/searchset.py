@@ -15,6 +15,7 @@ from fhir_server import budget, jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.access import owner, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.interactions.urls import whole_number
 from fhir_server.search import include as includes
 from fhir_server.search.summary import subset
 from fhir_server.storage.records import Record
@@ -41,11 +42,12 @@ def stored_page(server: FhirServer, req: FhirRequest) -> FhirResponse:
     search_id, _, offset = token.partition(".")
     stored = SearchResults(server.database, server.settings.search_ttl_s).load(search_id) \
         if search_id.isalnum() else None
-    if stored is None or not offset.isdigit() or stored.get("owner", "") != owner(req):
+    start = whole_number(offset)
+    if stored is None or start is None or stored.get("owner", "") != owner(req):
         raise FhirError(410, Issue("error", "not-found", "this page of search results has expired or never "
                                                          "existed; run the search again"))
     stored["params"] = [tuple(pair) for pair in stored["params"]]  # BSON gives lists back
-    return _page(server, req, stored["keys"], int(offset), stored, search_id)
+    return _page(server, req, stored["keys"], start, stored, search_id)
 
 
 def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],

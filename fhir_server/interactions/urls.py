@@ -5,6 +5,9 @@ entries both go through it, so both name interactions the same way. Shapes: meta
 smart-configuration, system-search, system-history, system-operation, type, type-search, type-history,
 type-operation, instance, instance-history, instance-operation, version, compartment.
 A trailing slash changes nothing (`[base]/`, `[base]/Patient/`).
+
+`whole_number` reads the numbers of URLs (version ids, `_count`) without handing a client's text
+to `int()`: `²` is a digit to `str.isdigit` but not to `int`, and `int` refuses 4,300 digits.
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ class Target:
     compartment: str | None = None
     operation: str | None = None
     params: list[tuple[str, str]] = field(default_factory=list)
+
+
+VERSION_DIGITS = 18  # a version id fits a 64-bit integer, as the database stores it
+
+
+def whole_number(text: str | None, maximum: int | None = None) -> int | None:
+    """`text` as an integer when it is ASCII digits, else None. With `maximum`, any number of
+    digits is read and capped; without, more than VERSION_DIGITS significant digits is None."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    if maximum is not None:
+        return maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
+    return int(digits) if len(digits) <= VERSION_DIGITS else None
 
 
 def parse(url: str, base_url: str) -> Target:

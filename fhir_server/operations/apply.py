@@ -24,6 +24,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.access import reach, sees
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse, versioned_response
+from fhir_server.search.dates import EARLIEST, LATEST
 from fhir_server.search.execute import find
 from fhir_server.search.params.reference import local_type
 from fhir_server.search.params.token import keys_term
@@ -167,13 +168,21 @@ def _due(action: dict[str, Any], started: datetime) -> datetime | None:
     if isinstance(duration, dict) and isinstance(duration.get("value"), (int, float)):
         unit = _UNITS.get(duration.get("code") or duration.get("unit") or "")
         if unit:
-            return started + unit * float(duration["value"])
+            return _after(started, unit, duration["value"])
     bounds = ((action.get("timingTiming") or {}).get("repeat") or {}).get("boundsDuration")
     if isinstance(bounds, dict) and isinstance(bounds.get("value"), (int, float)):
         unit = _UNITS.get(bounds.get("code") or bounds.get("unit") or "")
         if unit:
-            return started + unit * float(bounds["value"])
+            return _after(started, unit, bounds["value"])
     return None
+
+
+def _after(started: datetime, unit: timedelta, count: float) -> datetime:
+    """`started` + `count` units, at the edge of time for a duration past it (`1e300 d` is valid FHIR)."""
+    try:
+        return started + unit * float(count)
+    except OverflowError:
+        return LATEST if count > 0 else EARLIEST
 
 
 def _goal(goal: dict[str, Any], subject: str, n: int) -> dict[str, Any]:

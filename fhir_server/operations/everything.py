@@ -20,6 +20,7 @@ from fhir_server.interactions import searchset
 from fhir_server.interactions.access import allowed_types, left_out, reach
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.interactions.urls import whole_number
 from fhir_server.search.compartments import compartment_terms
 from fhir_server.search.dates import DateError, period
 from fhir_server.search.execute import find, stored_types
@@ -127,6 +128,7 @@ def _date(name: str, raw: str | None, side: int) -> datetime | None:
 def _count(server: FhirServer, raw: str | None) -> int:
     if raw is None:
         return server.settings.default_count
-    if not raw.isdigit() or int(raw) == 0:
-        raise FhirError(400, Issue("error", "value", f"_count must be a positive whole number, got {raw!r}"))
-    return min(int(raw), server.settings.max_count)
+    count = whole_number(raw, server.settings.max_count)
+    if not count:
+        raise FhirError(400, Issue("error", "value", f"_count must be a positive whole number, got {raw[:40]!r}"))
+    return count

@@ -11,6 +11,7 @@ implement (e.g. `system-version`) are refused with 400 rather than ignored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,14 +91,17 @@ def _unknown(op: str, name: str, strict: bool) -> None:
                                    f"{op} has no parameter {name!r} (Prefer: handling=strict)"))
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,10}")
+
+
 def _from_text(op: str, name: str, type_: str, raw: str) -> Any:
     if type_ == "boolean":
         if raw not in ("true", "false"):
             raise bad_request(f"{op}: {name} is true or false, not {raw!r}", code="value")
         return raw == "true"
     if type_ in ("integer", "positiveInt", "unsignedInt"):
-        if not raw.strip().lstrip("-").isdigit():
-            raise bad_request(f"{op}: {name} is an integer, not {raw!r}", code="value")
+        if not _INTEGER.fullmatch(raw.strip()) or not -2 ** 31 <= int(raw) < 2 ** 31:
+            raise bad_request(f"{op}: {name} is an integer (32 bits, as FHIR's), not {raw[:40]!r}", code="value")
         return int(raw)
     return raw
 

@@ -22,10 +22,10 @@ from fhir_server.patch.limits import Limits, Size, check_count, size_of
 _STEP = re.compile(r"""\s*(?:
     (?P<where>where\((?P<cond>(?:[^()']|'(?:[^'\\]|\\.)*')*)\))
   | (?P<fn>first|last)\(\)
-  | (?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?
+  | (?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\[(?P<index>[0-9]{1,9})\])?
 )\s*""", re.VERBOSE)
 _COND = re.compile(r"^\s*(?P<path>[A-Za-z][A-Za-z0-9_.]*)\s*=\s*"
-                   r"(?P<lit>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?|true|false)\s*$")
+                   r"(?P<lit>'(?:[^'\\]|\\.)*'|-?[0-9]{1,18}(?:\.[0-9]+)?|true|false)\s*$")
 
 
 def _bad(message: str, status: int = 400) -> FhirError:

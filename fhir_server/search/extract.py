@@ -218,8 +218,8 @@ class _Parser:
             if self.peek() == "[":
                 self.take("[")
                 n = self.take()
-                if not n.isdigit():
-                    raise Unsupported(n)
+                if not (n.isascii() and n.isdigit() and len(n) <= 9):  # int() refuses 4,300 digits
+                    raise Unsupported(n[:20])
                 self.take("]")
                 steps.append(_index(int(n)))
         return root, steps

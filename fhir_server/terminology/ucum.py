@@ -10,13 +10,16 @@ UCUM's own `ucum-essence.xml`, read at run time by `ucumvert` (which ships it) i
 registry on first use (under a second), one conversion cached per unit code. Values are
 rounded to 12 significant digits so that the same quantity written in two units gives the
 same number. A code that cannot be converted (an unknown unit, or one with an arbitrary unit
-such as `[iU]`, which UCUM makes comparable with nothing else) gives None: it is then only
+such as `[iU]`, which UCUM makes comparable with nothing else, or one too long or with a number
+of four digits or more, which the library takes ages over) gives None: it is then only
 compared as written.
 
 Grammar (UCUM §2): main-term = ["/"] term; term = component {("." | "/") component};
 component = "(" term ")" | annotation | factor | simple-unit [exponent] [annotation];
 exponent = [+-] digits; annotation = "{" printable ASCII but braces "}"; a simple unit is a
 run of printable ASCII outside `./(){}`, where square brackets pair up (`mm[Hg]`, `[in_i]`).
+Parentheses nest at most `MAX_NESTING` deep (real units use one or two levels): the parser
+recurses, and a unit is a client's text.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ SYSTEM = "http://unitsofmeasure.org"
 _EXPONENT = re.compile(r"^(.*?)([+-]?\d+)$")
 _STOP = set("./(){}")
 _BRACKETED = re.compile(r"\[[^\]]*\]")
+MAX_NESTING = 20
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+_LONG_NUMBER = re.compile(r"\d{4,}")
+MAX_CONVERTED = 64  # characters of a unit, annotations aside, that conversion reads
 
 
 _registry: Any = None
@@ -64,7 +71,7 @@ def _units() -> Any:
 @functools.lru_cache(maxsize=4096)
 def converter(code: str) -> tuple[float, float, str] | None:
     """(scale, offset, canonical unit) with canonical value = scale × value + offset, or None."""
-    if not isinstance(code, str) or syntax_error(code) is not None:
+    if not isinstance(code, str) or syntax_error(code) is not None or not _convertible(code):
         return None
     registry = _units()
     if not registry or any(atom in code for atom in _arbitrary):
@@ -80,6 +87,13 @@ def converter(code: str) -> tuple[float, float, str] | None:
         return scale, float(zero.magnitude), str(one.units)
     except Exception:  # noqa: BLE001 — whatever the library cannot read stays as written
         return None
+
+
+def _convertible(code: str) -> bool:
+    """Short, and no number of four digits or more: the unit library computes `10*999999999`
+    as an integer power (it never ends) and slows down with the length of a unit."""
+    bare = _ANNOTATION.sub("", code)
+    return len(bare) <= MAX_CONVERTED and _LONG_NUMBER.search(bare) is None
 
 
 def canonical(value: float, code: str) -> tuple[float, str] | None:
@@ -113,6 +127,7 @@ class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.pos = 0
+        self.depth = 0
 
     def _peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -126,8 +141,12 @@ class _Parser:
     def component(self) -> None:
         ch = self._peek()
         if ch == "(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise ValueError(f"parentheses nest more than {MAX_NESTING} deep at {self.pos + 1}")
             self.pos += 1
             self.term()
+            self.depth -= 1
             if self._peek() != ")":
                 raise ValueError(f"a '(' at {self.pos} is not closed")
             self.pos += 1

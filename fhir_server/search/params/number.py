@@ -6,6 +6,7 @@ Stored: `[{"l": low, "h": high}, …]` (a point has low = high; a Range its boun
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -42,12 +43,18 @@ def parse_number(text: str) -> tuple[float, float, float]:
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueError(f"{text[:40]!r} is not a number") from None
     if not number.is_finite():
-        raise ValueError(f"{text!r} is not a number")
-    exponent = number.as_tuple().exponent
-    half = Decimal(5) * Decimal(10) ** (exponent - 1) if isinstance(exponent, int) else Decimal(0)
-    return float(number), float(number - half), float(number + half)
+        raise ValueError(f"{text[:40]!r} is not a number")
+    try:
+        exponent = number.as_tuple().exponent
+        half = Decimal(5) * Decimal(10) ** (exponent - 1) if isinstance(exponent, int) else Decimal(0)
+        value, low, high = float(number), float(number - half), float(number + half)
+    except ArithmeticError:  # an exponent past what decimal arithmetic holds (1e999999999)
+        value = low = high = float("inf")
+    if not math.isfinite(value):  # search values are doubles: what rounds to infinity is refused
+        raise ValueError(f"{text[:40]!r} is beyond the numbers this server compares (about ±1.8e308)")
+    return value, low, high
 
 
 def rule(prefix: str, v: float, a: float, b: float):
@@ -80,8 +87,8 @@ def parse_rules(code: str, texts: list[str], ctx) -> list:
         prefix, value = split_prefix(text)
         try:
             v, a, b = parse_number(value)
-        except ValueError:
-            raise ctx.error(f"{code}: {value!r} is not a number") from None
+        except ValueError as exc:
+            raise ctx.error(f"{code}: {exc}") from None
         rules.append(rule(prefix, v, a, b))
     return rules
 

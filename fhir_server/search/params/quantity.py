@@ -96,8 +96,8 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
         prefix, number = split_prefix(parts[0])
         try:
             v, a, b = parse_number(number)
-        except ValueError:
-            raise ctx.error(f"{code}: {number!r} is not a number") from None
+        except ValueError as exc:
+            raise ctx.error(f"{code}: {exc}") from None
         unit, canonical = None, False
         if len(parts) == 3 and parts[2]:
             unit = f"{parts[1]}|{parts[2]}" if parts[1] else parts[2]

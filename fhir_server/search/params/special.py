@@ -47,7 +47,10 @@ def term(code: str, modifier: str | None, texts: list[str], ctx) -> Term:
             lat, lon = float(parts[0]), float(parts[1])
             radius = float(parts[2]) if len(parts) > 2 and parts[2] else 1.0
         except (ValueError, IndexError):
-            raise ctx.error(f"{code} needs latitude|longitude|distance|unit, got {text!r}") from None
+            raise ctx.error(f"{code} needs latitude|longitude|distance|unit, got {text[:80]!r}") from None
+        if not (abs(lat) <= 90 and abs(lon) <= 180 and 0 <= radius < math.inf):  # (NaN fails too)
+            raise ctx.error(f"{code}: latitude is within ±90, longitude within ±180 and the distance a finite "
+                            f"positive number, got {text[:80]!r}")
         unit = parts[3] if len(parts) > 3 and parts[3] else "km"
         if unit not in _UNITS_KM:
             raise ctx.error(f"{code}: unit {unit!r} is not one of {', '.join(_UNITS_KM)}")
