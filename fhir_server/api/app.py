@@ -8,6 +8,9 @@ body, format) and writes it back. Handlers run in the thread pool, since pymongo
 from __future__ import annotations
 
 import logging
+import traceback
+from collections import deque
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -153,8 +156,54 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error_response(request, 400, operation_outcome([Issue("error", "invalid", "malformed request")]), {})
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s (request %s)", request.method, request.url.path,
-                      getattr(request.state, "request_id", "-"))
-        return _error_response(request, 500, operation_outcome([Issue(
-            "fatal", "exception", "internal error; it is logged on the server")]), {})
+    async def unexpected(request: Request, exc: Exception) -> Response:  # raised by a middleware
+        return _unexpected(request, exc)
+
+    app.add_middleware(CatchUnexpected)  # innermost: the others see (and log) a plain 500
+
+
+def _unexpected(request: Request, exc: BaseException) -> Response:
+    """One compact ERROR line per 500 (the full traceback at DEBUG only), and an OperationOutcome."""
+    log.error("unexpected error on %s %s (request %s): %s", request.method, request.url.path,
+              getattr(request.state, "request_id", "-"), describe(exc))
+    log.debug("traceback of the unexpected error", exc_info=exc)
+    return _error_response(request, 500, operation_outcome([Issue(
+        "fatal", "exception", "internal error; it is logged on the server")]), {})
+
+
+def describe(exc: BaseException, frames: int = 4, length: int = 300) -> str:
+    """`Type: message … at file:line in function < …`, innermost frame first, a few frames only:
+    a RecursionError's traceback is a thousand frames, and a message may quote a client's text."""
+    message = " ".join(str(exc).split())
+    if len(message) > length:
+        message = message[:length] + "…"
+    innermost = traceback.StackSummary.extract(deque(traceback.walk_tb(exc.__traceback__), maxlen=frames),
+                                               lookup_lines=False)
+    where = " < ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in reversed(innermost))
+    return f"{type(exc).__name__}: {message} at {where or '?'}"
+
+
+class CatchUnexpected:
+    """An exception no handler knows becomes the 500 here, inside the other middleware: the answer
+    carries their headers and the request log its status. Left to Starlette's outermost handler,
+    it is re-raised and uvicorn logs the whole traceback once more, and drops the connection."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watch(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:  # noqa: BLE001 - the last resort; cancellation (BaseException) passes
+            response = _unexpected(Request(scope), exc)
+            if not started:  # else the answer is cut short: the client sees the connection end
+                await response(scope, receive, send)
