@@ -94,7 +94,7 @@ def find(server: FhirServer, type_: str, terms: list[Term], *, reach: Reach, ses
         terms = [*terms, limit]
     found = server.store.find(type_, selection(plan(terms)), json=json, session=session)
     # the driver's predicate is exact, its index condition may be a superset
-    return [record for record in budget.checked(found, every=512) if all(t.match(record) for t in terms)]
+    return [record for record in budget.checked(found, every=32) if all(t.match(record) for t in terms)]
 
 
 def find_contained(server: FhirServer, type_: str, terms: list[Term], containers: list[str], *,
