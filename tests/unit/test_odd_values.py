@@ -12,6 +12,7 @@ from fhir_server import jsonio
 from fhir_server.api.app import describe
 from fhir_server.interactions.urls import whole_number
 from fhir_server.search.dates import EARLIEST, LATEST, DateError, period, shift
+from fhir_server.search.keys import SHORT_TIME
 from fhir_server.search.params import date
 from fhir_server.search.params.number import parse_number
 from fhir_server.terminology import ucum
@@ -39,6 +40,24 @@ def test_every_prefix_works_at_the_edges(prefix, text):
     _, _, test = date.rule(prefix, a, b)
     test(EARLIEST, LATEST)
     date.bounds("date", prefix, a, b)
+
+
+def _admits(condition: dict, value: datetime) -> bool:
+    ops = {"$gt": value.__gt__, "$gte": value.__ge__, "$lt": value.__lt__, "$lte": value.__le__}
+    return all(ops[op](bound) for op, bound in condition.items())
+
+
+@pytest.mark.parametrize("prefix", date.PREFIXES)
+@pytest.mark.parametrize("text", ["0001", "0001-01-01T00:00:00+14:00", "9999", "9999-12-31T23:59:59.999-14:00",
+                                  "9999-12-31", "0001-01-01"])
+def test_values_clamped_to_an_edge_are_found_by_the_index_whenever_they_match(prefix, text):
+    a, b = period(text)
+    field, condition, test = date.rule(prefix, a, b)
+    for edge in (EARLIEST, LATEST):  # what a value pushed past the edge by its zone is stored as
+        if field is None or not test(edge, edge):
+            continue
+        shifted = {op: shift(v, -SHORT_TIME) if op in ("$gt", "$gte") else v for op, v in condition.items()}
+        assert _admits(condition, edge) or (field == "h" and _admits(shifted, edge)), (prefix, text, edge)
 
 
 # -- numbers ---------------------------------------------------------------------------------------

@@ -61,8 +61,10 @@ def split_prefix(text: str) -> tuple[str, str]:
 
 def rule(prefix: str, a, b, now: datetime | None = None):
     """(field suffix, index condition, exact predicate on (low, high)) for `prefix` and [a, b)."""
+    # values clamped to an edge of time are [edge, edge]: ranges ending there include it
+    below_b = "$lte" if b == MAX or a == b else "$lt"
     if prefix == "eq":
-        return "l", {"$gte": a, "$lt": b}, lambda lo, hi: lo >= a and hi <= b
+        return "l", {"$gte": a, below_b: b}, lambda lo, hi: lo >= a and hi <= b
     if prefix == "ne":
         return None, None, lambda lo, hi: not (lo >= a and hi <= b)
     if prefix == "gt":
@@ -70,9 +72,9 @@ def rule(prefix: str, a, b, now: datetime | None = None):
     if prefix == "lt":
         return "l", {"$lt": a}, lambda lo, hi: lo < a
     if prefix == "ge":
-        return "h", {"$gt": a}, lambda lo, hi: hi > b or (lo >= a and hi <= b)
+        return "h", {"$gte" if a == MIN else "$gt": a}, lambda lo, hi: hi > b or (lo >= a and hi <= b)
     if prefix == "le":
-        return "l", {"$lt": b}, lambda lo, hi: lo < a or (lo >= a and hi <= b)
+        return "l", {below_b: b}, lambda lo, hi: lo < a or (lo >= a and hi <= b)
     if prefix == "sa":
         return "l", {"$gte": b}, lambda lo, hi: lo >= b
     if prefix == "eb":
@@ -81,7 +83,8 @@ def rule(prefix: str, a, b, now: datetime | None = None):
     now = now or datetime.now(UTC)
     slack = max(abs(now - a) / 10, timedelta(days=1))
     wa, wb = shift(a, -slack), shift(b, slack)
-    return "h", {"$gt": wa}, lambda lo, hi: lo < wb and hi > wa
+    return "h", {"$gte" if wa == MIN else "$gt": wa}, \
+        lambda lo, hi: (lo < wb or wb == MAX) and (hi > wa or wa == MIN)
 
 
 def bounds(code: str, prefix: str, a, b) -> Bounds | None:
