@@ -8,9 +8,10 @@ Parsed into a tree (`or` binds looser than `and`, `not (…)` negates), each com
 `code in http://…/vs` → `code:in=…`, `name co "dur"` → `name:contains=dur`, `subject pr false`
 → `subject:missing=true`) and is built by the query layer, so chains (`subject.name eq x`),
 every parameter type and the index work as they do elsewhere. A top-level `and` leaves its
-parts as separate terms (one of them may drive the index); an `or` whose parts are all indexed
-drives the index with the union of their keys, an inner `and` with its best part, so a long
-`or` reads its matches rather than scanning the type and testing every part on every resource;
+parts as separate terms (one of them may drive the index); an `or` whose parts are all
+equalities on the index drives it with the union of their keys, an inner `and` with its best
+part, so a long `or` of codes, ids or names reads its matches rather than scanning the type and
+testing every part on every resource;
 `not` is an exact predicate over what the other criteria found.
 
 A filter holds at most `FHIR_MAX_FILTER_TERMS` comparisons (422 beyond) and nests at most
@@ -201,8 +202,10 @@ def _all_of(inner: list[Term]) -> Term:
 
 
 def _any_of(inner: list[Term]) -> Term:
-    """Any part: driven by the union of the parts' index keys (or ids) when every part has
-    some; else a scan."""
+    """Any part: driven by the union of the parts' index keys (or ids) when every part is an
+    equality on some (`eq` on tokens, references, strings, ids); else a scan. Prefixes and
+    ranges stay a scan: many overlapping ones (`sw a or sw ab or …`) would read the same
+    resources again for each part."""
     def match(doc) -> bool:
         return any(t.match(doc) for t in inner)
 
@@ -210,7 +213,7 @@ def _any_of(inner: list[Term]) -> Term:
     if all(t.field == IDS for t in inner):
         ids = dict.fromkeys(i for t in inner for i in t.conditions)
         return Term(IDS, list(ids), match, rank)
-    keys: dict[Any, None] = {}
+    keys: dict[str, None] = {}
     for part in inner:
         found = _keys(part)
         if found is None:
@@ -219,16 +222,15 @@ def _any_of(inner: list[Term]) -> Term:
     return Term(KEYS, list(keys), match, rank)
 
 
-def _keys(term: Term) -> list[Any] | None:
-    """The index keys that select a superset of the term's matches; None if it has none (no
-    index, ids, or no conditions to read)."""
+def _keys(term: Term) -> list[str] | None:
+    """The exact index keys that select a superset of the term's matches; None if it has none
+    (no index, ids, ranges, or no conditions to read)."""
     if term.field is None or term.field == IDS or not term.conditions:
         return None
-    if term.field == KEYS:
-        return list(term.conditions)
-    if any(key_condition(term.field, c) is None for c in term.conditions):
+    if term.field != KEYS and any(key_condition(term.field, c) is None for c in term.conditions):
         return None
-    return list(selection(term).keys)
+    keys = list(term.conditions) if term.field == KEYS else list(selection(term).keys)
+    return keys if all(isinstance(key, str) for key in keys) else None
 
 
 def _escape(value: str) -> str:
