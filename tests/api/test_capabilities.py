@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from .support import FHIR_JSON_UTF8, assert_outcome, new_id
@@ -106,8 +107,15 @@ SAMPLES = {
     "Binary": {"resourceType": "Binary", "contentType": "text/plain", "data": "aGVsbG8="},
     "Bundle": {"resourceType": "Bundle", "type": "collection"},
     "CarePlan": {"resourceType": "CarePlan", "status": "active", "intent": "plan",
-                 "subject": {"reference": "Patient/x"}},
+                 "subject": {"reference": "Patient/cap-subject"}},
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _care_plan_subject(base_url):
+    """The patient the CarePlan sample refers to: references must resolve (referential integrity)."""
+    r = httpx.put(f"{base_url}/Patient/cap-subject", json={"resourceType": "Patient", "id": "cap-subject"})
+    assert r.status_code in (200, 201), r.text
 
 
 @pytest.mark.parametrize("type_", sorted(SAMPLES))

@@ -157,6 +157,7 @@ def test_fhirclient_create_update_delete(smart, client):
     plan_json = plan.create(smart.server)
     assert FCCarePlan.read(plan_json["id"], smart.server).subject.reference == f"Patient/{id_}"
 
+    assert client.delete(f"/CarePlan/{plan_json['id']}").status_code == 200  # nothing may refer to what is deleted
     outcome = stored.delete()  # DELETE
     assert outcome["resourceType"] == "OperationOutcome"
     assert client.get(f"/Patient/{id_}").status_code == 410

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from fhir_server import jsonio
+from tests.conftest import start_server
 
 from .support import exact, without_server_meta
 
@@ -41,6 +42,16 @@ def _exceptions() -> dict[str, str]:
         if path.is_file():
             out.update(json.loads(path.read_text(encoding="utf-8")))
     return out
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory, r4_examples) -> str:
+    """A server of its own with FHIR_REFERENTIAL_INTEGRITY=off: the examples refer to each other
+    in every direction and to resources the package does not hold (Patient/example's
+    `managingOrganization` is Organization/1), so one at a time, most would be refused (422)."""
+    running = start_server(tmp_path_factory.mktemp("r4-corpus"), extra_env={"FHIR_REFERENTIAL_INTEGRITY": "off"})
+    yield running.base_url
+    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import httpx
 import pytest
 
 from .support import assert_outcome, body_of, exact, new_id
@@ -165,8 +166,20 @@ VALID = [
 ]
 
 
+@pytest.fixture(scope="module")
+def evidence_variables(base_url):
+    """The EvidenceVariables the evidence cases refer to: references must resolve (referential
+    integrity)."""
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        for id_ in ("p", "e", "a", "o", "x"):
+            r = http.put(f"/EvidenceVariable/{id_}", json={
+                "resourceType": "EvidenceVariable", "id": id_, "status": "draft",
+                "characteristic": [{"definitionCodeableConcept": {"text": id_}}]})
+            assert r.status_code in (200, 201), r.text
+
+
 @pytest.mark.parametrize("resource", [c[1] for c in VALID], ids=[c[0] for c in VALID])
-def test_valid_resource_is_stored_as_sent(client, resource):
+def test_valid_resource_is_stored_as_sent(client, resource, evidence_variables):
     r = client.post(f"/{resource['resourceType']}", json=resource)
     assert r.status_code == 201, r.text
     got = client.get(f"/{resource['resourceType']}/{r.json()['id']}")
