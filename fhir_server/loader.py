@@ -6,7 +6,9 @@
 - single resources and NDJSON lines are sent in batches of PUT (or POST when they have no id).
 
 The target is a remote base URL (`--url`, over HTTP) or this server's own database (the same
-processing, in-process). Progress shows resources/s; every failure is reported with its file
+processing, in-process). With referential integrity on, what refers to a resource loaded later
+(files come in name order) is refused at first (422 not-found): it is sent again once the rest
+is loaded, for as long as that loads more. Progress shows resources/s; every failure is reported with its file
 and entry (or line); the exit code is 1 when anything failed.
 """
 
@@ -129,28 +131,60 @@ def _collection(bundle: dict[str, Any], path: Path) -> Job:
                [Item(str(path), i) for i in range(len(entries))])
 
 
+@dataclass
+class Pending:
+    """What failed only because it refers to something not loaded yet, and why (per entry)."""
+
+    job: Job
+    reasons: list[str]
+
+
 def run(paths: list[str], send: Callable[[dict[str, Any]], tuple[int, Any]], quiet: bool = False) -> Report:
-    """Load everything; `send(bundle)` returns (HTTP status, parsed response)."""
+    """Load everything; `send(bundle)` returns (HTTP status, parsed response). What referred to
+    resources not loaded yet is sent again at the end, while that loads more."""
     report = Report()
+    later: list[Pending] = []
     for job in jobs(paths, report):
-        status, body = send(job.bundle)
-        _account(job, status, body, report)
-        if not quiet:
-            print(f"\r{report.loaded} resources loaded, {report.rate():.0f}/s, {len(report.failures)} failed",
-                  end="", file=sys.stderr, flush=True)
+        _send(job, send, report, later, quiet)
+    while later:
+        before, retry, later = report.loaded, later, []
+        for pending in retry:
+            _send(pending.job, send, report, later, quiet)
+        if report.loaded == before:
+            break
+    report.failures.extend(reason for pending in later for reason in pending.reasons)
     if not quiet:
         print(file=sys.stderr)
     return report
 
 
-def _account(job: Job, status: int, body: Any, report: Report) -> None:
+def _send(job: Job, send: Callable[[dict[str, Any]], tuple[int, Any]], report: Report, later: list[Pending],
+          quiet: bool) -> None:
+    status, body = send(job.bundle)
+    _account(job, status, body, report, later)
+    if not quiet:
+        print(f"\r{report.loaded} resources loaded, {report.rate():.0f}/s, {len(report.failures)} failed",
+              end="", file=sys.stderr, flush=True)
+
+
+def _dangling(status: int | str, issues: Any) -> bool:
+    """A 422 for a reference to what does not exist (yet): worth sending again later."""
+    return str(status) == "422" and any(isinstance(i, dict) and i.get("code") == "not-found" for i in issues or ())
+
+
+def _account(job: Job, status: int, body: Any, report: Report, later: list[Pending]) -> None:
     if status >= 400 or not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        text = "; ".join(i.get("diagnostics", "") for i in (body or {}).get("issue", ())) if isinstance(body, dict) \
-            else str(body)[:300]
+        issues = body.get("issue", ()) if isinstance(body, dict) else ()
+        text = "; ".join(i.get("diagnostics", "") for i in issues) if isinstance(body, dict) else str(body)[:300]
         origin = job.origins[0].source if job.origins else "?"
-        report.failures.append(f"{origin} ({job.bundle.get('type')} of {len(job.origins)} entries): "
-                               f"HTTP {status}: {text}")
+        reason = f"{origin} ({job.bundle.get('type')} of {len(job.origins)} entries): HTTP {status}: {text}"
+        if _dangling(status, issues):
+            later.append(Pending(job, [reason]))
+        else:
+            report.failures.append(reason)
         return
+    retry: list[int] = []
+    reasons: list[str] = []
     for i, entry in enumerate(body.get("entry") or ()):
         code = str((entry.get("response") or {}).get("status", "")).split(" ")[0]
         if code.startswith("2"):
@@ -159,7 +193,16 @@ def _account(job: Job, status: int, body: Any, report: Report) -> None:
         origin = job.origins[i] if i < len(job.origins) else Item("?")
         where = origin.source + (f" entry {origin.entry}" if origin.entry is not None else "")
         issues = ((entry.get("response") or {}).get("outcome") or {}).get("issue") or ()
-        report.failures.append(f"{where}: {code} " + "; ".join(x.get("diagnostics", "") for x in issues))
+        reason = f"{where}: {code} " + "; ".join(x.get("diagnostics", "") for x in issues)
+        if _dangling(code, issues) and i < len(job.origins) and job.bundle.get("type") == "batch":
+            retry.append(i)
+            reasons.append(reason)
+        else:
+            report.failures.append(reason)
+    if retry:
+        entries = job.bundle.get("entry") or []
+        again = {"resourceType": "Bundle", "type": "batch", "entry": [entries[i] for i in retry]}
+        later.append(Pending(Job(again, [job.origins[i] for i in retry]), reasons))
 
 
 def http_sender(base_url: str, timeout: float = 600) -> Callable[[dict[str, Any]], tuple[int, Any]]:

@@ -235,6 +235,22 @@ def test_synthea_bundles_through_a_running_server(tmp_path, client, base_url):
         assert stored["performer"][0]["reference"] in {f"Practitioner/{ids[p]}" for p in practitioners}
 
 
+def test_files_referring_to_resources_loaded_later_are_sent_again(tmp_path, client, base_url):
+    """Referential integrity refuses a reference to what is not there yet (422): files come in
+    name order, so `a-task` refers to the patient of `b-patient` before it exists; the loader
+    sends it again once the rest is loaded. A reference to nothing at all stays a failure."""
+    pid, task_id, orphan = new_id("ld-p"), new_id("ld-t"), new_id("ld-t")
+    task = {"resourceType": "Task", "status": "requested", "intent": "order"}
+    write_json(tmp_path / "in" / "a-task.json", {**task, "id": task_id, "for": {"reference": f"Patient/{pid}"}})
+    write_json(tmp_path / "in" / "a-orphan.json", {**task, "id": orphan, "for": {"reference": "Patient/ld-nobody"}})
+    write_json(tmp_path / "in" / "b-patient.json", {"resourceType": "Patient", "id": pid})
+    result = run_load(["--url", base_url, str(tmp_path / "in")])
+    assert summary(result) == (2, 1), (result.stdout, result.stderr)
+    (failure,) = failures(result)
+    assert "a-orphan.json" in failure and "Patient/ld-nobody" in failure, failure
+    assert read(client, f"Task/{task_id}")["for"]["reference"] == f"Patient/{pid}"
+
+
 def test_an_unreachable_server_is_a_reported_failure(tmp_path):
     from tests.bundle.support import free_port
 
