@@ -140,6 +140,24 @@ def server(tmp_path_factory, r4_examples) -> RunningServer:
 
 
 @pytest.fixture(scope="session")
+def unchecked_server(tmp_path_factory, r4_examples) -> RunningServer:
+    """A second session server with FHIR_REFERENTIAL_INTEGRITY=off, started when first asked for:
+    for what references to deleted or missing resources do (data loaded with integrity off), a
+    state the default server refuses to get into."""
+    running = start_server(tmp_path_factory.mktemp("fhir-data-unchecked"),
+                           extra_env={"FHIR_REFERENTIAL_INTEGRITY": "off"})
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def unchecked_client(unchecked_server: RunningServer) -> httpx.Client:
+    with httpx.Client(base_url=unchecked_server.base_url, timeout=60,
+                      headers={"Accept": "application/fhir+json"}) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
 def base_url(server: RunningServer) -> str:
     return server.base_url
 

@@ -8,5 +8,9 @@ from .support import Data
 
 
 @pytest.fixture
-def data(client) -> Data:
+def data(request, client) -> Data:
+    """On the session server; on the one with referential integrity off for a test marked
+    `@pytest.mark.parametrize("data", ["unchecked"], indirect=True)` (references left dangling)."""
+    if getattr(request, "param", None) == "unchecked":
+        return Data(request.getfixturevalue("unchecked_client"))
     return Data(client)

@@ -50,6 +50,14 @@ class Data:
             assert r.status_code == 201, r.text
         return r.json()
 
+    def placeholders(self, *references: str) -> None:
+        """Bare, untagged resources for references a test needs only to resolve (referential
+        integrity): `Patient/nobody` is made if missing."""
+        for reference in references:
+            type_, id_ = reference.split("/")
+            r = self.client.put(f"/{type_}/{id_}", json={"resourceType": type_, "id": id_})
+            assert r.status_code in (200, 201), r.text
+
     def create_later(self, resource: dict[str, Any], than: str) -> dict[str, Any]:
         """Create `resource` until its meta.lastUpdated is after the instant `than` (timestamps
         have millisecond precision: two quick writes may share one)."""

@@ -12,6 +12,8 @@ NARRATIVE = ('<div xmlns="http://www.w3.org/1999/xhtml">Suivi de l\'<b>insuffisa
 
 @pytest.fixture
 def messages(data):
+    data.placeholders("PractitionerRole/ide", "PractitionerRole/gp")
+
     def message(text: str, narrative: str | None = None, recipient: str = "PractitionerRole/ide") -> str:
         resource = {"resourceType": "Communication", "status": "completed",
                     "recipient": [{"reference": recipient}], "payload": [{"contentString": text}]}

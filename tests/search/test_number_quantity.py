@@ -14,6 +14,7 @@ UCUM = "http://unitsofmeasure.org"
 
 
 def _risk(data, probability):
+    data.placeholders("Patient/nobody")
     return data.create({"resourceType": "RiskAssessment", "status": "final",
                         "subject": {"reference": "Patient/nobody"},
                         "prediction": [{"probabilityDecimal": probability}]})["id"]
@@ -65,6 +66,7 @@ def test_invalid_numbers_are_400(data, value):
 def test_number_with_more_digits_than_a_double(data):
     from fhir_server import jsonio
 
+    data.placeholders("Patient/nobody")
     body = data.tagged({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/nobody"},
                         "prediction": [{"probabilityDecimal": jsonio.Decimal("99.999999999999999999")}]})  # ras-2: <= 100
     r = data.client.post("/RiskAssessment", content=jsonio.dumps(body), headers={"Content-Type": "application/fhir+json"})

@@ -133,6 +133,7 @@ def test_elements(data, two):
 
 
 def test_elements_keep_mandatory_elements(data):
+    data.placeholders("Patient/x")
     obs = data.create(observation(("http://loinc.org", "1-8"), subject={"reference": "Patient/x"},
                                   valueString="v"))
     res = _only(data.bundle("/Observation", {"_id": obs["id"], "_elements": "subject"}))

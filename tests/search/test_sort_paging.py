@@ -77,6 +77,7 @@ def test_sort_by_quantity_and_number(data):
 
 
 def test_sort_by_reference(data):
+    data.placeholders("Patient/a-sort", "Patient/b-sort", "Patient/c-sort")
     a = data.create(observation(subject={"reference": "Patient/a-sort"}))["id"]
     c = data.create(observation(subject={"reference": "Patient/c-sort"}))["id"]
     b = data.create(observation(subject={"reference": "Patient/b-sort"}))["id"]
