@@ -5,14 +5,12 @@ Only pymongo is used, so the same code runs on the embedded server, a replica se
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import pymongo
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database as MongoDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
@@ -51,23 +49,24 @@ def _failure(exc: PyMongoError) -> FhirError:
     return _unavailable(exc)
 
 
-def _bounded():
-    """The remaining budget of the running request as the driver's timeout (`maxTimeMS` on
-    every command, socket timeouts), after a checkpoint; no limit for work without a budget."""
-    budget.check()
+def max_time_ms() -> int | None:
+    """The running request's time left, as the `maxTimeMS` of a query that may scan (None: no
+    budget). Not the driver's timeout context: that one replaces the server-selection timeout,
+    so while the database is down a request would wait its whole budget instead of answering
+    503 after `FHIR_DB_TIMEOUT_MS`."""
     left = budget.remaining()
-    return pymongo.timeout(max(left, 0.001)) if left is not None else contextlib.nullcontext()
+    return None if left is None else max(1, int(left * 1000))
 
 
 def translate_errors(func: Callable[..., T]) -> Callable[..., T]:
-    """A storage call within the request's budget; driver failures → 408 or 503, never a
-    driver exception."""
+    """A storage call as a checkpoint of the request's budget; driver failures → 408 (its
+    queries' `maxTimeMS` ran out) or 503, never a driver exception."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
-            with _bounded():
-                return func(*args, **kwargs)
+            budget.check()
+            return func(*args, **kwargs)
         except PyMongoError as exc:
             raise _failure(exc) from exc
 

@@ -40,6 +40,7 @@ from fhir_server.storage.database import (
     GUARDS,
     HISTORY,
     Database,
+    max_time_ms,
     translate_commit,
     translate_errors,
     translate_iteration,
@@ -196,11 +197,11 @@ class ResourceStore:
                       **({"cix": 1} if contained else {})}
         collection = self.db[type_]
         if selection is None:
-            docs: Iterable[dict[str, Any]] = collection.find({}, projection, session=session)
+            docs: Iterable[dict[str, Any]] = collection.find({}, projection, session=session, max_time_ms=max_time_ms())
         else:
             seen: dict[str, dict[str, Any]] = {}
             for query in self._queries(selection):
-                for doc in collection.find(query, projection, session=session):
+                for doc in collection.find(query, projection, session=session, max_time_ms=max_time_ms()):
                     seen.setdefault(doc["_id"], doc)
             docs = seen.values()
         return [_record(type_, doc) for doc in docs if not doc.get("del")]
@@ -230,7 +231,7 @@ class ResourceStore:
         if excluded:
             query["_id"] = {"$nin": excluded}
         projection = {"v": 1, "ts": 1, "del": 1, "ix": 1, **({"json": 1} if json else {})}
-        docs = self.db[type_].find(query, projection, session=session).limit(limit)
+        docs = self.db[type_].find(query, projection, session=session, max_time_ms=max_time_ms()).limit(limit)
         return [_record(type_, doc) for doc in docs if not doc.get("del")]
 
     @translate_errors
@@ -239,7 +240,8 @@ class ResourceStore:
         wanted = list(keys)
         if not wanted:
             return set()
-        docs = self.db[HISTORY].find({"_id": {"$in": wanted}}, {"_id": 1, "del": 1}, session=session)
+        docs = self.db[HISTORY].find({"_id": {"$in": wanted}}, {"_id": 1, "del": 1}, session=session,
+                                     max_time_ms=max_time_ms())
         return {doc["_id"] for doc in docs if not doc.get("del")}
 
     def _queries(self, selection: Ids | Keys) -> list[dict[str, Any]]:
@@ -336,7 +338,7 @@ class ResourceStore:
     @translate_errors
     def versions(self, type_: str, id_: str) -> list[Version]:
         """Every version of one resource, newest first."""
-        docs = self.db[HISTORY].find({"r": f"{type_}/{id_}"})
+        docs = self.db[HISTORY].find({"r": f"{type_}/{id_}"}, max_time_ms=max_time_ms())
         return sorted((_version(type_, id_, d, d.get("m")) for d in docs), key=lambda v: -v.version)
 
     @translate_errors
@@ -364,7 +366,7 @@ class ResourceStore:
             else:
                 lo, hi = edge, (ceiling if ceiling - edge <= span else edge + span)
             first = edge == (ceiling if newest_first else floor)
-            batch = collection.find(self._time_range(type_, lo, hi, first, newest_first))
+            batch = collection.find(self._time_range(type_, lo, hi, first, newest_first), max_time_ms=max_time_ms())
             found.extend(d for d in batch if keep is None or keep(_history_version(d)))
             if (lo <= floor) if newest_first else (hi >= ceiling):
                 break
@@ -393,7 +395,7 @@ class ResourceStore:
             query: dict[str, Any] = {"ts": {"$lte": until}}
         else:
             query = {"tk": {"$gte": f"{type_}|", "$lte": f"{type_}|{format_instant(until)}"}}
-        docs = list(self.db[HISTORY].find(query, None if json else {"json": 0}))
+        docs = list(self.db[HISTORY].find(query, None if json else {"json": 0}, max_time_ms=max_time_ms()))
         docs.sort(key=lambda d: (d["ts"], d["_id"]), reverse=True)
         return [_history_version(doc) for doc in docs]
 
