@@ -109,7 +109,10 @@ def test_prefer_applies_to_every_entry(client, base_url, prefer):
 # -- references between entries -------------------------------------------------------------------
 def test_urn_uuid_references_rewritten_everywhere(client, base_url):
     pat, obs, put_urn = urn(), urn(), urn()
-    put_id = new_id()
+    put_id, elsewhere = new_id(), new_id()
+    made = client.put(f"/Observation/{elsewhere}", json={"resourceType": "Observation", "id": elsewhere,
+                                                        "status": "final", "code": {"text": "x"}})
+    assert made.status_code == 201, made.text  # a reference to it must resolve (referential integrity)
     observation = _observation(pat, **{
         "performer": [{"reference": put_urn, "display": "kept"}],
         "extension": [{"url": "http://example.org/a", "valueReference": {"reference": pat}},
@@ -117,7 +120,7 @@ def test_urn_uuid_references_rewritten_everywhere(client, base_url):
                           {"url": "inner", "valueReference": {"reference": put_urn}}]}],
         "contained": [{"resourceType": "Specimen", "id": "s1", "subject": {"reference": pat}}],
         "specimen": {"reference": "#s1"},
-        "derivedFrom": [{"reference": "Observation/elsewhere"}],
+        "derivedFrom": [{"reference": f"Observation/{elsewhere}"}],
         "focus": [{"identifier": {"system": "urn:x", "value": "only-an-identifier"}}],
     })
     entries = [
@@ -136,7 +139,7 @@ def test_urn_uuid_references_rewritten_everywhere(client, base_url):
     assert stored["extension"][1]["extension"][0]["valueReference"] == {"reference": put_ref}
     assert stored["contained"][0]["subject"] == {"reference": pat_ref}
     assert stored["specimen"] == {"reference": "#s1"}
-    assert stored["derivedFrom"] == [{"reference": "Observation/elsewhere"}]
+    assert stored["derivedFrom"] == [{"reference": f"Observation/{elsewhere}"}]
     assert stored["focus"] == [{"identifier": {"system": "urn:x", "value": "only-an-identifier"}}]
     assert read(client, pat_ref)["link"][0]["other"] == {"reference": put_ref}
     assert read(client, put_ref)["generalPractitioner"] == [{"reference": pat_ref}]
