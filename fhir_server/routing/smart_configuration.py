@@ -43,8 +43,9 @@ def rest_security(server: FhirServer) -> dict[str, Any]:
     """CapabilityStatement.rest.security: SMART on FHIR with the provider's endpoints, or the
     warning that nobody is authenticated (but for local tokens, which only narrow open mode)."""
     verifier = server.token_verifier
+    cors = bool(server.settings.cors_origins.strip())  # FHIR_CORS_ORIGINS opens CORS to those origins
     if verifier is None:
-        return {"cors": False, "description": "OPEN MODE: no authentication, every request without a token may do "
+        return {"cors": cors, "description": "OPEN MODE: no authentication, every request without a token may do "
                                               "everything; a bearer token of the local issuer (`fhir-server token`) "
                                               "acts with its own identity and scopes. Allowed only on a loopback "
                                               "address; set FHIR_AUTH_ISSUER."}
@@ -58,7 +59,7 @@ def rest_security(server: FhirServer) -> dict[str, Any]:
     except ProviderUnavailable:
         pass  # the statement is served even while the provider is away
     security: dict[str, Any] = {
-        "cors": False,
+        "cors": cors,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                  "code": "SMART-on-FHIR"}], "text": "OAuth2 bearer tokens (SMART on FHIR)"}],
         "description": f"JWT access tokens issued by {verifier.issuer} for audience {verifier.audience}, with SMART "

@@ -213,6 +213,7 @@ def test_cors_is_closed_by_default(base_url):
     assert "access-control-allow-origin" not in r.headers, r.headers
     r = httpx.get(f"{base_url}/metadata", headers={"Origin": "https://app.example.org"})
     assert "access-control-allow-origin" not in r.headers
+    assert r.json()["rest"][0]["security"]["cors"] is False
 
 
 def test_cors_opens_to_the_listed_origin_only(listed):
@@ -232,6 +233,7 @@ def test_cors_opens_to_the_listed_origin_only(listed):
         exposed = r.headers["access-control-expose-headers"].lower()
         assert all(h in exposed for h in ("location", "etag", "content-location", "x-request-id"))
         assert_outcome(c.post("/Patient", json=patient(), headers={"Origin": "https://evil.example"}), 403)
+        assert c.get("/metadata").json()["rest"][0]["security"]["cors"] is True  # the statement says so
 
 
 # -- form bodies ---------------------------------------------------------------------------------
