@@ -19,6 +19,8 @@ def message(client, sender, recipient, text, in_response_to=None):
 def test_unread_thread_and_mark_as_read(client):
     u = uuid.uuid4().hex[:8]
     nurse, gp = f"PractitionerRole/nurse-{u}", f"PractitionerRole/gp-{u}"
+    for role in (nurse, gp):  # references must resolve (referential integrity)
+        assert client.put(f"/{role}", json={"resourceType": "PractitionerRole", "id": role.split("/")[1]}).status_code == 201
     first = message(client, nurse, gp, "Poids +2 kg")
     answer = message(client, gp, nurse, "Adapter le diurétique", first)
     again = message(client, nurse, gp, "Fait", answer)

@@ -91,8 +91,9 @@ def test_everything(client, world):
                                             "subject": {"reference": f"Patient/{world['pat']}"},
                                             "effectiveDateTime": "2020-06-01",
                                             "performer": [{"reference": f"PractitionerRole/{world['nurse']}"}]}).json()
+    someone_else = client.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
     other = client.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                                              "subject": {"reference": "Patient/someone-else"}}).json()
+                                              "subject": {"reference": f"Patient/{someone_else}"}}).json()
     r = client.get(f"/Patient/{world['pat']}/$everything")
     assert r.status_code == 200, r.text
     keys = {e["fullUrl"].split("/fhir/", 1)[1] for e in r.json()["entry"]}
