@@ -265,6 +265,8 @@ def test_user_scopes_act_for_the_fhir_user(http, provider, admin, patient_id):
     gp = bearer(provider.token("gp", scope="user/*.cruds"))
     assert http.get(f"/Patient/{patient_id}", headers=gp).status_code == 404
     patient = http.get(f"/Patient/{patient_id}", headers=admin).json()
+    gp_1 = http.put("/Practitioner/gp-1", json={"resourceType": "Practitioner", "id": "gp-1"}, headers=admin)
+    assert gp_1.status_code in (200, 201), gp_1.text  # the reference must resolve (referential integrity)
     patient["generalPractitioner"] = [{"reference": "Practitioner/gp-1"}]
     assert http.put(f"/Patient/{patient_id}", json=patient, headers=admin).status_code == 200
     assert http.get(f"/Patient/{patient_id}", headers=gp).status_code == 200

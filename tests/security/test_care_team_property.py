@@ -22,6 +22,9 @@ from tests.security.conftest import bearer
 
 ADMIN = "system/*.cruds"
 CLIENTS = [Client("backend", scope=[ADMIN])]
+# The worlds refer to roles that do not exist (they must grant nothing): a state only a server
+# with referential integrity off (a corpus loaded that way) gets into.
+SERVER_ENV = {"FHIR_REFERENTIAL_INTEGRITY": "off"}
 ROLE_SYSTEM = "https://fhir-server.dev/ig/coordination/CodeSystem/coord-cs-participant-role"
 PERIODS = {"none": None, "past": {"start": "2019-01-01", "end": "2020-12-31"},
            "current": {"start": "2020-01-01", "end": "2098-12-31"}, "future": {"start": "2099-01-01"}}
