@@ -78,6 +78,8 @@ def test_coordination_profiles_on_write(client, fr_core_tgz):
     r = client.post("/Task", json=task)
     assert r.status_code == 422
     assert {"Task.authoredOn", "Task.requester", "Task.owner"} <= {e for i in issues(r) for e in i["expression"]}
+    for type_, id_ in (("Patient", "x"), ("PractitionerRole", "a"), ("PractitionerRole", "b")):  # they must exist
+        assert client.put(f"/{type_}/{id_}", json={"resourceType": type_, "id": id_}).status_code in (200, 201)
     task.update({"authoredOn": "2026-01-01", "requester": {"reference": "PractitionerRole/a"},
                  "owner": {"reference": "PractitionerRole/b"}})
     assert client.post("/Task", json=task).status_code == 201
