@@ -118,7 +118,8 @@ class Settings:
         "FHIR_MAX_FORM_BYTES", 1024 * 1024, "Largest form body of a POST _search (413 beyond)")
     max_response_bytes: int = _setting(
         "FHIR_MAX_RESPONSE_BYTES", 32 * 1024 * 1024,
-        "Largest Bundle a search page, batch or transaction may answer (422 beyond: ask for fewer entries)")
+        "Largest Bundle a search page, batch or transaction may answer (a search page is cut short and "
+        "continued by its next link; 422 for one entry past it, or a batch: ask for fewer entries)")
     max_patch_operations: int = _setting(
         "FHIR_MAX_PATCH_OPERATIONS", 1000, "Most operations one PATCH may hold (413 beyond)")
     max_sort_keys: int = _setting("FHIR_MAX_SORT_KEYS", 10, "Most keys one `_sort` may name (422 beyond)")

@@ -2,10 +2,13 @@
 one (`$everything`): matches are stored once (storage/searches.py) when they exceed a page,
 and every link reads that stored list, so pages stay stable while data changes. A page is
 bounded: at most `FHIR_MAX_INCLUDED` included resources and `FHIR_MAX_RESPONSE_BYTES` of JSON,
-counted while its entries are rendered (422 past either, saying how to ask for less)."""
+counted while its entries are rendered. Matches that would not fit are left to the next page
+(a page may hold fewer than `_count`, as the specification allows); too many includes, or one
+entry past the size alone, is a 422 saying how to ask for less."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -52,6 +55,10 @@ def stored_page(server: FhirServer, req: FhirRequest) -> FhirResponse:
 
 def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],
           search_id: str | None) -> FhirResponse:
+    """One page: its matches as long as they fit FHIR_MAX_RESPONSE_BYTES (half of it when includes
+    are asked for, the rest being theirs), so a page too large for the limit is cut short and its
+    `next` link starts after the last match shown; only one match (or its includes) alone past the
+    limit is a 422."""
     count = info["count"]
     base = req.base_url
     path = info["path"]
@@ -63,18 +70,11 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
         query = urlencode(params, safe="|:/,$*")
         return (f"{base}/{path}" if path else base) + (f"?{query}" if query else "")
 
-    links = [{"relation": "self", "url": url(info["params"])}]
-    if search_id is not None:
-        last = max(0, (len(keys) - 1) // count * count) if count else 0
-        links.append({"relation": "first", "url": url([("_page", f"{search_id}.0")])})
-        if offset > 0:
-            links.append({"relation": "previous", "url": url([("_page", f"{search_id}.{max(0, offset - count)}")])})
-        if offset + count < len(keys):
-            links.append({"relation": "next", "url": url([("_page", f"{search_id}.{offset + count}")])})
-        links.append({"relation": "last", "url": url([("_page", f"{search_id}.{last}")])})
-    bundle["link"] = links
-    size = PageSize(server.settings.max_response_bytes, len(orjson.dumps(bundle)))
-    entries = []
+    self_link = url(info["params"])
+    size = PageSize(server.settings.max_response_bytes,
+                    len(orjson.dumps(bundle)) + len(self_link) + 4 * len(url([("_page", "x" * 60)])) + 256)
+    entries: list[dict[str, Any]] = []
+    shown = 0  # the stored keys this page went through (shown, or no longer visible)
     if info["summary"] != "count":
         page_keys = keys[offset:offset + count]
         # read again within the request's reach: what it may no longer see (a scope, a consent
@@ -82,22 +82,33 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
         seen = reach(server, req, "s")
         records = {k: r for k, r in server.store.fetch([k.split("#", 1)[0] for k in page_keys]).items()
                    if seen.sees(r.type, r)}
-        page = [records[k] for k in page_keys if k in records]
-        for key in budget.checked(page_keys, every=64):
-            container = records.get(key.split("#", 1)[0])
-            if container is None:
-                continue
-            if "#" in key:
-                entries.append(_contained_entry(server, base, key, container, info, size))
-            else:
-                entries.append(_entry(server, base, container, "match", info, size))
         inc = [includes.Include(*i) for i in info["includes"]]
         rev = [includes.Include(*i) for i in info["revincludes"]]
+        matches_limit = size.used + (size.limit - size.used) // 2 if inc or rev else size.limit
+        page: list[Record] = []
+        for key in budget.checked(page_keys, every=64):
+            container = records.get(key.split("#", 1)[0])
+            if container is not None:
+                full_url, json = _contained(server, base, key, container, info) if "#" in key \
+                    else _rendered(server, base, container, info)
+                if entries and not size.fits(json, full_url, matches_limit):
+                    break
+                size.add(json, full_url)
+                entries.append(_entry_of(full_url, json, "match"))
+                if "#" not in key:
+                    page.append(container)
+            shown += 1
         if inc or rev:
             extra = includes.included(server, page, inc, rev, reach=reach(server, req, "rs"),
                                       limit=server.settings.max_included)
-            entries.extend(_entry(server, base, record, "include", info, size)
-                           for record in budget.checked(extra, every=64))
+            for record in budget.checked(extra, every=64):
+                full_url, json = _rendered(server, base, record, info)
+                size.add(json, full_url)
+                entries.append(_entry_of(full_url, json, "include"))
+    following = offset + shown if info["summary"] != "count" else len(keys)
+    if search_id is None and following < len(keys):  # the first page, cut short by its size
+        search_id = SearchResults(server.database, server.settings.search_ttl_s).save(keys, info)
+    bundle["link"] = _links(url, self_link, search_id, offset, following, count, len(keys))
     if info["warnings"]:
         entries.append({"fullUrl": "urn:uuid:outcome", "resource": {"resourceType": "OperationOutcome",
                                                                     "issue": info["warnings"]},
@@ -105,6 +116,23 @@ def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, in
     if entries:
         bundle["entry"] = entries
     return FhirResponse(200, bundle)
+
+
+def _links(url: Callable[[list[tuple[str, str]]], str], self_link: str, search_id: str | None, offset: int,
+           following: int, count: int, total: int) -> list[dict[str, str]]:
+    """self, and for a stored search first/previous/next/last; `next` starts where this page
+    stopped (before `offset + count` when the page was cut short by its size)."""
+    links = [{"relation": "self", "url": self_link}]
+    if search_id is None:
+        return links
+    last = max(0, (total - 1) // count * count) if count else 0
+    links.append({"relation": "first", "url": url([("_page", f"{search_id}.0")])})
+    if offset > 0:
+        links.append({"relation": "previous", "url": url([("_page", f"{search_id}.{max(0, offset - count)}")])})
+    if following < total:
+        links.append({"relation": "next", "url": url([("_page", f"{search_id}.{following}")])})
+    links.append({"relation": "last", "url": url([("_page", f"{search_id}.{last}")])})
+    return links
 
 
 class PageSize:
@@ -117,6 +145,10 @@ class PageSize:
         self.limit = limit
         self.used = used
 
+    def fits(self, resource: bytes | str, full_url: str, limit: int) -> bool:
+        """Whether one more entry keeps the page within `limit` (at most the page's own)."""
+        return self.used + len(resource) + len(full_url) + self.ENTRY <= min(limit, self.limit)
+
     def add(self, resource: bytes | str, full_url: str) -> None:
         """Count one entry; 422 when the page outgrows the limit."""
         self.used += len(resource) + len(full_url) + self.ENTRY
@@ -126,19 +158,18 @@ class PageSize:
                 f"smaller entries — a smaller _count, _elements or _summary, fewer _include/_revinclude")))
 
 
-def _contained_entry(server: FhirServer, base: str, key: str, container: Record,
-                     info: dict[str, Any], size: PageSize) -> dict[str, Any]:
+def _contained(server: FhirServer, base: str, key: str, container: Record,
+               info: dict[str, Any]) -> tuple[str, bytes]:
     """A contained resource as a match (`_containedType=contained`): fullUrl `Type/id#inner`."""
     inner_id = key.split("#", 1)[1]
     resource = next((r for r in jsonio.loads(container.json).get("contained") or ()
                      if isinstance(r, dict) and r.get("id") == inner_id), None)
-    json = subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
-    size.add(json, f"{base}/{key}")
-    return {"fullUrl": f"{base}/{key}", "resource": orjson.Fragment(json), "search": {"mode": "match"}}
+    return f"{base}/{key}", subset(server.definitions, jsonio.dumps(resource), info["summary"], info["elements"])
 
 
-def _entry(server: FhirServer, base: str, record: Record, mode: str, info: dict[str, Any],
-           size: PageSize) -> dict[str, Any]:
-    json = subset(server.definitions, record.json, info["summary"], info["elements"])
-    size.add(json, f"{base}/{record.key}")
-    return {"fullUrl": f"{base}/{record.key}", "resource": orjson.Fragment(json), "search": {"mode": mode}}
+def _rendered(server: FhirServer, base: str, record: Record, info: dict[str, Any]) -> tuple[str, bytes]:
+    return f"{base}/{record.key}", subset(server.definitions, record.json, info["summary"], info["elements"])
+
+
+def _entry_of(full_url: str, json: bytes | str, mode: str) -> dict[str, Any]:
+    return {"fullUrl": full_url, "resource": orjson.Fragment(json), "search": {"mode": mode}}

@@ -1,13 +1,14 @@
 """The work one search may ask for is bounded (issue 14): `_sort` keys (FHIR_MAX_SORT_KEYS),
 `_filter` comparisons and nesting (FHIR_MAX_FILTER_TERMS), resources `_include`/`_revinclude`
-add to a page (FHIR_MAX_INCLUDED), a page's size (FHIR_MAX_RESPONSE_BYTES). Past a limit the
-answer is a 422 `too-costly` OperationOutcome naming the setting and how to ask for less; a
+add to a page (FHIR_MAX_INCLUDED), a page's size (FHIR_MAX_RESPONSE_BYTES: the page is cut short
+and continued by `next`; only one entry past it alone is refused). Past a limit the answer is a 422 `too-costly` OperationOutcome naming the setting and how to ask for less; a
 request just within it is answered. A server with small limits takes the boundaries; the
 session server (default limits) takes the whole linked dataset with `*` includes and `:iterate`.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.api.support import assert_outcome
 from tests.conftest import start_server
 
 from .linked_data import Shape, transaction
-from .support import TAG_SYSTEM, entries, matches
+from .support import TAG_SYSTEM, entries, link, matches
 
 LIMITS = {"FHIR_MAX_SORT_KEYS": "3", "FHIR_MAX_FILTER_TERMS": "5", "FHIR_MAX_INCLUDED": "15",
           "FHIR_MAX_RESPONSE_BYTES": "100000"}
@@ -161,16 +162,71 @@ def test_a_small_page_with_includes_is_answered(linked):
 
 # -- page size -----------------------------------------------------------------------------------
 
-def test_a_page_larger_than_the_limit_is_422(linked):
-    text = diagnostics(linked.get("/Observation", [("_count", "200")]), 422)
+def _pages(linked: Linked, path: str, params: list[tuple[str, str]]) -> list[httpx.Response]:
+    """The first page and every page its `next` links lead to."""
+    pages = [linked.get(path, params)]
+    while pages[-1].status_code == 200:
+        nxt = [link["url"] for link in pages[-1].json()["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        pages.append(linked.http.get(nxt[0]))
+    return pages
+
+
+def test_a_page_larger_than_the_limit_is_cut_short_and_continued(linked):
+    """200 observations do not fit 100,000 bytes: each page holds what fits, and `next` starts at
+    the first match left out, so the pages together hold every match once."""
+    pages = _pages(linked, "/Observation", [("_count", "200"), ("_sort", "_id")])
+    assert all(page.status_code == 200 for page in pages), [p.text[:300] for p in pages]
+    assert len(pages) > 1 and all(len(page.content) <= 100_000 for page in pages)
+    found = [key for page in pages for key in matches(page.json())]
+    assert len(found) == len(set(found)) == Shape().observations
+    assert found == sorted(found)
+    assert all(page.json()["total"] == Shape().observations for page in pages)
+
+
+def test_includes_keep_half_of_the_page(http):
+    """With includes, matches take at most half the limit, so their includes have the other half:
+    90 observations of ~1 KB by one performer come in pages of under 50 KB, each with the performer."""
+    tag = f"half{uuid.uuid4().hex[:12]}"
+    meta = {"tag": [{"system": TAG_SYSTEM, "code": tag}]}
+    performer = {"fullUrl": "urn:uuid:" + str(uuid.uuid4()), "request": {"method": "POST", "url": "Practitioner"},
+                 "resource": {"resourceType": "Practitioner", "meta": meta}}
+    observations = [{"request": {"method": "POST", "url": "Observation"},
+                     "resource": {"resourceType": "Observation", "status": "final", "meta": meta,
+                                  "code": {"text": "padded"}, "note": [{"text": f"{i} " + "x" * 900}],
+                                  "performer": [{"reference": performer["fullUrl"]}]}} for i in range(90)]
+    r = http.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": [performer, *observations]},
+                  headers={"Prefer": "return=minimal"})
+    assert r.status_code == 200, r.text[:500]
+    pages = [http.get("/Observation", params=[("_tag", f"{TAG_SYSTEM}|{tag}"), ("_count", "200"),
+                                              ("_include", "Observation:performer")])]
+    while pages[-1].status_code == 200 and (nxt := link(pages[-1].json(), "next")):
+        pages.append(http.get(nxt))
+    assert all(page.status_code == 200 for page in pages), [p.text[:300] for p in pages]
+    assert len(pages) >= 2
+    for page in pages:
+        bundle = page.json()
+        shown = sum(len(json.dumps(e["resource"])) for e in entries(bundle, "match"))
+        assert shown < 50_000 and len(entries(bundle, "include")) == 1
+    assert sum(len(matches(page.json())) for page in pages) == 90
+
+
+def test_one_entry_larger_than_the_limit_is_422(http):
+    big = {"resourceType": "Observation", "status": "final", "code": {"text": "long"},
+           "note": [{"text": "x" * 120_000}]}
+    r = http.post("/Observation", json=big)
+    assert r.status_code == 201, r.text[:500]
+    text = diagnostics(http.get("/Observation", params={"_id": r.json()["id"]}), 422)
     assert "FHIR_MAX_RESPONSE_BYTES" in text and "_elements" in text and "_summary" in text
+    slim = http.get("/Observation", params={"_id": r.json()["id"], "_elements": "status"})  # what it advises
+    assert slim.status_code == 200 and len(matches(slim.json())) == 1
 
 
 def test_smaller_pages_or_entries_are_answered(linked):
     assert len(matches(linked.bundle("/Observation", [("_count", "50")]))) == 50
-    full = diagnostics(linked.get("/Observation", [("_count", "150")]), 422)
-    slim = linked.bundle("/Observation", [("_count", "150"), ("_elements", "status")])  # what `full` advises
-    assert "_elements" in full and len(matches(slim)) == 150
+    slim = linked.bundle("/Observation", [("_count", "150"), ("_elements", "status")])
+    assert len(matches(slim)) == 150
     assert linked.bundle("/Observation", [("_count", "200"), ("_summary", "count")])["total"] == Shape().observations
 
 
