@@ -8,7 +8,7 @@ entry past the size alone, is a 422 saying how to ask for less."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -43,17 +43,18 @@ def stored_page(server: FhirServer, req: FhirRequest) -> FhirResponse:
     """A later page (`_page=<search id>.<offset>`), read from the stored matches."""
     token = req.param("_page") or ""
     search_id, _, offset = token.partition(".")
-    stored = SearchResults(server.database, server.settings.search_ttl_s).load(search_id) \
+    found = SearchResults(server.database, server.settings.search_ttl_s).load(search_id) \
         if search_id.isalnum() else None
     start = whole_number(offset)
-    if stored is None or start is None or stored.get("owner", "") != owner(req):
+    if found is None or start is None or found[0].get("owner", "") != owner(req):
         raise FhirError(410, Issue("error", "not-found", "this page of search results has expired or never "
                                                          "existed; run the search again"))
+    stored, keys = found
     stored["params"] = [tuple(pair) for pair in stored["params"]]  # BSON gives lists back
-    return _page(server, req, stored["keys"], start, stored, search_id)
+    return _page(server, req, keys, start, stored, search_id)
 
 
-def _page(server: FhirServer, req: FhirRequest, keys: list[str], offset: int, info: dict[str, Any],
+def _page(server: FhirServer, req: FhirRequest, keys: Sequence[str], offset: int, info: dict[str, Any],
           search_id: str | None) -> FhirResponse:
     """One page: its matches as long as they fit FHIR_MAX_RESPONSE_BYTES (half of it when includes
     are asked for, the rest being theirs), so a page too large for the limit is cut short and its

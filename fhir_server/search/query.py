@@ -44,6 +44,10 @@ class Context:
     strict_because: str = "Prefer: handling=strict"
     warnings: list[Issue] = field(default_factory=list)
     reach: Reach = field(kw_only=True)  # what the request may see: chains and _has search within it
+    unknowns: set[str] = field(default_factory=set)  # the unknown parameters warned of
+    _more: Issue | None = None
+
+    NAMED_UNKNOWNS = 20  # unknown parameters named in warnings; past them, one warning counts the rest
 
     def error(self, message: str) -> FhirError:
         return FhirError(400, Issue("error", "invalid", message))
@@ -69,10 +73,20 @@ class Context:
         return codes_for(self.server.definitions, modifier, value, self)
 
     def unknown(self, resource_type: str, name: str) -> None:
-        text = f"unknown search parameter {name!r} for {resource_type}"
+        text = f"unknown search parameter {name[:100]!r} for {resource_type}"
         if self.strict:
             raise FhirError(400, Issue("error", "not-supported", f"{text} ({self.strict_because})"))
-        self.warnings.append(Issue("warning", "not-supported", text + "; it was ignored"))
+        if text in self.unknowns:  # one warning per parameter, however often it is repeated
+            return
+        self.unknowns.add(text)
+        if len(self.unknowns) <= self.NAMED_UNKNOWNS:
+            self.warnings.append(Issue("warning", "not-supported", text + "; it was ignored"))
+        else:  # a form of 100,000 different names answers with one more warning, not 100,000
+            if self._more is None:
+                self._more = Issue("warning", "not-supported", "")
+                self.warnings.append(self._more)
+            self._more.diagnostics = (f"{len(self.unknowns) - self.NAMED_UNKNOWNS} more unknown search parameters "
+                                      f"were ignored")
 
 
 def build_terms(ctx: Context, type_: str, criteria: list[tuple[str, str]],

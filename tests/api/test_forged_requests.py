@@ -271,6 +271,19 @@ def test_a_large_form_within_the_limit_is_never_a_500(client, form):
     assert r.json()["resourceType"] in ("Bundle", "OperationOutcome")
 
 
+def test_unknown_parameters_are_warned_of_once_each_and_counted_past_twenty(client):
+    """300,000 empty pairs were 300,000 warnings: a 35 MB answer, and its stored search past the
+    database's 16 MB document limit was a 500 once more than a page of patients matched."""
+    r = client.post("/Patient/_search", content=b"=&" * 300_000, headers=FORM, timeout=120)
+    assert r.status_code == 200 and len(r.content) < 100_000, (r.status_code, len(r.content))
+    warned = [e["resource"] for e in r.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert [i["diagnostics"] for i in warned[0]["issue"]] == ["unknown search parameter '' for Patient; it was ignored"]
+    many = b"&".join(b"x%d=1" % n for n in range(5000))
+    issues = [e["resource"]["issue"] for e in client.post("/Patient/_search", content=many, headers=FORM).json()["entry"]
+              if e["search"]["mode"] == "outcome"][0]
+    assert len(issues) == 21 and issues[-1]["diagnostics"] == "4980 more unknown search parameters were ignored"
+
+
 def test_the_api_docs_page_when_asked_for(public):
     with httpx.Client(base_url=public.base_url, timeout=60) as c:
         page = c.get("/_docs")
