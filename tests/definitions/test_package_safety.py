@@ -3,8 +3,10 @@ links, `..` or absolute members, zip bombs, too many files — refused, with not
 outside the cache and no installed package harmed; real packages still install.
 
 The CLI runs as a real process (`python -m fhir_server packages install`) against a temporary
-FHIR_PACKAGE_CACHE; its peak memory is read from the kernel's accounting of that one child
-(os.wait4). The archives are built here, byte by byte where tarfile would refuse to write them.
+FHIR_PACKAGE_CACHE; its peak memory is the kernel's high-water mark of its own address space
+(VmHWM), read by the child as it exits: wait4's ru_maxrss would also count the pytest process
+it was forked from (a forked child's resident pages are its parent's until exec), 390 MB late
+in a full run. The archives are built here, byte by byte where tarfile would refuse to write them.
 """
 
 from __future__ import annotations
@@ -42,19 +44,33 @@ class Run:
     peak_rss: int  # bytes, of the child process alone
 
 
+# Runs the CLI as `python -m fhir_server`, writing its VmHWM (kB) to the file named first on exit.
+_MEASURED = """
+import atexit, runpy, sys
+peak_file = sys.argv.pop(1)
+
+def write_peak():
+    with open("/proc/self/status") as status, open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(write_peak)
+sys.argv[0] = "fhir_server"
+runpy.run_module("fhir_server", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_cli(*args: str, cache: Path, tmp_path: Path, env: dict[str, str] | None = None) -> Run:
-    """`python -m fhir_server ARGS` with its own cache; waited for with wait4 to get its peak RSS."""
+    """`python -m fhir_server ARGS` with its own cache, and the peak RSS of that process alone."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
     environment.update({"FHIR_PACKAGE_CACHE": str(cache), "FHIR_PACKAGE_REGISTRY": "http://127.0.0.1:9",
                         "PATH": str(tmp_path / "no-npm"), **(env or {})})
     (tmp_path / "no-npm").mkdir(exist_ok=True)
-    out, err = tmp_path / "cli.out", tmp_path / "cli.err"
+    out, err, peak = tmp_path / "cli.out", tmp_path / "cli.err", tmp_path / "cli.peak"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "fhir_server", *args], env=environment, stdout=stdout,
-                                   stderr=stderr, cwd=tmp_path, preexec_fn=die_with_pytest)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)  # already reaped: Popen must not wait again
-    return Run(process.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024)
+        returncode = subprocess.run([sys.executable, "-c", _MEASURED, str(peak), *args], env=environment,
+                                    stdout=stdout, stderr=stderr, cwd=tmp_path,
+                                    preexec_fn=die_with_pytest).returncode
+    return Run(returncode, out.read_text(), err.read_text(), int(peak.read_text()) * 1024)
 
 
 def manifest(name: str = FR_CORE, version: str = "9.9.9") -> bytes:
