@@ -251,6 +251,32 @@ def test_files_referring_to_resources_loaded_later_are_sent_again(tmp_path, clie
     assert read(client, f"Task/{task_id}")["for"]["reference"] == f"Patient/{pid}"
 
 
+def test_a_chain_in_reverse_order_loads_into_the_database_round_by_round(tmp_path):
+    """Into the server's own database (no --url): `a` refers to `b`, `b` to `c`, and a transaction
+    `0-tx` to `a`, so name order loads only `c` first; each round of sending again loads one more
+    link, until all is in. Then served: every reference reads back as written."""
+    data_dir, src = tmp_path / "fhir-data", tmp_path / "in"
+    write_json(src / "0-tx.json", {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Task", "id": "chain-task", "status": "requested", "intent": "order",
+                      "for": {"reference": "Patient/chain-a"}},
+         "request": {"method": "PUT", "url": "Task/chain-task"}}]})
+    write_json(src / "a.json", {"resourceType": "Patient", "id": "chain-a", "link": [
+        {"other": {"reference": "Patient/chain-b"}, "type": "seealso"}]})
+    write_json(src / "b.json", {"resourceType": "Patient", "id": "chain-b",
+                                "generalPractitioner": [{"reference": "Practitioner/chain-c"}]})
+    write_json(src / "c.json", {"resourceType": "Practitioner", "id": "chain-c"})
+    result = run_load([str(src)], data_dir)
+    assert result.returncode == 0 and summary(result) == (4, 0), (result.stdout, result.stderr)
+    server = start_server(data_dir)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60) as client:
+            assert read(client, "Task/chain-task")["for"]["reference"] == "Patient/chain-a"
+            assert read(client, "Patient/chain-a")["link"][0]["other"]["reference"] == "Patient/chain-b"
+            assert read(client, "Patient/chain-b")["generalPractitioner"][0]["reference"] == "Practitioner/chain-c"
+    finally:
+        server.stop()
+
+
 def test_an_unreachable_server_is_a_reported_failure(tmp_path):
     from tests.bundle.support import free_port
 
