@@ -20,6 +20,7 @@ from fhir_server.coordination import rules as coordination_rules
 from fhir_server.definitions.loading import load_definitions, parse_packages_setting
 from fhir_server.definitions.packages import PackageCache
 from fhir_server.definitions.registry import Definitions
+from fhir_server.documents.provide import register as register_documents
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import integrity, provenance
 from fhir_server.interactions.access import check_writes
@@ -58,6 +59,7 @@ class FhirServer:
         self.store = ResourceStore(database)
         self.write_rules = WriteRules()
         coordination_rules.register(self.write_rules)
+        register_documents(self.write_rules)
         self._watcher: custom.Watcher | None = None
 
     @classmethod
@@ -229,7 +231,8 @@ class FhirServer:
         what depends on the written resources follow (SearchParameters take effect at once).
         References are checked once every write is staged (interactions/integrity.py)."""
         def checked(session):
-            writes = work(session)
+            writes = list(work(session))
+            writes += self.write_rules.check_unit(self, req, writes, session)
             check_writes(self, req, writes, session)
             integrity.check(self, req, writes, session)
             return writes

@@ -31,6 +31,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.access import reach
 from fhir_server.interactions.audit import access
 from fhir_server.interactions.request import FhirRequest, FhirResponse
+from fhir_server.interactions.rules import WriteRefused
 from fhir_server.storage.records import Ids, Record
 from fhir_server.storage.store import Version, Write
 
@@ -61,13 +62,12 @@ class Reference:
         return f"{self.type}/{self.id}"
 
 
-class DanglingReference(FhirError):
+class DanglingReference(WriteRefused):
     """422: a write refers to what does not exist; `source` is the writing resource's Type/id
     (a transaction names its entry with it)."""
 
     def __init__(self, source: str, issues: list[Issue]):
-        super().__init__(422, issues)
-        self.source = source
+        super().__init__(source, 422, issues)
 
 
 def enabled(server: FhirServer) -> bool:
@@ -100,7 +100,7 @@ def _walk(value: Any, path: str, type_: str, parent: str, bases: tuple[str, ...]
         return
     ref = value.get("reference")
     if isinstance(ref, str) and "language" not in value and (type_, parent) not in _URI_REFERENCES:
-        found = _parse(ref, bases, is_type)  # an Expression has a language; its reference is a uri
+        found = parse_local(ref, bases, is_type)  # an Expression has a language; its reference is a uri
         if found is not None:
             yield Reference(*found, path)
     for key, item in value.items():
@@ -118,7 +118,7 @@ def _walk(value: Any, path: str, type_: str, parent: str, bases: tuple[str, ...]
         yield from _walk(item, f"{path}.{key}", type_, key, bases, is_type)
 
 
-def _parse(ref: str, bases: tuple[str, ...], is_type: Callable[[str], bool]) -> tuple[str, str, str | None] | None:
+def parse_local(ref: str, bases: tuple[str, ...], is_type: Callable[[str], bool]) -> tuple[str, str, str | None] | None:
     match = _LOCAL.match(ref)
     if match is None or not is_type(match["type"]):
         return None

@@ -26,7 +26,6 @@ from fhir_server.interactions.bundle_responses import (
     without_resource,
 )
 from fhir_server.interactions.delete import tombstones
-from fhir_server.interactions.integrity import DanglingReference
 from fhir_server.interactions.patch import _changes, patched_version
 from fhir_server.interactions.references import base_of, rewrite
 from fhir_server.interactions.request import (
@@ -38,6 +37,7 @@ from fhir_server.interactions.request import (
     versioned_response,
 )
 from fhir_server.interactions.resource import new_version, require_body, validate
+from fhir_server.interactions.rules import WriteRefused
 from fhir_server.interactions.update import next_version, update_body
 from fhir_server.search.index import index_values
 from fhir_server.storage.store import Version, now
@@ -71,7 +71,7 @@ def run(server: FhirServer, req: FhirRequest, raw: list[Any]) -> FhirResponse:
 
     try:
         written = server.transact(work, guards, req=req) if writes else []
-    except DanglingReference as exc:  # found once every entry was staged: named by its entry
+    except WriteRefused as exc:  # found once every entry was staged: named by its entry
         entry = next((e for e in entries if e.key == exc.source), None)
         raise (failed(exc, entry.where()) if entry is not None else exc) from None
     by_key = {f"{v.type}/{v.id}": v for v in written}
