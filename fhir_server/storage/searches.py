@@ -42,16 +42,16 @@ class SearchResults:
                   for n, start in enumerate(range(0, len(keys), CHUNK))]
         if chunks:
             self.collection.insert_many(chunks)
-        self.collection.insert_one({"_id": search_id, "created": created, "total": len(keys), **info})
+        self.collection.insert_one({"_id": search_id, "created": created, **info, "matches": len(keys)})
         return search_id
 
     @translate_errors
     def load(self, search_id: str) -> tuple[dict[str, Any], StoredKeys] | None:
         """The search's stored parameters and its keys (read chunk by chunk as pages need them)."""
         doc = self.collection.find_one({"_id": search_id})
-        if doc is None or "total" not in doc or doc["created"] < now() - self.ttl:  # (no total: an older format)
+        if doc is None or "matches" not in doc or doc["created"] < now() - self.ttl:  # (no count: an older format)
             return None
-        return doc, StoredKeys(self.collection, search_id, doc["total"])
+        return doc, StoredKeys(self.collection, search_id, doc["matches"])
 
 
 class StoredKeys:
