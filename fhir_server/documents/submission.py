@@ -1,7 +1,9 @@
 """The shape of an IHE MHD provide (ITI-65) bundle, checked when a transaction creates a
 SubmissionSet (a List coded `submissionset`): one SubmissionSet, which lists every
 DocumentReference the bundle creates; its items are stored or created DocumentReferences and
-Folders; the SubmissionSet, its documents and its folders are about one patient, who exists."""
+Folders; the SubmissionSet, its documents and its folders are about one patient, who exists.
+When the ANS PDSm guide is loaded, the SubmissionSet and the documents must also conform to its
+comprehensive profiles, whether they declare them or not (the DMP takes nothing less)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,12 @@ from typing import Any
 from fhir_server.documents.unit import Unit
 from fhir_server.errors import Issue
 from fhir_server.interactions.rules import WriteRefused
+from fhir_server.validation import pipeline
 
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/"
+PDSM_PROFILES = {"List": PDSM + "pdsm-submissionset-comprehensive",
+                 "DocumentReference": PDSM + "pdsm-comprehensive-document-reference"}
 
 
 def coded(resource: dict[str, Any], code: str) -> bool:
@@ -41,6 +47,20 @@ def check(unit: Unit) -> None:
     for folder_write, folder in unit.written("List"):
         if coded(folder, "folder"):
             _same_patient(unit, f"List/{folder_write.id}", "List.subject", folder, patient)
+    _conforms(unit, f"List/{write.id}", submission)
+    for doc_write, doc in unit.written("DocumentReference"):
+        if doc_write.expected is None:
+            _conforms(unit, f"DocumentReference/{doc_write.id}", doc)
+
+
+def _conforms(unit: Unit, source: str, resource: dict[str, Any]) -> None:
+    """Against the PDSm comprehensive profile of its type, when the PDSm package is loaded."""
+    profile = PDSM_PROFILES[resource["resourceType"]]
+    if unit.server.definitions.structure_definition(profile) is None:
+        return
+    found = pipeline.blocking(pipeline.rules(unit.server, resource, [profile]))
+    if found:
+        raise WriteRefused(source, 422, found)
 
 
 def _patient_exists(unit: Unit, source: str, patient: str | None) -> None:
