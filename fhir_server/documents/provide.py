@@ -1,6 +1,7 @@
 """The document rules of one unit of work (registered by the server's wiring): a provide
-bundle's shape, every written DocumentReference's subject and content, then the relations that
-change other documents' status, whose writes commit with the unit."""
+bundle's shape, every written DocumentReference's content, then the relations that change
+other documents' status, whose writes commit with the unit. (That a document's patient exists
+is referential integrity's check, or the provide bundle's.)"""
 
 from __future__ import annotations
 
@@ -24,19 +25,10 @@ def check(server, req, writes: list[Write], session: Any) -> list[Write]:
     submission.check(unit)
     for write, doc in unit.written("DocumentReference"):
         source = f"DocumentReference/{write.id}"
-        _subject(unit, source, doc)
         previous = unit.previous(write)
         if previous is None or previous.get("content") != doc.get("content"):
             _content(unit, source, doc)
     return relations.follow(unit)
-
-
-def _subject(unit: Unit, source: str, doc: dict[str, Any]) -> None:
-    """A document's patient exists (whatever FHIR_REFERENTIAL_INTEGRITY says: MHD requires it)."""
-    key = unit.key(doc.get("subject"))
-    if key is not None and unit.resource(key) is None:
-        raise WriteRefused(source, 422, Issue("error", "not-found", f"DocumentReference.subject names {key}, which "
-                                                                    f"does not exist", ["DocumentReference.subject"]))
 
 
 def _content(unit: Unit, source: str, doc: dict[str, Any]) -> None:

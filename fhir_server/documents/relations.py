@@ -2,7 +2,8 @@
 meaning: a relation names an existing document of the same patient; `replaces` makes the
 replaced document `superseded` in the same unit of work (only a `current` one can be replaced);
 `transforms`, `appends` and `signs` leave it current. When a replacing document is later marked
-`entered-in-error`, the document it replaced is `current` again."""
+`entered-in-error`, the document it replaced is `current` again. A relation to nothing (or to
+the document itself) is refused, unless FHIR_REFERENTIAL_INTEGRITY is off."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from urllib.parse import quote
 
 from fhir_server.documents.unit import Unit
 from fhir_server.errors import Issue
-from fhir_server.interactions import conditional
+from fhir_server.interactions import conditional, integrity
 from fhir_server.interactions.access import current_for_write, reach
 from fhir_server.interactions.request import FhirRequest
 from fhir_server.interactions.rules import WriteRefused
@@ -32,7 +33,10 @@ def follow(unit: Unit) -> list[Write]:
         for j, relation in enumerate(doc.get("relatesTo") or ()):
             if not isinstance(relation, dict) or (relation.get("code"), _target_text(relation)) in before:
                 continue  # checked when it was written
-            target_key, target = _target(unit, source, j, relation)
+            found = _target(unit, source, j, relation)
+            if found is None:
+                continue  # FHIR_REFERENTIAL_INTEGRITY=off: a relation to nothing is let be
+            target_key, target = found
             _same_patient(unit, source, j, doc, target)
             if relation.get("code") == "replaces" and doc.get("status") == "current":
                 _replaceable(unit, source, j, target_key, target)
@@ -51,9 +55,9 @@ def _target_text(relation: dict[str, Any]) -> str:
     return repr(sorted(target.items())) if isinstance(target, dict) else ""
 
 
-def _target(unit: Unit, source: str, j: int, relation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _target(unit: Unit, source: str, j: int, relation: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The related document (a local reference, or a logical one by identifier), as the request
-    may see it; 422 when there is none."""
+    may see it; when there is none, 422 (None if the operator turned referential integrity off)."""
     where = f"DocumentReference.relatesTo[{j}].target"
     target = relation.get("target") if isinstance(relation.get("target"), dict) else {}
     key = unit.key(target)
@@ -68,6 +72,8 @@ def _target(unit: Unit, source: str, j: int, relation: dict[str, Any]) -> tuple[
         found = current_for_write(unit.server, unit.req, unit.session, TYPE, key.split("/", 1)[1], letter)
         if found is not None and not found.deleted:
             return key, unit.stored(key) or {}
+    if not integrity.enabled(unit.server):
+        return None
     named = target.get("reference") or target.get("identifier", {}).get("value") or "nothing"
     raise WriteRefused(source, 422, Issue("error", "not-found", f"{where} names {named!r}, which is not a stored "
                                                                 f"DocumentReference", [where]))
