@@ -27,7 +27,7 @@ from fhir_server.api.lanes import Lanes
 from fhir_server.api.request_log import RequestLog
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, Issue, operation_outcome
-from fhir_server.interactions import urls
+from fhir_server.interactions import binary, urls
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.security.identity import Identity
 from fhir_server.server import FhirServer
@@ -89,8 +89,9 @@ async def _handle(server: FhirServer, lanes: Lanes, request: Request, path: str)
         else:  # before the body is read: nothing is parsed for a caller who is nobody
             identity = await run_in_threadpool(server.authenticate, request.headers.get("authorization"),
                                                base_url, address)
-        media_type = http.negotiate(request)
-        fhir_request = await _fhir_request(server, request, target, base_url, url, identity, params)
+        accept = http.raw_ranges(request) if binary.answers_raw(target.type, target.shape, request.method) else None
+        media_type = http.FHIR_JSON if accept is not None else http.negotiate(request)  # else decided on the Binary
+        fhir_request = await _fhir_request(server, request, target, base_url, url, identity, params, accept)
     except FhirError as exc:  # refused before the router, which audits the rest
         server.audit_refusal(request.method, url, exc.status, str(exc), request.state.request_id, address,
                              identity)
@@ -101,10 +102,15 @@ async def _handle(server: FhirServer, lanes: Lanes, request: Request, path: str)
 
 
 async def _fhir_request(server: FhirServer, request: Request, target: urls.Target, base_url: str, url: str,
-                        identity: Identity, params: list[tuple[str, str]]) -> FhirRequest:
+                        identity: Identity, params: list[tuple[str, str]],
+                        accept: tuple[str, ...] | None) -> FhirRequest:
     method = request.method
     if target.shape.endswith("-search"):
         body = await http.read_body(request, server.settings.max_form_bytes, form=True, setting="FHIR_MAX_FORM_BYTES")
+    elif binary.takes_raw(target.type, target.shape, method) and http.is_content(request):
+        content = await http.read_bytes(request, server.settings.max_body_bytes)
+        body = binary.upload(request.headers["content-type"], content, request.headers.get("x-security-context"),
+                             target.id)
     elif method in ("POST", "PUT", "PATCH"):
         body = await http.read_body(request, server.settings.max_body_bytes)
     else:
@@ -113,7 +119,7 @@ async def _fhir_request(server: FhirServer, request: Request, target: urls.Targe
     return FhirRequest(
         method=method, base_url=base_url, shape=target.shape, operation=target.operation, identity=identity,
         type=target.type, id=target.id, version=target.version, compartment=target.compartment,
-        params=params, body=body, url=url,
+        params=params, body=body, url=url, accept=accept,
         if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),
         if_modified_since=http.http_date(request.headers.get("if-modified-since")),
         if_none_exist=request.headers.get("if-none-exist"), provenance=request.headers.get("x-provenance"),
@@ -131,6 +137,9 @@ def _respond(result: FhirResponse, media_type: str, pretty: bool, head: bool = F
         headers["Location"] = result.location
     if result.content_location:
         headers["Content-Location"] = result.content_location
+    if result.raw is not None:
+        return http.raw_response(result.status, result.raw.media_type, result.raw.length, result.raw.chunks,
+                                 headers, head)
     return http.fhir_response(result.status, result.body, media_type, pretty, headers, head)
 
 

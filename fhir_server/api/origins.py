@@ -19,9 +19,9 @@ from fhir_server.config import Settings
 from fhir_server.errors import Issue, operation_outcome
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Accept", "If-Match", "If-None-Exist", "If-None-Match",
-                   "If-Modified-Since", "Prefer", "X-Provenance", "X-Request-Id"]
+                   "If-Modified-Since", "Prefer", "X-Provenance", "X-Request-Id", "X-Security-Context"]
 EXPOSED_HEADERS = ["Location", "ETag", "Content-Location", "Last-Modified", "X-Request-Id", "Retry-After",
-                   "WWW-Authenticate"]
+                   "WWW-Authenticate", "X-Security-Context", "Content-Disposition"]
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

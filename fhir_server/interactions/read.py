@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fhir_server.errors import FhirError, Issue, bad_request
-from fhir_server.interactions import access
+from fhir_server.interactions import access, binary
 from fhir_server.interactions.access import sees
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag, parse_etag
 from fhir_server.interactions.urls import whole_number
@@ -45,6 +45,8 @@ def read(server: FhirServer, req: FhirRequest) -> FhirResponse:
     stored = current(server, req.type, req.id, access.reach(server, req, "r"))
     if _not_modified(req, stored):
         return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
+    if binary.wants_raw(req):
+        return binary.raw_response(req, stored)
     return FhirResponse(200, _subset(server, req, stored.json), etag=etag(stored.version),
                         last_modified=stored.last_updated)
 
@@ -79,6 +81,8 @@ def vread(server: FhirServer, req: FhirRequest) -> FhirResponse:
         raise gone(stored)
     if _not_modified(req, stored):
         return FhirResponse(304, etag=etag(stored.version), last_modified=stored.last_updated)
+    if binary.wants_raw(req):
+        return binary.raw_response(req, stored)
     return FhirResponse(200, stored.json, etag=etag(stored.version), last_modified=stored.last_updated)
 
 

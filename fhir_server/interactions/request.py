@@ -8,6 +8,7 @@ the same two objects, so every interaction has one implementation whatever carri
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,9 @@ class FhirRequest:
     url: str = ""  # the URL relative to the base, with its query, as received (the audit trail's)
     entry: int | None = None  # the index of the batch or transaction entry this request is
     provenance: str | None = None  # the X-Provenance header: a Provenance (JSON) for the write
+    # a Binary read's acceptable media ranges when the client did not ask for FHIR (`*/*` for no
+    # Accept): its content may be the answer (interactions/binary.py); None: a FHIR answer
+    accept: tuple[str, ...] | None = None
     # what the request may see, per scope letters (interactions/access.py `reach`), built once
     reaches: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -51,6 +55,16 @@ class FhirRequest:
             if key == name:
                 return value
         return None
+
+
+@dataclass(frozen=True)
+class RawContent:
+    """A body that is not FHIR (a Binary's content): its type, its size, and its bytes, produced
+    while the answer is sent."""
+
+    media_type: str
+    length: int
+    chunks: Iterator[bytes] = field(repr=False)
 
 
 @dataclass
@@ -65,6 +79,7 @@ class FhirResponse:
     # what the interaction read or wrote besides the body (a deleted version, a written one
     # answered with Prefer: return=minimal): the audit trail finds the patients concerned in it
     touched: list[bytes] = field(default_factory=list)
+    raw: RawContent | None = None  # answered instead of a FHIR body (then `body` is None)
 
 
 def check_id(value: str, what: str = "id") -> str:
