@@ -3,7 +3,7 @@
 Each case resets the process's peak (VmHWM, through /proc/<pid>/clear_refs) before its request,
 then compares the peak during the request with the resident memory before it: the patch bomb, a
 batch of 30 reads of a 10 MB Binary, 10 MB Binary writes (and that repeating them does not grow
-the process), a plain read of that Binary, a batch of 10,000 searches. Before the fixes these
+the process), a plain read of that Binary and of its content, a batch of 10,000 searches. Before the fixes these
 cost 1.4 GB (bomb), +1.1 GB (batch), +1.5 GB per PUT (the base64 regex).
 """
 
@@ -122,6 +122,18 @@ def test_binary_read_is_the_stored_bytes(server, http, big_binary):
     response, growth = _peak_growth(server, lambda: http.get(f"/{ref}"))
     assert response.status_code == 200
     assert len(response.content) == size
+    assert growth < 100 * MB, f"+{growth // MB} MB"
+
+
+def test_binary_content_is_streamed_not_decoded_whole(server, http, big_binary):
+    """The content itself (Accept: */*, ITI-68): its base64 decoded chunk by chunk while sent,
+    so the peak stays near a FHIR read's, not the stored JSON plus the decoded 7.5 MB plus a
+    response copy."""
+    ref, _ = big_binary
+    response, growth = _peak_growth(server, lambda: http.get(f"/{ref}", headers={"Accept": "*/*"}))
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert len(response.content) == 7_500_000 == int(response.headers["content-length"])
     assert growth < 100 * MB, f"+{growth // MB} MB"
 
 
