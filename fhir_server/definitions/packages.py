@@ -8,6 +8,7 @@ kept beside the package, so that start-up never has to parse 190 MB of definitio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -129,22 +130,39 @@ class Package:
     @cached_property
     def index(self) -> list[IndexEntry]:
         cached = self.root / INDEX_FILE
+        signature = self._signature()
         if cached.is_file():
             try:
                 data = orjson.loads(cached.read_bytes())
-                if data.get("index-version") == INDEX_VERSION:
+                if data.get("index-version") == INDEX_VERSION and data.get("signature") == signature:
                     return [IndexEntry(**e) for e in data["files"]]
             except (orjson.JSONDecodeError, TypeError, KeyError):
                 log.warning("rebuilding the unreadable index of %s", self)
         entries = self._build_index()
         try:
-            payload = {"index-version": INDEX_VERSION, "files": [e.__dict__ for e in entries]}
+            payload = {"index-version": INDEX_VERSION, "signature": signature, "files": [e.__dict__ for e in entries]}
             tmp = cached.with_suffix(".tmp")
             tmp.write_bytes(orjson.dumps(payload))
             os.replace(tmp, cached)
         except OSError:  # a read-only cache still works, it just indexes on every start
             log.info("cannot write the index of %s; it will be rebuilt next time", self)
         return entries
+
+    def _signature(self) -> str:
+        """The names and sizes of the files the index is built from: a folder read where it is (our
+        own guide in profiles/) is indexed again once a file is added, removed or edited, not
+        served from an index of what it held before. (Not their modification times: a checkout
+        sets those, and the guide's index is committed.)"""
+        digest = hashlib.sha256()
+        for path in sorted(self.root.glob("*.json")):
+            if path.name.startswith("."):
+                continue  # the index itself
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.name}\0{info.st_size}\n".encode())
+        return digest.hexdigest()
 
     def _build_index(self) -> list[IndexEntry]:
         entries = []
