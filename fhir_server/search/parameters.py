@@ -59,7 +59,7 @@ class SearchParameters:
             if package is definitions.core and bundle:
                 continue  # the core's loose files add examples (one redefines _id): not real parameters
             if entry.url not in self._by_url:
-                self.add(definitions.load_entry(package, entry))
+                self._add_from_package(definitions.load_entry(package, entry), package)
         # What the packages define: an API-written parameter may shadow one only by an explicit
         # switch (search/custom.py), and removing it brings the package's back.
         self._builtin_by_url: dict[str, SearchParam] = dict(self._by_url)
@@ -76,16 +76,45 @@ class SearchParameters:
         return []
 
     # -- registry ------------------------------------------------------------------------------
-    def add(self, sp: dict[str, Any]) -> SearchParam | None:
-        """Register (or replace, by url) a SearchParameter resource."""
-        if sp.get("status") == "retired" or not sp.get("code") or not sp.get("type"):
-            return None
-        param = SearchParam(
+    def _add_from_package(self, sp: dict[str, Any], package: Any) -> None:
+        """A package's parameter takes the code of an earlier one on its bases, except where it
+        only restates it: derived from it (`derivedFrom`), of the same type and expression on that
+        base. The ANS PDSm guide restates List `patient` (without a target, so `patient=123` and
+        `patient.identifier=` would find nothing or be ignored) and List `source` twice, once per
+        target it expects: searches keep the parameter it derives from, and its url still names
+        it. Any other redefinition replaces the earlier parameter, and the log says so."""
+        if not isinstance(sp, dict) or sp.get("status") == "retired" or not sp.get("code") or not sp.get("type"):
+            return
+        bases = [b for b in sp.get("base") or () if isinstance(b, str)]
+        held = {b: self._by_type.get(b, {}).get(sp["code"]) for b in bases}
+        restated = [b for b, old in held.items() if old is not None and _restates(sp, old, b)]
+        if restated and len(restated) == len(bases):
+            param = self._param(sp)
+            with self._lock:
+                self._by_url[param.url] = param
+                self.generation += 1
+            log.info("%s: search parameter %s restates %s; searches on %r use the latter", package, param.url,
+                     held[restated[0]].url, sp["code"])
+            return
+        for base, old in held.items():
+            if old is not None and base not in restated:
+                log.warning("%s: search parameter %s redefines %r of %s (%s) with another meaning; it replaces it",
+                            package, sp.get("url"), sp["code"], base, old.url)
+        self.add(sp)
+
+    def _param(self, sp: dict[str, Any]) -> SearchParam:
+        return SearchParam(
             code=sp["code"], type=sp["type"], url=sp.get("url") or f"urn:local:{sp.get('id')}",
             expression=sp.get("expression"), base=tuple(sp.get("base") or ()),
             targets=tuple(sp.get("target") or ()),
             component_defs=tuple((c.get("definition", ""), c.get("expression", ""))
                                  for c in sp.get("component") or ()), resource=sp)
+
+    def add(self, sp: dict[str, Any]) -> SearchParam | None:
+        """Register (or replace, by url) a SearchParameter resource."""
+        if sp.get("status") == "retired" or not sp.get("code") or not sp.get("type"):
+            return None
+        param = self._param(sp)
         with self._lock:
             old = self._by_url.get(param.url)
             if old is not None:
@@ -253,3 +282,26 @@ class SearchParameters:
         if param.type == "composite":
             return module.term(code, modifier, texts, ctx, param.components, self)
         return module.term(code, modifier, texts, ctx)
+
+
+def _restates(sp: dict[str, Any], old: SearchParam, base: str) -> bool:
+    """`sp` derives from `old` and searches the same thing on `base`: same type, and the same
+    expression once reduced to its parts about `base` (a core expression unions many types)."""
+    derived = sp.get("derivedFrom")
+    if not isinstance(derived, str) or derived.split("|", 1)[0] != old.url or sp.get("type") != old.type:
+        return False
+    new_parts, old_parts = _parts(sp.get("expression"), base), _parts(old.expression, base)
+    return bool(new_parts) and new_parts == old_parts
+
+
+def _parts(expression: Any, base: str) -> frozenset[str]:
+    """The parts of a union expression about `base` (`List.source | Task.owner` → {List.source}),
+    spaces removed; a part naming no type (`extension.where(…)`) counts for every base."""
+    if not isinstance(expression, str):
+        return frozenset()
+    out = set()
+    for part in expression.split("|"):
+        part = "".join(part.split())
+        if part.startswith(f"{base}.") or part == base or not part[:1].isupper():
+            out.add(part)
+    return frozenset(out)

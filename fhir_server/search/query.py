@@ -158,8 +158,11 @@ def _chain_term(ctx: Context, type_: str, code: str, modifier: str | None, targe
     from fhir_server.search.execute import find
 
     types = (modifier,) if modifier else targets
-    if modifier and modifier not in targets:
+    if modifier and (modifier not in targets if targets else not ctx.is_resource_type(modifier)):
         raise ctx.error(f"{code}:{modifier}: {code} cannot refer to {modifier}")
+    if not types:  # a parameter that names no target (the ANS PDSm guide's List authorOrg) may refer to anything
+        raise ctx.error(f"{code}.{tail}: {code} names no target type; say which one it refers to, as in "
+                        f"{code}:Organization.{tail}")
     keys = set()
     chained_somewhere = False
     tail_code = tail.partition(".")[0].partition(":")[0]

@@ -70,14 +70,19 @@ def term(code: str, modifier: str | None, texts: list[str], ctx, targets: tuple[
     if modifier == "identifier":
         return keys_term(f"{code}:identifier", {k for t in texts for k in token.query_keys(t)})
     if modifier is not None and modifier not in targets:
-        if modifier[:1].isupper() and ctx.is_resource_type(modifier):
+        typed = modifier[:1].isupper() and ctx.is_resource_type(modifier)
+        if not typed:
+            raise ctx.unsupported_modifier(code, modifier)
+        if targets:  # a parameter that names no target (the ANS PDSm guide's List authorOrg) may refer to anything
             raise ctx.error(f"{code} cannot refer to {modifier}; its targets are {', '.join(targets)}")
-        raise ctx.unsupported_modifier(code, modifier)
     keys = set()
     for text in texts:
         value = unescape(text)
         if "/" not in value and "|" not in value and ":" not in value:  # a bare id
             types = (modifier,) if modifier else targets
+            if not types:
+                raise ctx.error(f"{code}={value}: {code} names no target type; write Type/{value} or "
+                                f"{code}:Type={value}")
             keys.update(f"{t}/{value}" for t in types)
             continue
         value = ctx.relative(value)
