@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from fhir_server.definitions.model import models_for
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import conditional
 from fhir_server.interactions.access import authorize, check_mutable, current_for_write, reach
@@ -151,6 +152,7 @@ def _plan(server: FhirServer, req: FhirRequest, entries: list[Entry], session) -
             planned.append((type_, id_, ix))
     writes = []
     written_keys: dict[str, int] = {}
+    canonical = _canonical_urls(entries)
     for entry in ordered:
         if entry.reads or entry.existing is not None or entry.alias or entry.key is None:
             continue
@@ -159,7 +161,7 @@ def _plan(server: FhirServer, req: FhirRequest, entries: list[Entry], session) -
                                       f"transaction may touch a resource once", code="business-rule"), entry.where())
         written_keys[entry.key] = entry.index
         try:
-            writes.extend(_writes(server, req, entry, ids, session, planned))
+            writes.extend(_writes(server, req, entry, ids, canonical, session, planned))
         except FhirError as exc:
             raise failed(exc, entry.where()) from None
     return writes
@@ -207,7 +209,15 @@ def _resolve_target(server: FhirServer, entry: Entry, session, planned) -> None:
         entry.key = None
 
 
-def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, str], session, planned) -> list:
+def _canonical_urls(entries: list[Entry]) -> frozenset[str]:
+    """The canonical `url`s of the resources written: there a uri names that resource (often its
+    fullUrl too), it is not a link to where the server stores it (see references.py)."""
+    return frozenset(e.resource["url"] for e in entries if not e.reads and isinstance(e.resource, dict)
+                     and isinstance(e.resource.get("url"), str))
+
+
+def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, str], canonical: frozenset[str],
+            session, planned) -> list:
     type_, id_ = entry.key.split("/", 1)
     if entry.method == "DELETE":
         current = current_for_write(server, req, session, type_, id_, "d")
@@ -220,8 +230,8 @@ def _writes(server: FhirServer, req: FhirRequest, entry: Entry, ids: dict[str, s
         expected = parse_etag(entry.request.if_match) if entry.request.if_match else None
         return [patched_version(server, type_, id_, current, _changes(entry.request.body), expected,
                                 req.base_url)]
-    resource = rewrite(dict(entry.resource), ids, base_of(entry.full_url),
-                       lambda ref: _conditional_reference(server, entry.request, ref, session, planned))
+    resource = rewrite(entry.resource, models_for(server.definitions), ids, base_of(entry.full_url),
+                       lambda ref: _conditional_reference(server, entry.request, ref, session, planned), canonical)
     resource["id"] = id_
     if entry.method == "POST":
         return [new_version(server, resource, id_, 1, None, now(), "POST", req.base_url)]
