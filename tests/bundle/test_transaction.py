@@ -10,6 +10,7 @@ import pytest
 from .support import (
     INSTANT_RE,
     assert_error,
+    batch,
     bundle,
     entry,
     history_versions,
@@ -154,6 +155,151 @@ def test_urn_oid_references_rewritten(client, base_url):
     items = response_bundle(transact(client, base_url, entries), "transaction-response", 2)
     pat_ref = "/".join(location(items[1])[:2])
     assert read(client, "/".join(location(items[0])[:2]))["subject"] == {"reference": pat_ref}
+
+
+def _key(item: dict) -> str:
+    return "/".join(location(item)[:2])
+
+
+def test_uri_and_url_elements_naming_entries_rewritten(client, base_url):
+    """R4 http.html#trules: links in elements typed uri/url and in the narrative's <a href>/<img
+    src> follow their entry like references; strings, markdown and canonicals do not."""
+    pat, binary, report = urn(), urn(), urn()
+    div = f'<div xmlns="http://www.w3.org/1999/xhtml"><a href="{binary}">scan</a> of {pat}</div>'
+    diagnostic = {
+        "resourceType": "DiagnosticReport", "status": "final", "code": {"text": "scan"},
+        "subject": {"reference": pat}, "text": {"status": "generated", "div": div},
+        "presentedForm": [{"contentType": "application/pdf", "url": binary}],
+        "conclusion": binary,  # string
+        "extension": [{"url": "http://example.org/uri", "valueUri": pat},
+                      {"url": "http://example.org/url", "valueUrl": binary},
+                      {"url": "http://example.org/canonical", "valueCanonical": pat},
+                      {"url": "http://example.org/markdown", "valueMarkdown": binary},
+                      {"url": "http://example.org/endpoint", "valueReference": {"reference": "#e"}}],
+        "contained": [{"resourceType": "Endpoint", "id": "e", "status": "active", "address": binary,
+                       "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                                          "code": "hl7-fhir-rest"}, "payloadType": [{"text": "pdf"}]}],
+    }
+    entries = [entry("POST", "DiagnosticReport", diagnostic, report),
+               entry("POST", "Patient", _patient(), pat),
+               entry("POST", "Binary", {"resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERg=="},
+                     binary)]
+    items = response_bundle(transact(client, base_url, entries), "transaction-response", 3)
+    pat_ref, binary_ref = _key(items[1]), _key(items[2])
+    stored = read(client, _key(items[0]))
+    assert stored["presentedForm"] == [{"contentType": "application/pdf", "url": binary_ref}]
+    assert stored["text"]["div"] == (f'<div xmlns="http://www.w3.org/1999/xhtml"><a href="{binary_ref}">scan</a>'
+                                     f" of {pat}</div>")
+    assert stored["conclusion"] == binary
+    assert [e.get("valueUri") or e.get("valueUrl") or e.get("valueCanonical") or e.get("valueMarkdown")
+            for e in stored["extension"][:4]] == [pat_ref, binary_ref, pat, binary]
+    assert stored["contained"][0]["address"] == binary_ref
+    assert client.get(f"/{binary_ref}").status_code == 200
+
+
+def test_canonicals_are_not_rewritten(client, base_url):
+    """Elements of type canonical are not replaced (http.html#trules): a canonical names a
+    resource by its `url`, not by where a server stores it."""
+    questionnaire, activity = f"http://example.org/fhir/Questionnaire/{new_id()}", urn()
+    entries = [
+        entry("POST", "Questionnaire", {"resourceType": "Questionnaire", "status": "draft", "url": questionnaire},
+              questionnaire),
+        entry("POST", "ActivityDefinition", {"resourceType": "ActivityDefinition", "status": "draft"}, activity),
+        entry("POST", "PlanDefinition", {"resourceType": "PlanDefinition", "status": "draft", "action": [
+            {"title": "a", "definitionCanonical": activity}]}, urn()),
+        entry("POST", "QuestionnaireResponse", {"resourceType": "QuestionnaireResponse", "status": "completed",
+                                                "questionnaire": questionnaire}, urn()),
+        entry("POST", "QuestionnaireResponse", {"resourceType": "QuestionnaireResponse", "status": "completed",
+                                                "questionnaire": f"{questionnaire}|1.0"}, urn()),
+    ]
+    items = response_bundle(transact(client, base_url, entries), "transaction-response", 5)
+    assert read(client, _key(items[0]))["url"] == questionnaire
+    assert read(client, _key(items[2]))["action"][0]["definitionCanonical"] == activity
+    assert read(client, _key(items[3]))["questionnaire"] == questionnaire
+    assert read(client, _key(items[4]))["questionnaire"] == f"{questionnaire}|1.0"
+
+
+def test_a_canonical_url_equal_to_its_full_url_stays_a_name(client, base_url):
+    """Conformance resources often have fullUrl = url: the CodeSystem keeps its url and a
+    Coding.system (uri) naming it is not turned into `CodeSystem/<id>`; a reference still is."""
+    cs_id = new_id()
+    url = f"http://example.org/fhir/CodeSystem/{cs_id}"
+    code_system = {"resourceType": "CodeSystem", "id": cs_id, "url": url, "status": "draft", "content": "complete",
+                   "concept": [{"code": "a"}]}
+    entries = [entry("PUT", f"CodeSystem/{cs_id}", code_system, url),
+               entry("POST", "Observation", {"resourceType": "Observation", "status": "final", "focus": [
+                   {"reference": url}], "code": {"coding": [{"system": url, "code": "a"}]}}, urn())]
+    items = response_bundle(transact(client, base_url, entries), "transaction-response", 2)
+    assert read(client, f"CodeSystem/{cs_id}")["url"] == url
+    stored = read(client, _key(items[1]))
+    assert stored["code"] == {"coding": [{"system": url, "code": "a"}]}
+    assert stored["focus"] == [{"reference": f"CodeSystem/{cs_id}"}]
+
+
+def test_a_document_bundle_keeps_references_to_its_own_entries(client, base_url):
+    """A Bundle stored by an entry resolves its references inside itself (bundle.html#references):
+    its urn:uuid references are neither rewritten nor refused as naming no transaction entry."""
+    inner_patient, composition = urn(), urn()
+    document = {
+        "resourceType": "Bundle", "type": "document", "timestamp": "2024-05-01T10:00:00Z",
+        "identifier": {"system": system(), "value": "1"},
+        "entry": [{"fullUrl": composition, "resource": {
+                       "resourceType": "Composition", "status": "final", "type": {"text": "note"},
+                       "date": "2024-05-01", "title": "note", "subject": {"reference": inner_patient},
+                       "author": [{"reference": inner_patient}]}},
+                  {"fullUrl": inner_patient, "resource": {"resourceType": "Patient"}}]}
+    items = response_bundle(transact(client, base_url, [entry("POST", "Bundle", document, urn())]),
+                            "transaction-response", 1)
+    stored = read(client, _key(items[0]))
+    assert stored["entry"] == document["entry"]
+
+
+def test_an_mhd_provide_bundle_links_its_document_to_the_binary(client, base_url):
+    """IHE MHD ITI-65: the SubmissionSet lists the DocumentReference, which is about the Patient
+    and whose attachment.url is the Binary's fullUrl; read back, every link is the stored one."""
+    import base64
+    import hashlib
+
+    content = b"%PDF-1.4 compte rendu"
+    pat, doc, binary, submission = urn(), urn(), urn(), urn()
+    list_code = {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                             "code": "submissionset"}]}
+    sha1 = base64.b64encode(hashlib.sha1(content).digest()).decode()  # noqa: S324 — what MHD names
+    entries = [
+        entry("POST", "List", {"resourceType": "List", "status": "current", "mode": "working", "code": list_code,
+                               "subject": {"reference": pat}, "date": "2024-05-01T10:00:00+02:00",
+                               "entry": [{"item": {"reference": doc}}]}, submission),
+        entry("POST", "DocumentReference", {
+            "resourceType": "DocumentReference", "status": "current", "subject": {"reference": pat},
+            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": doc},  # a string: kept
+            "content": [{"attachment": {"contentType": "application/pdf", "url": binary, "size": len(content),
+                                        "hash": sha1}}]}, doc),
+        entry("POST", "Binary", {"resourceType": "Binary", "contentType": "application/pdf",
+                                 "data": base64.b64encode(content).decode()}, binary),
+        entry("POST", "Patient", _patient(name=[{"family": "Partage"}]), pat),
+    ]
+    items = response_bundle(transact(client, base_url, entries), "transaction-response", 4)
+    list_key, doc_key, binary_key, pat_key = (_key(i) for i in items)
+    stored = read(client, doc_key)
+    assert stored["content"][0]["attachment"]["url"] == binary_key
+    assert stored["subject"] == {"reference": pat_key}
+    assert stored["masterIdentifier"]["value"] == doc
+    assert read(client, list_key)["entry"][0]["item"] == {"reference": doc_key}
+    raw = client.get(f"/{binary_key}", headers={"Accept": "application/pdf"})
+    assert raw.status_code == 200 and raw.content == content
+
+
+def test_a_batch_does_not_rewrite_links_between_entries(client, base_url):
+    """A batch has no interdependencies (http.html#brules): a url naming another entry's fullUrl
+    is stored as sent."""
+    binary = urn()
+    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "x"},
+              "presentedForm": [{"url": binary}]}
+    entries = [entry("POST", "DiagnosticReport", report, urn()),
+               entry("POST", "Binary", {"resourceType": "Binary", "contentType": "text/plain"}, binary)]
+    items = response_bundle(batch(client, base_url, entries), "batch-response", 2)
+    assert status(items[0]) == 201 and status(items[1]) == 201
+    assert read(client, _key(items[0]))["presentedForm"] == [{"url": binary}]
 
 
 def test_absolute_full_urls_of_put_and_post_entries(client, base_url):
