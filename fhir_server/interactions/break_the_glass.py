@@ -47,6 +47,8 @@ def notify(server: FhirServer, req: FhirRequest, response: FhirResponse) -> None
     identity = req.identity
     found = server.circles.of(identity.fhir_user)
     patients = patients_in(response.body) | patients_in(req.body) | patients_in_url(req.url)
+    for body in response.touched:  # what it read besides the body: a Binary answered as its content
+        patients |= patients_in(body)
     if req.type == "Patient" and req.id:
         patients.add(req.id)
     opened = sorted(patients - found.patients - found.denied)
@@ -74,13 +76,14 @@ def _tell(server: FhirServer, req: FhirRequest, patient: str) -> None:
         "priority": "urgent",
         "subject": {"reference": f"Patient/{patient}"},
         "sent": now().isoformat(timespec="seconds"),
-        "recipient": [{"reference": r} for r in recipients],
         "sender": {"reference": identity.fhir_user},
         "reasonCode": [{"coding": [REASON]}],
         "payload": [{"contentString": f"Accès en urgence (bris de glace) au dossier de ce patient par "
                                       f"{identity.fhir_user} le {day}, hors de son équipe de soins. La trace "
                                       f"de l'accès est dans le journal d'audit du serveur."}],
     }
+    if recipients:  # none: the notice still records the access (an empty array is not valid FHIR)
+        notice["recipient"] = [{"reference": r} for r in recipients]
     server.dispatch(FhirRequest("POST", req.base_url, type="Communication", shape="type", body=notice,
                                 if_none_exist=f"identifier={NOTICE_SYSTEM}|{key}", prefer_return="minimal",
                                 identity=_SERVER, url="Communication", request_id=req.request_id))

@@ -226,12 +226,13 @@ def _bearer(server, user: str, scope: str, patient_id: str | None = None) -> dic
 
 @pytest.fixture(scope="module")
 def world(client) -> dict[str, str]:
-    """Alice and Bob; Bob's document; a PDF in Alice's context, one in his document's; a
-    practitioner in Alice's care team only."""
-    ids = {k: new_id(f"bin-{k}") for k in ("alice", "bob", "doc", "gp", "team")}
-    _put(client, patient(ids["alice"]))
-    _put(client, patient(ids["bob"]))
+    """Alice and Bob (and his médecin traitant); Bob's document; a PDF in Alice's context, one
+    in his document's; a practitioner in Alice's care team only."""
+    ids = {k: new_id(f"bin-{k}") for k in ("alice", "bob", "doc", "gp", "bobs-gp", "team")}
     _put(client, {"resourceType": "Practitioner", "id": ids["gp"]})
+    _put(client, {"resourceType": "Practitioner", "id": ids["bobs-gp"]})
+    _put(client, patient(ids["alice"]))
+    _put(client, patient(ids["bob"], generalPractitioner=[{"reference": f"Practitioner/{ids['bobs-gp']}"}]))
     _put(client, {"resourceType": "CareTeam", "id": ids["team"], "status": "active",
                   "subject": {"reference": f"Patient/{ids['alice']}"},
                   "participant": [{"member": {"reference": f"Practitioner/{ids['gp']}"}}]})
@@ -267,7 +268,7 @@ def test_only_who_sees_the_context_gets_the_bytes(client, server, world, who):
     assert [e["resource"]["id"] for e in found.get("entry", [])] == [world["a-bin"]] and found["total"] == 1
 
 
-def test_the_bobs_care_sees_his_document_and_uploads_follow_the_rule(client, server, world):
+def test_bob_sees_his_document_and_uploads_follow_the_rule(client, server, world):
     bob = _bearer(server, f"Patient/{world['bob']}", "patient/*.cruds", world["bob"])
     assert _get(client, f"/Binary/{world['b-bin']}", "*/*", headers=bob).content == PDF
     assert _get(client, f"/Binary/{world['a-bin']}", "*/*", headers=bob).status_code == 404
@@ -279,3 +280,17 @@ def test_the_bobs_care_sees_his_document_and_uploads_follow_the_rule(client, ser
     assert own.status_code == 201, own.text
     loose = client.post("/Binary", content=b"x", headers={**bob, "Content-Type": "text/plain"})
     assert_outcome(loose, 403)  # nothing would say whose it is: out of every patient's reach
+
+
+def test_break_the_glass_on_the_content_tells_the_patients_doctors(client, server, world):
+    """A Binary answered as its content is still a record opened: its security context's
+    patient gets the break-the-glass notice, as for a FHIR read."""
+    r = client.post("/Binary", content=PDF, headers={"Content-Type": "application/pdf",
+                                                      "X-Security-Context": f"Patient/{world['bob']}"})
+    token, _ = local_issuer.issue(Settings(data_dir=server.data_dir), f"Practitioner/{world['gp']}", "user/*.rs",
+                                  purpose="BTG")
+    read = _get(client, f"/Binary/{r.json()['id']}", "*/*", headers={"Authorization": f"Bearer {token}"})
+    assert read.status_code == 200 and read.content == PDF
+    notices = client.get("/Communication", params={"subject": f"Patient/{world['bob']}", "category": "alert"}).json()
+    assert notices["total"] == 1, notices
+    assert notices["entry"][0]["resource"]["recipient"] == [{"reference": f"Practitioner/{world['bobs-gp']}"}]
