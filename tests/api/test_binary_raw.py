@@ -146,6 +146,21 @@ def test_base64_with_line_breaks_reads_back_exactly(client):
     assert r.content == PDF and r.headers["content-length"] == str(len(PDF))
 
 
+@pytest.mark.parametrize(("data", "status"), [("AA==AA==", 200), ("A=B=", 422)])
+def test_padding_inside_the_data_is_never_a_500(client, data, status):
+    """R4's base64Binary pattern lets `=` stand anywhere: what a decoder reads is served, the
+    rest is 422 naming Binary.data (the resource itself stays readable as FHIR)."""
+    id_ = new_id("bin-pad")
+    assert client.put(f"/Binary/{id_}", json={"resourceType": "Binary", "id": id_, "contentType": "text/plain",
+                                             "data": data}).status_code == 201
+    r = _get(client, f"/Binary/{id_}", "*/*")
+    if status == 200:
+        assert r.status_code == 200 and r.headers["content-length"] == str(len(r.content))
+    else:
+        assert_outcome(r, 422, "invalid", "Binary.data")
+    assert client.get(f"/Binary/{id_}").json()["data"] == data
+
+
 def test_other_types_and_batch_entries_are_unchanged(client, pdf, owner):
     """Raw answers are for Binary reads only: a Patient's browser read is FHIR, a batch entry
     holds the resource, a search of Binary is a Bundle."""
