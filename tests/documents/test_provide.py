@@ -252,7 +252,8 @@ def test_the_pdsm_simplified_publish_example_is_refused_then_accepted_corrected(
 
 # -- the round trip ------------------------------------------------------------------------------
 
-def test_provide_find_retrieve_replace_and_withdraw(http, database, patient):
+def test_provide_find_retrieve_replace_and_withdraw(http, database):
+    patient = _create(http, {"resourceType": "Patient", "name": [{"family": "Aller-retour"}]})  # its documents alone
     first = locations(send(http, provide(patient)))
     submission, doc_key, binary_key = first
     stored = http.get(f"/{doc_key}").json()
