@@ -85,14 +85,10 @@ def _by_identifier(unit: Unit, identifier: dict[str, Any], letter: str) -> str |
         return None
     token = f"{system}|{value}" if isinstance(system, str) else value
     searched = reach(unit.server, unit.req, letter)
-    query = conditional.parse(unit.server, TYPE, f"identifier={_escaped(token)}", "relatesTo.target.identifier",
-                              searched)
+    query = conditional.parse(unit.server, TYPE, f"identifier={quote(token, safe='|:/')}",
+                              "relatesTo.target.identifier", searched)
     found = conditional.matches(unit.server, TYPE, query, unit.session, searched)
     return f"{TYPE}/{found[0].id}" if len(found) == 1 else None
-
-
-def _escaped(token: str) -> str:
-    return quote(token, safe="|:/")
 
 
 def _same_patient(unit: Unit, source: str, j: int, doc: dict[str, Any], target: dict[str, Any]) -> None:
