@@ -24,6 +24,7 @@ from fhir_server.documents.provide import register as register_documents
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions import integrity, provenance
 from fhir_server.interactions.access import check_writes
+from fhir_server.interactions.audit import consequence
 from fhir_server.interactions.care_team import Circles, changes_circles
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.resource import new_version
@@ -41,7 +42,7 @@ from fhir_server.security.local_issuer import LocalVerifier
 from fhir_server.security.local_issuer import audience as local_audience
 from fhir_server.security.tokens import InvalidToken, ProviderUnavailable, TokenVerifier
 from fhir_server.storage.database import Database
-from fhir_server.storage.store import ResourceStore, Version, now
+from fhir_server.storage.store import ResourceStore, Version, Write, now
 from fhir_server.terminology import StoredFinder, Terminology, ucum
 from fhir_server.validation.ins import InsCheck
 from fhir_server.validation.profile import ProfileValidator
@@ -227,18 +228,28 @@ class FhirServer:
 
     def transact(self, work, guards=(), *, req: FhirRequest) -> list[Version]:
         """Commit a unit of work (see ResourceStore.transact) with the Provenance of what `req`
-        writes, once every write is found within the request's reach (403 otherwise), then let
-        what depends on the written resources follow (SearchParameters take effect at once).
-        References are checked once every write is staged (interactions/integrity.py)."""
+        writes, once every write, and every write the unit rules add, is found within the
+        request's reach (403 otherwise, before the rules look at them), then let what depends on
+        the written resources follow (SearchParameters take effect at once).
+        References are checked once every write is staged (interactions/integrity.py). A write a
+        unit rule adds (a replaced document superseded) is audited as the server's consequence of
+        `req`, under its user."""
+        consequences: list[Write] = []
+
         def checked(session):
             writes = list(work(session))
-            writes += self.write_rules.check_unit(self, req, writes, session)
-            check_writes(self, req, writes, session)
+            check_writes(self, req, writes, session)  # out of reach: 403 before any rule speaks
+            consequences[:] = self.write_rules.check_unit(self, req, writes, session)
+            if consequences:
+                writes += consequences
+                check_writes(self, req, writes, session)  # again: patients the unit creates count
             integrity.check(self, req, writes, session)
             return writes
 
         versions = self.store.transact(provenance.attach(self, req, checked), guards)
         with budget.unbounded():  # committed: what follows must happen, whatever the time
+            for write in consequences:
+                self.audit.record(consequence(req, write))
             self._after_commit(versions)
         return versions
 

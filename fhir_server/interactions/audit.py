@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server import jsonio
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.security.audit_events import Access
 from fhir_server.security.patients import patients_in_url
-from fhir_server.storage.store import now
+from fhir_server.storage.store import Write, now
 
 _SEARCHES = ("search-type", "search-system", "history-type", "history-system", "operation")
 
@@ -33,6 +34,18 @@ def access(req: FhirRequest, interaction: str | None, status: int, response: Fhi
                   method=req.method, interaction=interaction, status=status, path=req.url,
                   request_id=req.request_id, resource=_resource(req, response), query=interaction in _SEARCHES,
                   error=error, patients=patients, bodies=bodies, entry=req.entry)
+
+
+def consequence(req: FhirRequest, write: Write) -> Access:
+    """The access of a write the server made because of `req` (a unit-of-work rule, such as the
+    document a replacement supersedes): the same user and request id, the version written."""
+    identity = req.identity
+    return Access(recorded=now(), identity=identity, address=identity.address if identity else None,
+                  method="DELETE" if write.json is None else "PUT",
+                  interaction="delete" if write.json is None else "update", status=200,
+                  path=f"{write.type}/{write.id}", request_id=req.request_id,
+                  resource=f"{write.type}/{write.id}/_history/{write.version}",
+                  bodies=[] if write.json is None else [jsonio.loads(write.json)], consequence=True)
 
 
 def _resource(req: FhirRequest, response: FhirResponse | None) -> str | None:

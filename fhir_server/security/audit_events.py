@@ -54,6 +54,7 @@ class Access:
     patients: set[str] = field(default_factory=set)  # patient ids known without scanning
     bodies: list[Any] = field(default_factory=list)  # request/response bodies to scan for patients
     entry: int | None = None  # the index of the batch or transaction entry this access was
+    consequence: bool = False  # a write the server made because of the request (a unit-of-work rule)
 
 
 def audit_event(access: Access, server: dict[str, Any]) -> dict[str, Any]:
@@ -88,9 +89,12 @@ def audit_event(access: Access, server: dict[str, Any]) -> dict[str, Any]:
         "display": "Application Server"}]}
     entities = _patient_entities(sorted(patients))
     if access.resource:
-        entities.append({"what": {"reference": access.resource},
-                         "type": _coding(_ENTITY_TYPE, "2", "System Object"),
-                         "role": _coding(_ROLE, "4", "Domain Resource")})
+        acted_on = {"what": {"reference": access.resource}, "type": _coding(_ENTITY_TYPE, "2", "System Object"),
+                    "role": _coding(_ROLE, "4", "Domain Resource")}
+        if access.consequence:
+            acted_on["description"] = "written by the server as a consequence of the request (e.g. a replaced " \
+                                      "document superseded)"
+        entities.append(acted_on)
     if access.query:
         entities.append({"type": _coding(_ENTITY_TYPE, "2", "System Object"),
                          "role": _coding(_ROLE, "24", "Query"),

@@ -550,3 +550,54 @@ def test_a_binary_follows_its_security_context(http, tokens, admin):
         binary = {"resourceType": "Binary", "contentType": "text/plain", "data": "eA==",
                   "securityContext": {"reference": f"DocumentReference/doc-{patient}"}}
         assert http.post("/Binary", json=binary, headers=nurse).status_code == status, patient
+
+
+def test_a_document_out_of_reach_cannot_be_replaced_and_a_replacement_is_audited(http, tokens, admin, provider):
+    """A relatesTo names a document the user may not see: refused exactly as if it did not exist,
+    the hidden document still current, nothing written. Within reach, the supersede the server
+    makes is audited under the user who caused it."""
+    nurse = tokens["nurse"]
+
+    def replacing(patient: str, target: str) -> dict:
+        return {"resourceType": "DocumentReference", "status": "current",
+                "subject": {"reference": f"Patient/{patient}"},
+                "relatesTo": [{"code": "replaces", "target": {"reference": target}}],
+                "content": [{"attachment": {"contentType": "text/plain", "data": "eA=="}}]}
+
+    before = http.get("/DocumentReference?_summary=count", headers=admin).json()["total"]
+    hidden = http.post("/DocumentReference", json=replacing(P1, f"DocumentReference/doc-{P2}"), headers=nurse)
+    absent = http.post("/DocumentReference", json=replacing(P1, f"DocumentReference/none-{TAG}"), headers=nurse)
+    assert hidden.status_code == absent.status_code == 422, hidden.text
+    assert hidden.text.replace(f"doc-{P2}", "ID") == absent.text.replace(f"none-{TAG}", "ID")
+    shows_nothing_hidden("nurse", hidden)
+    in_a_bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": replacing(P1, f"DocumentReference/doc-{P2}"), "request": {"method": "POST",
+                                                                               "url": "DocumentReference"}}]}
+    assert http.post("/", json=in_a_bundle, headers=nurse).status_code == 422
+    # about the other patient, the write itself is out of reach
+    assert http.post("/DocumentReference", json=replacing(P2, f"DocumentReference/doc-{P2}"),
+                     headers=nurse).status_code == 403
+    assert http.get(f"/DocumentReference/doc-{P2}", headers=admin).json()["status"] == "current"
+    assert http.get("/DocumentReference?_summary=count", headers=admin).json()["total"] == before
+
+    replaced = http.post("/DocumentReference", json=replacing(P1, f"DocumentReference/doc-{P1}"), headers=nurse)
+    assert replaced.status_code == 201, replaced.text
+    old = http.get(f"/DocumentReference/doc-{P1}", headers=admin).json()
+    assert old["status"] == "superseded"
+    auditor = bearer(provider.token("backend", scope=AUDITOR))
+    written = f"DocumentReference/doc-{P1}/_history/{old['meta']['versionId']}"
+    deadline = time.monotonic() + 10
+    while True:
+        events = [e["resource"] for e in http.get(f"/AuditEvent?entity=DocumentReference/doc-{P1}&_count=200",
+                                                  headers=auditor).json().get("entry", ())]
+        made = [e for e in events if e["action"] == "U"
+                and any(x.get("what", {}).get("reference") == written for x in e["entity"])]
+        if made or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(made) == 1, events
+    assert made[0]["outcome"] == "0"
+    assert "consequence" in next(x for x in made[0]["entity"] if x.get("what", {}).get("reference") == written)[
+        "description"]
+    assert {"reference": f"Practitioner/{PRACTITIONER['nurse']}"} in [a.get("who") for a in made[0]["agent"]]
+    assert {"reference": f"Patient/{P1}"} in [x.get("what") for x in made[0]["entity"]]
