@@ -442,6 +442,13 @@ class ResourceStore:
                     raise
                 time.sleep(min(0.002 * 2 ** min(attempt, 8), 0.2) * random.random())
 
+    def guard(self, session: Any, key: str) -> None:
+        """Touch the guard `key` inside the running unit of work (`transact`), for a decision
+        made once the writes are known: two units that decide on the same key (one INS, one
+        Schedule's slots) conflict there, and the later one runs again on fresh data."""
+        if session is not None:
+            self.db[GUARDS].update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
+
     def _attempt(self, work: Callable[[Any], list[Write]], guards: Iterable[str]) -> list[Version]:
         """One try of a transaction. A commit whose answer is lost (the connection or the
         database went away) may still have taken effect: if its writes are there, it did, and
@@ -450,7 +457,7 @@ class ResourceStore:
             session.start_transaction()
             try:
                 for key in guards:
-                    self.db[GUARDS].update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
+                    self.guard(session, key)
                 writes = work(session)
                 if writes:
                     self._apply(writes, session)
