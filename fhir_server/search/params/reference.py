@@ -1,4 +1,8 @@
-"""reference: `Type/id`, `id`, absolute URLs, canonical URLs, `:identifier`, `:[type]`.
+"""reference: `Type/id`, `id`, absolute URLs, canonical URLs, `:identifier`, `:[type]`, `:not`.
+
+`:not` is not defined for references in R4 (only for tokens); it is given the token's meaning:
+the resources with no value among those asked for, including those with no value at all
+(`Communication?recipient=X&read-by:not=X`: the messages X has not read).
 
 Stored keys: the literal reference without its version (`Patient/123`), the versioned form when
 one is given (`Patient/123/_history/2`), absolute and canonical URLs as written (canonicals
@@ -13,7 +17,7 @@ from typing import Any
 
 from fhir_server.search.params import token
 from fhir_server.search.params.token import keys_term, unescape
-from fhir_server.search.terms import Term
+from fhir_server.search.terms import SCAN, Term, values
 
 _LOCAL = re.compile(r"^(?:(?P<base>.*?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                     r"(?:/_history/(?P<version>[A-Za-z0-9\-.]{1,64}))?$")
@@ -67,6 +71,14 @@ def local_type(key: str) -> tuple[str, str] | None:
 
 
 def term(code: str, modifier: str | None, texts: list[str], ctx, targets: tuple[str, ...]) -> Term:
+    if modifier == "not":
+        keys = set(_asked(code, None, texts, ctx, targets).conditions)
+        return Term(None, [], lambda doc: not any(k in keys for k in values(doc, code)), SCAN)
+    return _asked(code, modifier, texts, ctx, targets)
+
+
+def _asked(code: str, modifier: str | None, texts: list[str], ctx, targets: tuple[str, ...]) -> Term:
+    """The term of the references asked for (`:identifier`, `:[type]` or none)."""
     if modifier == "identifier":
         return keys_term(f"{code}:identifier", {k for t in texts for k in token.query_keys(t)})
     if modifier is not None and modifier not in targets:
