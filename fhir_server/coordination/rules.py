@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fhir_server.coordination import task_states
+from fhir_server.coordination import identity_vigilance, task_states
 
 
 def register(rules) -> None:
     """Add the domain's rules to a server's `WriteRules`."""
     rules.register("Task", task_states.check)
+    identity_vigilance.register(rules)

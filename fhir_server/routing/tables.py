@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from fhir_server.interactions import bundle, create, delete, history, patch, read, search, update
 from fhir_server.interactions.request import FhirRequest, FhirResponse
-from fhir_server.operations import apply, everything, expand, lookup, reindex, validate, validate_code
+from fhir_server.operations import apply, everything, expand, lookup, match, reindex, validate, validate_code
 from fhir_server.routing import capabilities, smart_configuration
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
     Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
               "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+    Operation("match", ("type",), ("POST",), match.match, match.DEFINITION, ("Patient",), letter="s"),
     Operation("apply", ("instance",), ("GET", "POST"), apply.apply,
               "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply", ("PlanDefinition",)),
     Operation("expand", ("type", "instance"), ("GET", "POST"), expand.expand, expand.DEFINITION, ("ValueSet",)),
