@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fhir_server.coordination import identity_vigilance, task_states
+from fhir_server.coordination import agenda, identity_vigilance, task_states
 
 
 def register(rules) -> None:
     """Add the domain's rules to a server's `WriteRules`."""
     rules.register("Task", task_states.check)
+    agenda.register(rules)
     identity_vigilance.register(rules)
