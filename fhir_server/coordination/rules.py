@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_server.coordination import agenda, identity_vigilance, task_states
+from fhir_server.coordination import agenda, identity_vigilance, rcp, task_states
 
 
 def register(rules) -> None:
@@ -10,3 +10,4 @@ def register(rules) -> None:
     rules.register("Task", task_states.check)
     agenda.register(rules)
     identity_vigilance.register(rules)
+    rcp.register(rules)

@@ -1,0 +1,368 @@
+"""The RCP (réunion de concertation pluriprofessionnelle) from planning to decision, as one unit
+rule registered by `coordination/rules.py`, so that what follows a write commits with it:
+
+- An RCP Appointment (serviceType `coord-cs-meeting-type#rcp`) lists the patients to discuss as
+  participants whose actor is a Patient. Once it is `fulfilled` (held), the unit also creates the
+  meeting's Encounter (no subject, `appointment` the RCP) and one Encounter per patient
+  discussed, `partOf` the meeting (both `coord-rcp-encounter`). Each exists once: Encounters the
+  unit writes itself or already stored for that meeting count, so holding it again or updating a
+  held RCP creates nothing twice, and a patient added to a held RCP gets theirs.
+- A decision (DocumentReference typed `coord-cs-document-type#rcp-report`, the compte rendu)
+  names in `context.encounter` the RCP Encounter of its patient. Once written (`current`, not a
+  `preliminary` draft), the unit tells
+  the patient's active CareTeams: a `coord-message` Communication about the decision (once per
+  decision).
+- A follow-up Task names its decision in `reasonReference`: the decision is written and about the
+  Task's patient, and `basedOn` names a CarePlan of that patient, to whose activities the unit
+  adds the Task.
+
+Whatever is read for a check is read within the caller's reach (a hidden resource is an absent
+one); what the unit adds is checked against that reach by the server like any other write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from fhir_server import jsonio
+from fhir_server.errors import Issue
+from fhir_server.interactions.access import current_for_write, reach
+from fhir_server.interactions.integrity import local_bases, parse_local
+from fhir_server.interactions.request import FhirRequest
+from fhir_server.interactions.resource import new_version
+from fhir_server.interactions.rules import WriteRefused
+from fhir_server.interactions.update import next_version
+from fhir_server.search.execute import find
+from fhir_server.search.params.token import keys_term
+from fhir_server.search.reach import EVERYTHING
+from fhir_server.storage.store import Write, format_instant, now
+
+if TYPE_CHECKING:
+    from fhir_server.server import FhirServer
+
+IG = "https://fhir-server.dev/ig/coordination"
+MEETING_TYPE = (f"{IG}/CodeSystem/coord-cs-meeting-type", "rcp")
+DECISION_TYPE = (f"{IG}/CodeSystem/coord-cs-document-type", "rcp-report")
+MESSAGE_TOPIC = (f"{IG}/CodeSystem/coord-cs-message-topic", "rcp")
+ENCOUNTER_PROFILE = f"{IG}/StructureDefinition/coord-rcp-encounter"
+MESSAGE_PROFILE = f"{IG}/StructureDefinition/coord-message"
+STRUCTURE_EXTENSION = f"{IG}/StructureDefinition/coord-ext-structure"
+# The patient is not there: the professionals discuss their care, as in any outpatient meeting.
+ENCOUNTER_CLASS = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
+                   "display": "ambulatory"}
+TYPES = frozenset({"Appointment", "DocumentReference", "Task"})
+_PROFESSIONALS = ("Practitioner", "PractitionerRole", "RelatedPerson")  # Encounter.participant.individual
+_SENDERS = ("PractitionerRole", "Organization", "Patient", "RelatedPerson")  # coord-message sender
+_CLOSED_PLANS = frozenset({"completed", "revoked", "entered-in-error"})
+
+
+def register(rules) -> None:
+    rules.register_unit(TYPES, check)
+
+
+def check(server: FhirServer, req: FhirRequest, writes: list[Write], session: Any) -> list[Write]:
+    unit = _Unit(server, req, session, writes)
+    added: list[Write] = []
+    for write, appointment in unit.written("Appointment"):
+        if _coded(appointment.get("serviceType"), MEETING_TYPE) and appointment.get("status") == "fulfilled":
+            added += _hold(unit, write.id, appointment)
+    for write, doc in unit.written("DocumentReference"):
+        if _coded([doc.get("type")], DECISION_TYPE):
+            added += _decision(unit, write, doc)
+    return added + _follow_ups(unit)
+
+
+# -- the unit of work as these rules see it --------------------------------------------------------
+
+class _Unit:
+    def __init__(self, server: FhirServer, req: FhirRequest, session: Any, writes: list[Write]):
+        self.server, self.req, self.session = server, req, session
+        self.bases = local_bases(server, req)
+        self.by_key = {f"{w.type}/{w.id}": w for w in writes}
+        self._parsed: dict[str, dict[str, Any] | None] = {}
+
+    def written(self, type_: str) -> list[tuple[Write, dict[str, Any]]]:
+        """The resources of `type_` this unit creates or changes, with their new JSON."""
+        return [(w, self.staged(key)) for key, w in self.by_key.items() if w.type == type_ and w.json is not None]
+
+    def staged(self, key: str) -> dict[str, Any] | None:
+        if key not in self._parsed:
+            json = self.by_key[key].json
+            self._parsed[key] = jsonio.loads(json) if json is not None else None
+        return self._parsed[key]
+
+    def key(self, reference: Any) -> str | None:
+        """`Type/id` of a local literal reference (relative, or absolute on this server)."""
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(ref, str):
+            return None
+        found = parse_local(ref, self.bases, self.server.definitions.is_resource_type)
+        return f"{found[0]}/{found[1]}" if found else None
+
+    def visible(self, key: str | None, type_: str) -> dict[str, Any] | None:
+        """The resource `key` names if it is a `type_` the caller may read, as it will be once the
+        unit commits (None: absent, hidden or another type)."""
+        if key is None or not key.startswith(f"{type_}/"):
+            return None
+        if key in self.by_key:
+            return self.staged(key)
+        found = current_for_write(self.server, self.req, self.session, type_, key.split("/", 1)[1], "r")
+        return jsonio.loads(found.json) if found is not None and found.json and not found.deleted else None
+
+    def previous(self, write: Write) -> dict[str, Any] | None:
+        """What `write` replaces (None for a create)."""
+        if write.expected is None:
+            return None
+        found = self.server.store.read_in(self.session, write.type, write.id)
+        return jsonio.loads(found.json) if found is not None and found.json else None
+
+    def stored(self, type_: str, code: str, value: str) -> dict[str, dict[str, Any]]:
+        """Stored resources whose reference parameter `code` is `value`, whoever may see them
+        (the server's own bookkeeping: nothing of them reaches the caller), then those staged."""
+        found = find(self.server, type_, [keys_term(code, {value})], reach=EVERYTHING, session=self.session,
+                     json=True)
+        out = {f"{type_}/{r.id}": jsonio.loads(r.json) for r in found if r.json}
+        for write, resource in self.written(type_):
+            out[f"{type_}/{write.id}"] = resource
+        return out
+
+    def create(self, resource: dict[str, Any]) -> Write:
+        """A new resource the server writes as the request's consequence."""
+        self.server.prepare_type(resource["resourceType"])
+        return new_version(self.server, resource, str(uuid.uuid4()), 1, None, now(), "POST", self.req.base_url)
+
+    def replace(self, key: str, resource: dict[str, Any]) -> Write:
+        """The next version of a stored resource (403 if the caller may not change it)."""
+        type_, id_ = key.split("/", 1)
+        put = FhirRequest("PUT", self.req.base_url, type_, id_, identity=self.req.identity, reaches=self.req.reaches)
+        return next_version(self.server, put, self.session, id_, resource, None)
+
+
+def _coded(concepts: Any, code: tuple[str, str]) -> bool:
+    """Whether one of the CodeableConcepts holds the coding `code` (system, code)."""
+    return any(isinstance(cc, dict) and any(isinstance(c, dict) and (c.get("system"), c.get("code")) == code
+                                            for c in cc.get("coding") or ())
+               for cc in concepts or ())
+
+
+def _refused(source: str, where: str, text: str, code: str = "business-rule") -> WriteRefused:
+    return WriteRefused(source, 422, Issue("error", code, text, [where]))
+
+
+# -- holding the meeting ------------------------------------------------------------------------
+
+def _hold(unit: _Unit, id_: str, appointment: dict[str, Any]) -> list[Write]:
+    """The Encounters a held RCP still lacks: the meeting's, and one per patient discussed."""
+    source = f"Appointment/{id_}"
+    actors = list(dict.fromkeys(k for p in appointment.get("participant") or () if isinstance(p, dict)
+                                for k in [unit.key(p.get("actor"))] if k))
+    if not any(a.startswith(("Practitioner/", "PractitionerRole/")) for a in actors):
+        raise _refused(source, "Appointment.participant", (
+            f"{source} is held (fulfilled) but names no professional among its participants: an RCP is held by "
+            f"professionals; add them (actor Practitioner or PractitionerRole)"))
+    shared = _encounter(appointment, source, actors)
+    known = unit.stored("Encounter", "appointment", source)
+    meeting = next((k for k, e in known.items() if not e.get("subject") and not e.get("partOf")), None)
+    added: list[Write] = []
+    if meeting is None:
+        write = unit.create({"resourceType": "Encounter", **shared})
+        meeting = f"Encounter/{write.id}"
+        added.append(write)
+    known.update(unit.stored("Encounter", "part-of", meeting))
+    discussed = {unit.key(e.get("subject")) for e in known.values()}
+    for patient in (a for a in actors if a.startswith("Patient/") and a not in discussed):
+        added.append(unit.create(_patient_encounter(shared, patient, meeting)))
+    return added
+
+
+def _encounter(appointment: dict[str, Any], source: str, actors: list[str]) -> dict[str, Any]:
+    """What the meeting's Encounter and each patient's share, in FHIR element order."""
+    out: dict[str, Any] = {
+        "meta": {"profile": [ENCOUNTER_PROFILE]},
+        "status": "finished",
+        "class": ENCOUNTER_CLASS,
+        "type": [{"coding": [{"system": MEETING_TYPE[0], "code": MEETING_TYPE[1]}]}],
+        "participant": [{"individual": {"reference": a}} for a in actors if a.split("/")[0] in _PROFESSIONALS],
+        "appointment": [{"reference": source}],
+    }
+    period = {k: appointment[k] for k in ("start", "end") if isinstance(appointment.get(k), str)}
+    if period:
+        out["period"] = period
+    locations = [{"location": {"reference": a}} for a in actors if a.startswith("Location/")]
+    if locations:
+        out["location"] = locations
+    structure = next((e.get("valueReference") for e in appointment.get("extension") or ()
+                      if isinstance(e, dict) and e.get("url") == STRUCTURE_EXTENSION), None)
+    if isinstance(structure, dict) and structure.get("reference"):
+        out["serviceProvider"] = {"reference": structure["reference"]}
+    return out
+
+
+def _patient_encounter(shared: dict[str, Any], patient: str, meeting: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"resourceType": "Encounter"}
+    for name, value in shared.items():
+        out[name] = value
+        if name == "type":
+            out["subject"] = {"reference": patient}
+    out["partOf"] = {"reference": meeting}
+    return out
+
+
+# -- the decision -----------------------------------------------------------------------------------
+
+def _decision(unit: _Unit, write: Write, doc: dict[str, Any]) -> list[Write]:
+    """Check the decision's link to its patient's RCP Encounter; once current, tell the team."""
+    source = f"DocumentReference/{write.id}"
+    previous = unit.previous(write)
+    linked = _linked_encounter(unit, source, doc, previous)
+    if not _taken(doc) or (previous is not None and _taken(previous)):
+        return []
+    return _tell_team(unit, source, doc, linked)
+
+
+def _taken(doc: dict[str, Any]) -> bool:
+    """Whether the decision is written: the document current, and not a draft (docStatus)."""
+    return doc.get("status") == "current" and doc.get("docStatus") not in ("preliminary", "entered-in-error")
+
+
+def _linked_encounter(unit: _Unit, source: str, doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    """The patient's RCP Encounter the decision names (checked when the link or patient change)."""
+    where = "DocumentReference.context.encounter"
+    named = (doc.get("context") or {}).get("encounter") or []
+    if len(named) != 1:
+        raise _refused(source, where, (
+            f"an RCP decision (type rcp-report) names the RCP encounter of its patient, once, in {where}; it names "
+            f"{len(named)}"), "required" if not named else "business-rule")
+    key = unit.key(named[0])
+    if previous is not None and (previous.get("context"), previous.get("subject")) == (doc.get("context"),
+                                                                                       doc.get("subject")):
+        return key or ""
+    encounter = unit.visible(key, "Encounter")
+    if encounter is None:
+        raise _refused(source, where, f"{where} names {named[0].get('reference')!r}, which is not a stored "
+                                      f"Encounter", "not-found")
+    if not _coded(encounter.get("type"), MEETING_TYPE):
+        raise _refused(source, where, (
+            f"{where} names {key}, which is not an RCP encounter (type coord-cs-meeting-type#rcp): a decision is "
+            f"written for a patient discussed at a held RCP"))
+    patient = unit.key(encounter.get("subject"))
+    if patient is None:
+        raise _refused(source, where, (
+            f"{where} names {key}, the RCP meeting itself: name the encounter of the patient discussed (the one "
+            f"partOf {key} whose subject is the patient)"))
+    if unit.key(doc.get("subject")) != patient:
+        raise _refused(source, "DocumentReference.subject", (
+            f"the decision is about {unit.key(doc.get('subject')) or 'no patient'}, the RCP encounter {key} it "
+            f"names about {patient}: a decision is about the patient discussed"))
+    return key or ""
+
+
+def _tell_team(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) -> list[Write]:
+    """A message to the patient's active CareTeams the caller sees, unless one about this
+    decision exists already (from this unit or stored)."""
+    patient = unit.key(doc.get("subject")) or ""
+    sent = unit.stored("Communication", "encounter", encounter)
+    if any(any(unit.key(a) == source for a in message.get("about") or ()) for message in sent.values()):
+        return []
+    teams = find(unit.server, "CareTeam", [keys_term("subject", {patient}), keys_term("status", {"active"})],
+                 reach=reach(unit.server, unit.req, "s"), session=unit.session)
+    if not teams:
+        return []
+    sender = next((a for a in doc.get("author") or () if (unit.key(a) or "").split("/")[0] in _SENDERS), None)
+    if sender is None:
+        raise _refused(source, "DocumentReference.author", (
+            "the decision's care team is told in a message sent by its author: name the author as a "
+            "PractitionerRole (or Organization) in DocumentReference.author"))
+    what = doc.get("description") or "voir le compte rendu"
+    message = {
+        "resourceType": "Communication",
+        "meta": {"profile": [MESSAGE_PROFILE]},
+        "status": "completed",
+        "category": [{"coding": [{"system": MESSAGE_TOPIC[0], "code": MESSAGE_TOPIC[1]}]}],
+        "subject": {"reference": patient},
+        "about": [{"reference": source}],
+        "encounter": {"reference": encounter},
+        "sent": format_instant(now()),
+        "recipient": [{"reference": f"CareTeam/{t.id}"} for t in sorted(teams, key=lambda t: t.id)],
+        "sender": {"reference": unit.key(sender)},
+        "payload": [{"contentString": f"Décision de RCP : {what}"}, {"contentReference": {"reference": source}}],
+    }
+    return [unit.create(message)]
+
+
+# -- follow-up tasks ---------------------------------------------------------------------------------
+
+def _follow_ups(unit: _Unit) -> list[Write]:
+    """Check each new link of a Task to a decision, and add the Task to its CarePlan."""
+    adding: dict[str, list[str]] = {}  # CarePlan key → the Tasks to add to its activities
+    for write, task in unit.written("Task"):
+        source = f"Task/{write.id}"
+        decision_key = unit.key(task.get("reasonReference"))
+        decision = unit.visible(decision_key, "DocumentReference")
+        if decision is None or not _coded([decision.get("type")], DECISION_TYPE):
+            continue  # not a decision's follow-up (a reference to nothing is integrity's to refuse)
+        previous = unit.previous(write) or {}
+        if all(previous.get(k) == task.get(k) for k in ("reasonReference", "for", "basedOn")):
+            continue  # checked when it was written
+        patient = _follow_up_patient(unit, source, task, decision_key or "", decision)
+        for plan in _plans(unit, source, task, patient):
+            adding.setdefault(plan, []).append(source)
+    return [w for plan, tasks in adding.items() for w in _link(unit, plan, tasks)]
+
+
+def _follow_up_patient(unit: _Unit, source: str, task: dict[str, Any], key: str, decision: dict[str, Any]) -> str:
+    if not _taken(decision):
+        state = decision.get("status") if decision.get("status") != "current" else decision.get("docStatus")
+        raise _refused(source, "Task.reasonReference", (
+            f"Task.reasonReference names {key}, an RCP decision that is {state}: follow-up tasks carry out a "
+            f"written decision (status current, docStatus final)"))
+    patient = unit.key(decision.get("subject")) or ""
+    if unit.key(task.get("for")) != patient:
+        raise _refused(source, "Task.for", (
+            f"the task is for {unit.key(task.get('for')) or 'no patient'}, the decision {key} it follows up is "
+            f"about {patient}: a follow-up task is for the patient of its decision"))
+    return patient
+
+
+def _plans(unit: _Unit, source: str, task: dict[str, Any], patient: str) -> Iterable[str]:
+    """The CarePlans of the patient the Task is based on (at least one)."""
+    found = []
+    for i, ref in enumerate(task.get("basedOn") or ()):
+        key = unit.key(ref)
+        if key is None or not key.startswith("CarePlan/"):
+            continue
+        where = f"Task.basedOn[{i}]"
+        plan = unit.visible(key, "CarePlan")
+        if plan is None:
+            raise _refused(source, where, f"{where} names {key}, which is not a stored CarePlan", "not-found")
+        if unit.key(plan.get("subject")) != patient:
+            raise _refused(source, where, (
+                f"{where} names {key}, a care plan of {unit.key(plan.get('subject')) or 'no patient'}: a follow-up "
+                f"task belongs to the care plan of {patient}"))
+        if plan.get("status") in _CLOSED_PLANS:
+            raise _refused(source, where, (
+                f"{where} names {key}, which is {plan.get('status')}: follow-up tasks go to the patient's current "
+                f"care plan"))
+        found.append(key)
+    if not found:
+        raise _refused(source, "Task.basedOn", (
+            f"a follow-up task of an RCP decision belongs to the care plan of {patient}: name it in Task.basedOn"),
+            "required")
+    return found
+
+
+def _link(unit: _Unit, plan_key: str, tasks: list[str]) -> list[Write]:
+    """The CarePlan with the Tasks among its activities (nothing if they are already)."""
+    plan = unit.visible(plan_key, "CarePlan") or {}
+    listed = {unit.key(a.get("reference")) for a in plan.get("activity") or () if isinstance(a, dict)}
+    missing = [t for t in tasks if t not in listed]
+    if not missing:
+        return []
+    if plan_key in unit.by_key:
+        raise _refused(missing[0], "Task.basedOn", (
+            f"this transaction also writes {plan_key} without {', '.join(missing)} among its activities: list "
+            f"the follow-up tasks in CarePlan.activity.reference"))
+    activity = [*(plan.get("activity") or ()), *({"reference": {"reference": t}} for t in missing)]
+    return [unit.replace(plan_key, {**plan, "activity": activity})]
