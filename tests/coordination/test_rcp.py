@@ -364,6 +364,12 @@ def test_the_coordinator_queries(cpts, admin, as_user, held):
     followed = post(gp, decision(A, patient_encounter(held, A)))
     post(gp, follow_up(A, f"DocumentReference/{followed['id']}", f"CarePlan/plan-{A}"))
     bare = post(gp, decision(B, patient_encounter(held, B)))
+    discussed = gp.get("/Encounter", params={
+        "appointment": f"Appointment/{held['appointment']['id']}", "_revinclude": "Encounter:part-of",
+        "_revinclude:iterate": "DocumentReference:encounter"}).json()
+    kinds = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in discussed["entry"]}
+    assert {("Encounter", e["id"]) for e in held["encounters"]} <= kinds
+    assert {("DocumentReference", followed["id"]), ("DocumentReference", bare["id"])} <= kinds
     searched = gp.get("/DocumentReference", params={"type": DECISION_TOKEN, "status": "current",
                                                      "_revinclude": "Task:reason-reference"}).json()
     entries = [e["resource"] for e in searched["entry"]]
