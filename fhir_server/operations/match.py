@@ -33,7 +33,7 @@ Grades and scores (`search.score`, and the `match-grade` extension on `search`):
     swapped, .5;
   - gender: equal 1 (a described gender `unknown` is not compared);
   - birthplace (FR Core `patient-birthPlace`, its INSEE code, else its city): equal 1.
-  `probable`: a score of at least .85 with the same birth date; `possible`: at least .6; lower
+  `probable`: a score of at least .85 with the same birth date; `possible`: at least .65; lower
   scores are not returned.
 
 Answer: a searchset Bundle, best first (then by id), at most `count` entries, `total` the number
@@ -69,7 +69,7 @@ INSEE_CODE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-in
 BIRTH_GIVEN = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name"
 DEFAULT_COUNT, MAX_COUNT = 10, 100
 WEIGHTS = {"family": .35, "given": .25, "birthDate": .25, "gender": .10, "birthPlace": .05}
-PROBABLE, POSSIBLE = .85, .6
+PROBABLE, POSSIBLE = .85, .65
 _BIRTH_KINDS = {"official": "birth", "maiden": "birth", "usual": "used"}
 _SEPARATORS = re.compile(r"[^0-9a-z]+")
 
