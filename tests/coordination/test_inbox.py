@@ -1,4 +1,5 @@
-"""Secure messaging as an inbox, with plain search: unread messages, threads, marking as read."""
+"""Secure messaging as an inbox, with plain search: unread messages (no read receipt of the
+recipient: `read-by:not`; `received` is delivery), threads, marking as read."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_unread_thread_and_mark_as_read(client):
     answer = message(client, gp, nurse, "Adapter le diurétique", first)
     again = message(client, nurse, gp, "Fait", answer)
 
-    unread = client.get("/Communication", params={"recipient": gp, "received:missing": "true", "_sort": "-sent"}).json()
+    unread = client.get("/Communication", params={"recipient": gp, "read-by:not": gp, "_sort": "-sent"}).json()
     assert {e["resource"]["id"] for e in unread["entry"]} == {first, again}
     thread = client.get("/Communication", params={"in-response-to": f"Communication/{first}"}).json()
     assert [e["resource"]["id"] for e in thread["entry"]] == [answer]
@@ -33,15 +34,14 @@ def test_unread_thread_and_mark_as_read(client):
     whole = client.get("/Communication", params={"_id": first, "_revinclude:iterate": "Communication:in-response-to"}).json()
     assert {e["resource"]["id"] for e in whole["entry"]} == {first, answer, again}
 
-    # mark as read: received, and a read receipt for the reader
-    patch = [{"op": "add", "path": "/received", "value": "2026-03-01T11:00:00Z"},
-             {"op": "add", "path": "/extension", "value": [{
+    # mark as read: a read receipt for the reader (POST Communication/[id]/$mark-read does the same)
+    patch = [{"op": "add", "path": "/extension", "value": [{
                  "url": "https://fhir-server.dev/ig/coordination/StructureDefinition/coord-ext-read-by",
                  "extension": [{"url": "reader", "valueReference": {"reference": gp}},
                                {"url": "time", "valueDateTime": "2026-03-01T11:00:00Z"}]}]}]
     r = client.patch(f"/Communication/{first}", json=patch, headers={"Content-Type": "application/json-patch+json"})
     assert r.status_code == 200, r.text
-    unread = client.get("/Communication", params={"recipient": gp, "received:missing": "true"}).json()
+    unread = client.get("/Communication", params={"recipient": gp, "read-by:not": gp}).json()
     assert {e["resource"]["id"] for e in unread["entry"]} == {again}
     read_by = client.get("/Communication", params={"read-by": gp}).json()
     assert [e["resource"]["id"] for e in read_by["entry"]] == [first]
