@@ -29,7 +29,7 @@ from fhir_server.interactions.care_team import Circles, changes_circles
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.resource import new_version
 from fhir_server.interactions.rules import WriteRules
-from fhir_server.operations import reindex
+from fhir_server.operations import protocol_plans, reindex
 from fhir_server.search import custom
 from fhir_server.search.execute import find
 from fhir_server.search.parameters import SearchParameters
@@ -61,6 +61,7 @@ class FhirServer:
         self.write_rules = WriteRules()
         coordination_rules.register(self.write_rules)
         register_documents(self.write_rules)
+        protocol_plans.register(self.write_rules)
         self._watcher: custom.Watcher | None = None
 
     @classmethod

@@ -52,7 +52,9 @@ def test_apply_returns_the_care_plan_with_tasks_and_goals(client, world):
     assert [t["description"] for t in tasks] == ["Pesée", "Alerte si +2 kg", "Consultation", "Kiné"]
     owners = [t.get("owner", {}).get("reference") for t in tasks]
     assert owners == [f"PractitionerRole/{world['nurse']}", f"PractitionerRole/{world['gp']}",
-                      f"PractitionerRole/{world['gp']}", f"CareTeam/{world['team']}"]  # no physio: the team
+                      f"PractitionerRole/{world['gp']}", None]  # no physio: unassigned, never the team
+    assert tasks[3]["status"] == "draft" and "Unassigned" in tasks[3]["statusReason"]["text"]
+    assert plan["note"] == [{"text": tasks[3]["statusReason"]["text"]}]
     assert tasks[0]["restriction"]["period"]["end"] > tasks[0]["restriction"]["period"]["start"]
     assert all(t["requester"] == {"reference": f"PractitionerRole/{world['gp']}"} for t in tasks)
     assert len(goals) == 1 and plan["goal"] == [{"reference": f"#{goals[0]['id']}"}]

@@ -77,7 +77,11 @@ def test_coordination_profiles_on_write(client, fr_core_tgz):
             "intent": "order", "for": {"reference": "Patient/x"}}
     r = client.post("/Task", json=task)
     assert r.status_code == 422
-    assert {"Task.authoredOn", "Task.requester", "Task.owner"} <= {e for i in issues(r) for e in i["expression"]}
+    assert {"Task.authoredOn", "Task.requester", "Task"} <= {e for i in issues(r) for e in i["expression"]}
+    assert any("coord-task-1" in i["diagnostics"] for i in issues(r))  # a requested task has an owner
+    draft = client.post("/Task/$validate", json={**task, "status": "draft", "authoredOn": "2026-01-01",
+                                                  "requester": {"reference": "PractitionerRole/a"}})
+    assert not [i for i in issues(draft) if i["severity"] == "error"], draft.text  # a draft waits for its owner
     for type_, id_ in (("Patient", "x"), ("PractitionerRole", "a"), ("PractitionerRole", "b")):  # they must exist
         assert client.put(f"/{type_}/{id_}", json={"resourceType": type_, "id": id_}).status_code in (200, 201)
     task.update({"authoredOn": "2026-01-01", "requester": {"reference": "PractitionerRole/a"},
