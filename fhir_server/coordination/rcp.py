@@ -37,6 +37,7 @@ from fhir_server.interactions.update import next_version
 from fhir_server.search.execute import find
 from fhir_server.search.params.token import keys_term
 from fhir_server.search.reach import EVERYTHING
+from fhir_server.search.terms import Values
 from fhir_server.storage.store import Write, format_instant, now
 
 if TYPE_CHECKING:
@@ -121,11 +122,16 @@ class _Unit:
     def stored(self, type_: str, code: str, value: str) -> dict[str, dict[str, Any]]:
         """Stored resources whose reference parameter `code` is `value`, whoever may see them
         (the server's own bookkeeping: nothing of them reaches the caller), then those staged."""
-        found = find(self.server, type_, [keys_term(code, {value})], reach=EVERYTHING, session=self.session,
-                     json=True)
+        term = keys_term(code, {value})
+        found = find(self.server, type_, [term], reach=EVERYTHING, session=self.session, json=True)
         out = {f"{type_}/{r.id}": jsonio.loads(r.json) for r in found if r.json}
-        for write, resource in self.written(type_):
-            out[f"{type_}/{write.id}"] = resource
+        for key, write in self.by_key.items():
+            if write.type != type_:
+                continue
+            if write.index is not None and term.match(Values(write.id, write.index.values)):
+                out[key] = self.staged(key) or {}
+            else:
+                out.pop(key, None)  # deleted, or no longer naming `value`, by this unit
         return out
 
     def create(self, resource: dict[str, Any]) -> Write:
@@ -270,11 +276,7 @@ def _tell_team(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) ->
                  reach=reach(unit.server, unit.req, "s"), session=unit.session)
     if not teams:
         return []
-    sender = next((a for a in doc.get("author") or () if (unit.key(a) or "").split("/")[0] in _SENDERS), None)
-    if sender is None:
-        raise _refused(source, "DocumentReference.author", (
-            "the decision's care team is told in a message sent by its author: name the author as a "
-            "PractitionerRole (or Organization) in DocumentReference.author"))
+    sender = _sender(unit, source, doc, encounter)
     what = doc.get("description") or "voir le compte rendu"
     message = {
         "resourceType": "Communication",
@@ -286,10 +288,22 @@ def _tell_team(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) ->
         "encounter": {"reference": encounter},
         "sent": format_instant(now()),
         "recipient": [{"reference": f"CareTeam/{t.id}"} for t in sorted(teams, key=lambda t: t.id)],
-        "sender": {"reference": unit.key(sender)},
+        "sender": {"reference": sender},
         "payload": [{"contentString": f"Décision de RCP : {what}"}, {"contentReference": {"reference": source}}],
     }
     return [unit.create(message)]
+
+
+def _sender(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) -> str:
+    """Who tells the team: the decision's author (a role, a structure), else the RCP's structure."""
+    authors = [unit.key(a) or "" for a in doc.get("author") or ()]
+    held_by = unit.key((unit.visible(encounter, "Encounter") or {}).get("serviceProvider"))
+    found = next((a for a in [*authors, held_by or ""] if a.split("/")[0] in _SENDERS), None)
+    if found is None:
+        raise _refused(source, "DocumentReference.author", (
+            "the patient's care team is told of the decision by its author: name the author as a PractitionerRole "
+            "(or an Organization) in DocumentReference.author, or hold the RCP in a structure (coord-ext-structure)"))
+    return found
 
 
 # -- follow-up tasks ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from tests.conftest import ROOT, die_with_pytest, start_server
 IG = "https://fhir-server.dev/ig/coordination"
 RCP = {"coding": [{"system": f"{IG}/CodeSystem/coord-cs-meeting-type", "code": "rcp"}]}
 RCP_TOKEN = f"{IG}/CodeSystem/coord-cs-meeting-type|rcp"
+ENCOUNTER_CLASS = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
 DECISION = {"coding": [{"system": f"{IG}/CodeSystem/coord-cs-document-type", "code": "rcp-report"}]}
 DECISION_TOKEN = f"{IG}/CodeSystem/coord-cs-document-type|rcp-report"
 STRUCTURE = f"{IG}/StructureDefinition/coord-ext-structure"
@@ -193,6 +194,31 @@ def test_a_patient_added_to_a_held_rcp_gets_their_encounter(cpts, as_user):
     assert sorted(e.get("subject", {}).get("reference", "") for e in found) == ["", f"Patient/{A}", f"Patient/{C}"]
 
 
+def test_encounters_a_transaction_writes_itself_count_for_their_rcp_only(cpts, as_user):
+    """Two RCPs held in one transaction, the first with its meeting's Encounter written by the
+    client: the server adds the first's patient encounter under that meeting, and the second's
+    meeting and patient encounter under a meeting of its own."""
+    gp = as_user("gp")
+    start = datetime.now(UTC) - timedelta(days=5)
+    first = {**meeting([A], start=start, status="fulfilled"), "_url": f"urn:uuid:{uuid.uuid4()}"}
+    first_url = first["_url"]
+    written = {"resourceType": "Encounter", "status": "finished", "class": ENCOUNTER_CLASS, "type": [RCP],
+               "participant": [{"individual": {"reference": f"PractitionerRole/gp-{TAG}"}}],
+               "appointment": [{"reference": first_url}]}
+    second = meeting([B], start=start, status="fulfilled")
+    r = gp.post("", json=transaction(first, written, second))
+    assert r.status_code == 200, r.text
+    first_key, meeting_key, second_key = [e["response"]["location"].split("/_history")[0] for e in r.json()["entry"]]
+    found = encounters(gp, first_key)
+    assert sorted((e.get("subject", {}).get("reference", ""), e.get("partOf", {}).get("reference", "")) for e in found) \
+        == [("", ""), (f"Patient/{A}", meeting_key)]
+    found = encounters(gp, second_key)
+    [own] = [f"Encounter/{e['id']}" for e in found if "subject" not in e]
+    assert own != meeting_key
+    assert [(e["subject"]["reference"], e["partOf"]["reference"]) for e in found if "subject" in e] == [
+        (f"Patient/{B}", own)]
+
+
 def test_an_rcp_without_professionals_cannot_be_held(cpts, admin, database):
     before = dump(database)
     bare = meeting([A, B], start=datetime.now(UTC), status="fulfilled", people=())
@@ -274,12 +300,24 @@ def test_a_decision_with_its_follow_up_tasks_joins_the_care_plan_and_tells_the_t
     assert [a["reference"]["reference"] for a in plan["activity"]] == [*tasks, f"Task/{later['id']}"]
 
 
+def test_a_decision_by_a_practitioner_is_announced_by_the_rcps_structure(held, as_user):
+    """coord-message sends from a role or a structure: a decision whose author is the Practitioner
+    alone is announced by the structure that held the RCP."""
+    gp = as_user("gp")
+    doc = decision(B, patient_encounter(held, B))
+    doc["author"] = [{"reference": f"Practitioner/gp-{TAG}"}]
+    written = post(gp, doc)
+    [message] = [m for m in messages_about(gp, B) if m["about"] == [{"reference": f"DocumentReference/{written['id']}"}]]
+    assert message["sender"] == {"reference": f"Organization/{MSP}"}
+    assert message["recipient"] == [{"reference": f"CareTeam/team-{B}"}]
+
+
 @pytest.mark.parametrize("case", ["plain encounter", "another patient", "the meeting", "no encounter"])
 def test_a_decision_must_name_its_patients_rcp_encounter(case, held, as_user, admin, database):
     gp = as_user("gp")
     if case == "plain encounter":
         plain = post(admin, {"resourceType": "Encounter", "status": "finished",
-                             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                             "class": ENCOUNTER_CLASS,
                              "subject": {"reference": f"Patient/{A}"}})
         doc, where = decision(A, f"Encounter/{plain['id']}"), "DocumentReference.context.encounter"
     elif case == "another patient":
