@@ -285,16 +285,17 @@ def _ascii(text: str) -> str:
 def _protocols(data: Dataset, s: str, directory: dict[str, Any]) -> list[dict[str, Any]]:
     file = "10-protocols"
 
-    def participant(role: str) -> dict[str, Any]:
+    def participant(role: str, specialty: str | None) -> dict[str, Any]:
         code = {"gp": "10", "nurse": "60", "pharmacist": "21", "physiotherapist": "70", "specialist": "10"}.get(role)
         codings = [coding(CS + "coord-cs-participant-role", role)] + ([coding(G15, code)] if code else [])
+        codings += [coding(R38, specialty)] if specialty else []  # $apply matches it on PractitionerRole.specialty
         return {"type": "practitioner", "role": {"coding": codings}}
 
-    def action(id_: str, title: str, role: str, days: int) -> dict[str, Any]:
+    def action(id_: str, title: str, role: str, days: int, specialty: str | None = None) -> dict[str, Any]:
         return {
             "id": id_,
             "title": title,
-            "participant": [participant(role)],
+            "participant": [participant(role, specialty)],
             "timingDuration": {"value": days, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"},
         }
 
@@ -308,7 +309,7 @@ def _protocols(data: Dataset, s: str, directory: dict[str, Any]) -> list[dict[st
                 action("1", "Pesée et surveillance des signes d'alerte", "nurse", 7),
                 action("2", "Revue de l'ordonnance et de l'observance", "pharmacist", 14),
                 action("3", "Consultation de suivi", "gp", 30),
-                action("4", "Avis cardiologique", "specialist", 90),
+                action("4", "Avis cardiologique", "specialist", 90, specialty="SM04"),
                 action("5", "Réadaptation à l'effort", "physiotherapist", 60),
             ],
         ),

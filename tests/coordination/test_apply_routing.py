@@ -281,3 +281,23 @@ def test_two_concurrent_applies_make_one_plan(http, apply_server, world):
         answers = race(apply_server, world, patient)
         assert sorted(answers) == [201, 409], answers
         assert http.get("/CarePlan", params={"subject": f"Patient/{patient}"}).json()["total"] == 1
+
+
+def test_what_the_caller_cannot_see_is_absent(http, apply_server, world):
+    # the pharmacist's only team is inactive: the patient is outside their circle, as if absent
+    outside = preview(http, world, bearer(apply_server, f"PractitionerRole/{world['pharma']}"))
+    assert outside.status_code == 404 and f"Patient/{world['pat']}" in outside.text, outside.text
+    # a token that may not read CareTeams finds no team to route to
+    token, _ = local_issuer.issue(Settings(data_dir=apply_server.data_dir), f"PractitionerRole/{world['gp']}",
+                                  "user/PlanDefinition.rs user/Patient.rs user/PractitionerRole.rs")
+    blind = preview(http, world, {"Authorization": f"Bearer {token}"})
+    assert blind.status_code == 422 and "no active CareTeam" in blind.text, blind.text
+
+
+def test_a_professional_applies_and_stores_for_their_patient(http, apply_server, world):
+    r = http.post(f"/PlanDefinition/{world['plan']}/$apply", headers=bearer(apply_server, f"Practitioner/{world['gp']}"),
+                  json={"resourceType": "Parameters", "parameter": [
+                      {"name": "subject", "valueReference": {"reference": f"Patient/{world['pat']}"}},
+                      {"name": "store", "valueBoolean": True}]})
+    assert r.status_code == 201, r.text
+    assert r.json()["author"] == {"reference": f"PractitionerRole/{world['gp']}"}
