@@ -168,7 +168,7 @@ def _hold(unit: _Unit, id_: str, appointment: dict[str, Any]) -> list[Write]:
         raise _refused(source, "Appointment.participant", (
             f"{source} is held (fulfilled) but names no professional among its participants: an RCP is held by "
             f"professionals; add them (actor Practitioner or PractitionerRole)"))
-    shared = _encounter(appointment, source, actors)
+    shared = meeting_encounter(appointment, source, actors)
     known = unit.stored("Encounter", "appointment", source)
     meeting = next((k for k, e in known.items() if not e.get("subject") and not e.get("partOf")), None)
     added: list[Write] = []
@@ -179,12 +179,14 @@ def _hold(unit: _Unit, id_: str, appointment: dict[str, Any]) -> list[Write]:
     known.update(unit.stored("Encounter", "part-of", meeting))
     discussed = {unit.key(e.get("subject")) for e in known.values()}
     for patient in (a for a in actors if a.startswith("Patient/") and a not in discussed):
-        added.append(unit.create(_patient_encounter(shared, patient, meeting)))
+        added.append(unit.create(patient_encounter(shared, patient, meeting)))
     return added
 
 
-def _encounter(appointment: dict[str, Any], source: str, actors: list[str]) -> dict[str, Any]:
-    """What the meeting's Encounter and each patient's share, in FHIR element order."""
+def meeting_encounter(appointment: dict[str, Any], source: str, actors: list[str]) -> dict[str, Any]:
+    """The meeting's Encounter of the RCP `source` whose participants' actors are `actors`
+    (`Type/id`), without its resourceType: what each patient's shares (public: the demo data
+    writes the Encounters the server would)."""
     out: dict[str, Any] = {
         "meta": {"profile": [ENCOUNTER_PROFILE]},
         "status": "finished",
@@ -206,7 +208,8 @@ def _encounter(appointment: dict[str, Any], source: str, actors: list[str]) -> d
     return out
 
 
-def _patient_encounter(shared: dict[str, Any], patient: str, meeting: str) -> dict[str, Any]:
+def patient_encounter(shared: dict[str, Any], patient: str, meeting: str) -> dict[str, Any]:
+    """The Encounter of one patient discussed, `partOf` the meeting's."""
     out: dict[str, Any] = {"resourceType": "Encounter"}
     for name, value in shared.items():
         out[name] = value
@@ -276,22 +279,29 @@ def _tell_team(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) ->
                  reach=reach(unit.server, unit.req, "s"), session=unit.session)
     if not teams:
         return []
+    recipients = [f"CareTeam/{t.id}" for t in sorted(teams, key=lambda t: t.id)]
     sender = _sender(unit, source, doc, encounter)
-    what = doc.get("description") or "voir le compte rendu"
-    message = {
+    return [unit.create(notice(doc, source, encounter, recipients, sender, format_instant(now())))]
+
+
+def notice(decision: dict[str, Any], source: str, encounter: str, recipients: list[str], sender: str,
+           sent: str) -> dict[str, Any]:
+    """The message telling a patient's care teams of the decision `source` (public: the demo
+    data writes the messages the server would)."""
+    what = decision.get("description") or "voir le compte rendu"
+    return {
         "resourceType": "Communication",
         "meta": {"profile": [MESSAGE_PROFILE]},
         "status": "completed",
         "category": [{"coding": [{"system": MESSAGE_TOPIC[0], "code": MESSAGE_TOPIC[1]}]}],
-        "subject": {"reference": patient},
+        "subject": decision.get("subject"),
         "about": [{"reference": source}],
         "encounter": {"reference": encounter},
-        "sent": format_instant(now()),
-        "recipient": [{"reference": f"CareTeam/{t.id}"} for t in sorted(teams, key=lambda t: t.id)],
+        "sent": sent,
+        "recipient": [{"reference": r} for r in recipients],
         "sender": {"reference": sender},
         "payload": [{"contentString": f"Décision de RCP : {what}"}, {"contentReference": {"reference": source}}],
     }
-    return [unit.create(message)]
 
 
 def _sender(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) -> str:
