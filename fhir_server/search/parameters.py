@@ -285,13 +285,17 @@ class SearchParameters:
 
 
 def _restates(sp: dict[str, Any], old: SearchParam, base: str) -> bool:
-    """`sp` derives from `old` and searches the same thing on `base`: same type, and the same
-    expression once reduced to its parts about `base` (a core expression unions many types)."""
-    derived = sp.get("derivedFrom")
-    if not isinstance(derived, str) or derived.split("|", 1)[0] != old.url or sp.get("type") != old.type:
-        return False
+    """`sp` searches the same thing as `old` on `base` — same type, and the same expression once
+    reduced to its parts about `base` (a core expression unions many types) — and either derives
+    from it, or both only split one parameter by the comparators they list (ANS GAP defines
+    Appointment `start` twice, once for ge/gt and once for le/lt: one parameter, not two meanings)."""
     new_parts, old_parts = _parts(sp.get("expression"), base), _parts(old.expression, base)
-    return bool(new_parts) and new_parts == old_parts
+    if sp.get("type") != old.type or not new_parts or new_parts != old_parts:
+        return False
+    derived = sp.get("derivedFrom")
+    if isinstance(derived, str):
+        return derived.split("|", 1)[0] == old.url
+    return bool(sp.get("comparator")) and bool((old.resource or {}).get("comparator"))
 
 
 def _parts(expression: Any, base: str) -> frozenset[str]:
