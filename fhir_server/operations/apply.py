@@ -105,6 +105,8 @@ class Context:
 
 def apply(server: FhirServer, req: FhirRequest) -> FhirResponse:
     args = _arguments(req)
+    if args.get("store") in ("true", True) and req.method != "POST":
+        raise bad_request("store=true writes the care plan: send $apply with POST", code="not-supported")
     ctx = Context(server, req)
     plan = jsonio.loads(current(server, "PlanDefinition", req.id, ctx.readable).json)
     if plan.get("status") == "retired":

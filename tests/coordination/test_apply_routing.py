@@ -91,24 +91,26 @@ def action(title: str, kind: str, specialty: str | None = None) -> dict[str, Any
 @pytest.fixture
 def world(http) -> dict[str, str]:
     """A patient whose active team has a GP, a pneumologist, a nurse whose membership ended, a
-    current nurse, a physiotherapist who joins in 2999, and the structure (its pharmacist in a
+    nurse whose PractitionerRole is no longer active, a current nurse, a physiotherapist who joins in 2999, and the structure (its pharmacist in a
     team that is inactive, another in a team whose period ended); a protocol asking for each."""
     u = uuid.uuid4().hex[:8]
-    ids = {k: f"{k}-{u}" for k in ("pat", "org", "gp", "pneumo", "cardio", "old-nurse", "nurse", "physio",
+    ids = {k: f"{k}-{u}" for k in ("pat", "org", "gp", "pneumo", "cardio", "old-nurse", "retired", "nurse", "physio",
                                     "pharma", "pharma2", "team", "gone-team", "past-team", "plan")}
     put(http, {"resourceType": "Organization", "id": ids["org"], "name": "MSP des Tilleuls"})
     put(http, {"resourceType": "Patient", "id": ids["pat"], "name": [{"family": "Routage"}]})
     for key, kind, specialty in (("gp", "gp", GENERAL), ("pneumo", "specialist", PNEUMOLOGY),
                                  ("cardio", "specialist", CARDIOLOGY), ("old-nurse", "nurse", None),
-                                 ("nurse", "nurse", None), ("physio", "physiotherapist", None),
+                                 ("retired", "nurse", None), ("nurse", "nurse", None), ("physio", "physiotherapist", None),
                                  ("pharma", "pharmacist", None), ("pharma2", "pharmacist", None)):
         put(http, {"resourceType": "Practitioner", "id": ids[key]})
         put(http, practitioner_role(ids[key], kind, specialty, organization={"reference": f"Organization/{ids['org']}"}))
     patient, org = f"Patient/{ids['pat']}", {"reference": f"Organization/{ids['org']}"}
+    put(http, {**practitioner_role(ids["retired"], "nurse"), "active": False})
     put(http, team(ids["team"], patient, org, [
         member(f"PractitionerRole/{ids['old-nurse']}", "nurse", start="2019-01-01", end="2020-06-30"),
         member(f"PractitionerRole/{ids['gp']}", "gp"),
         member(f"PractitionerRole/{ids['pneumo']}", "specialist"),
+        member(f"PractitionerRole/{ids['retired']}", "nurse"),
         member(f"PractitionerRole/{ids['nurse']}", "nurse", start="2021-01-01"),
         member(f"PractitionerRole/{ids['physio']}", "physiotherapist", start="2999-01-01")]))
     put(http, {**team(ids["gone-team"], patient, org, [member(f"PractitionerRole/{ids['pharma']}", "pharmacist")]),
@@ -158,7 +160,7 @@ def test_only_current_members_of_active_teams_with_the_exact_role_take_actions(h
     assert r.status_code == 200, r.text
     plan = r.json()
     assert owners(plan) == {
-        "Pesée": f"PractitionerRole/{world['nurse']}",  # not the nurse whose membership ended
+        "Pesée": f"PractitionerRole/{world['nurse']}",  # not the nurse whose membership ended, nor the retired one
         "Consultation": f"PractitionerRole/{world['gp']}",
         "Avis cardiologique": None,  # neither the GP nor the pneumologist: a médecin, not a cardiologist
         "Réadaptation": None,  # the physiotherapist joins in 2999
@@ -231,8 +233,12 @@ def test_applying_a_protocol_the_patient_follows_is_409_unless_mode_new(http, da
     for again in (store(http, world), preview(http, world, practitioner=f"PractitionerRole/{world['gp']}")):
         assert again.status_code == 409, again.text
         assert existing in again.text and "mode=new" in again.text
-    assert dump(database) == before, dump_difference(before, dump(database))
     assert store(http, world, mode="later").status_code == 400
+    writing_get = http.get(f"/PlanDefinition/{world['plan']}/$apply", params={
+        "subject": f"Patient/{world['pat']}", "practitioner": f"PractitionerRole/{world['gp']}", "store": "true",
+        "mode": "new"})
+    assert writing_get.status_code == 400 and "POST" in writing_get.text
+    assert dump(database) == before, dump_difference(before, dump(database))
     second = store(http, world, mode="new")
     assert second.status_code == 201, second.text
     plans = http.get("/CarePlan", params={"subject": f"Patient/{world['pat']}", "status": "active"}).json()
