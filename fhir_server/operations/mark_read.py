@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 TYPE = "Communication"
 READ_BY = "https://fhir-server.dev/ig/coordination/StructureDefinition/coord-ext-read-by"
+DEFINITION = "https://fhir-server.dev/ig/coordination/OperationDefinition/coord-op-mark-read"
 
 
 def mark_read(server: FhirServer, req: FhirRequest) -> FhirResponse:

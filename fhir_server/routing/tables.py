@@ -78,7 +78,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
               "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
     Operation("match", ("type",), ("POST",), match.match, match.DEFINITION, ("Patient",), letter="s"),
-    Operation("mark-read", ("instance",), ("POST",), mark_read.mark_read, None, ("Communication",),
+    Operation("mark-read", ("instance",), ("POST",), mark_read.mark_read, mark_read.DEFINITION, ("Communication",),
               letter="u"),
     Operation("apply", ("instance",), ("GET", "POST"), apply.apply,
               "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply", ("PlanDefinition",)),

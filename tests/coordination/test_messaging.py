@@ -346,3 +346,10 @@ def test_inboxes_of_a_professional_a_role_and_a_structure_box(http, world):
     assert mark_read(http, to_box, world["msp"]).status_code == 200
     assert to_box not in ids(http, {"recipient": world["msp"], "read-by:not": world["msp"]})
     assert to_msp_role in ids(http, {"recipient.practitioner": gp, "read-by:missing": "true"})
+
+
+def test_the_operation_is_declared(http):
+    statement = http.get("/metadata").json()
+    communication = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Communication")
+    assert {"name": "mark-read", "definition": "https://fhir-server.dev/ig/coordination/OperationDefinition/"
+            "coord-op-mark-read"} in communication["operation"]
