@@ -8,6 +8,9 @@ slots are found per practitioner role, practitioner, specialty and structure ove
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ import httpx
 import pytest
 
 from tests.bundle.support import dump, dump_difference, mongo
-from tests.conftest import start_server
+from tests.conftest import ROOT, die_with_pytest, start_server
 
 SPECIALTY = "https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale"
 
@@ -193,6 +196,48 @@ def test_a_blocked_slot_cannot_be_booked(http, database, people, fresh, status):
 def test_booking_a_slot_that_does_not_exist_is_422(http, database, people):
     text = refused(http, database, "POST", "/Appointment", appointment(people["patient"], ["Slot/nowhere"]), 422)
     assert "Slot/nowhere" in text
+
+
+# -- what the caller may see -----------------------------------------------------------------------
+
+def patient_token(server, patient: str, scope: str) -> dict[str, str]:
+    """A `fhir-server token` of the server's local issuer for a patient app."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_AUTH_")}
+    env["FHIR_DATA_DIR"] = str(server.data_dir)
+    id_ = patient.split("/", 1)[1]
+    done = subprocess.run([sys.executable, "-m", "fhir_server", "token", "--user", patient, "--patient", id_,
+                           "--scope", scope], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          preexec_fn=die_with_pytest)
+    assert done.returncode == 0, done.stderr
+    return {"Authorization": f"Bearer {done.stdout.strip()}"}
+
+
+def test_a_slot_out_of_reach_is_absent(agenda_server, http, database, people, fresh):
+    other = schedule(http, people["role"])
+    hidden = slot(http, other, f"{fresh['day']}T09:00:00+01:00", f"{fresh['day']}T09:15:00+01:00")
+    headers = patient_token(agenda_server, people["patient"],
+                            f"patient/Appointment.cruds patient/Slot.rus?schedule={fresh['schedule']}")
+    answers = {}
+    for name, key in (("hidden", hidden), ("absent", "Slot/nowhere")):
+        before = dump(database)
+        r = http.post("/Appointment", json=appointment(people["patient"], [key]), headers=headers)
+        assert r.status_code == 422, r.text
+        assert dump(database) == before
+        answers[name] = r.json()["issue"][0]["diagnostics"].replace(key, "<slot>")
+    assert answers["hidden"] == answers["absent"], answers
+    assert read(http, hidden)["status"] == "free"
+    r = http.post("/Appointment", json=appointment(people["patient"], [fresh["slot"]]), headers=headers)
+    assert r.status_code == 201, r.text  # the slot within reach is booked by the app
+    assert read(http, fresh["slot"])["status"] == "busy"
+
+
+def test_a_holder_out_of_reach_is_not_named(agenda_server, http, people, fresh):
+    first = create(http, appointment(people["patient"], [fresh["slot"]]))
+    someone = create(http, {"resourceType": "Patient", "name": [{"family": "Autre"}]})
+    headers = patient_token(agenda_server, someone, "patient/Appointment.cruds patient/Slot.rus")
+    r = http.post("/Appointment", json=appointment(someone, [fresh["slot"]]), headers=headers)
+    assert r.status_code == 409, r.text
+    assert first not in r.text and "another appointment already holds" in r.text, r.text
 
 
 # -- transactions ----------------------------------------------------------------------------------
