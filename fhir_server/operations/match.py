@@ -33,12 +33,13 @@ Grades and scores (`search.score`, and the `match-grade` extension on `search`):
     swapped, .5;
   - gender: equal 1 (a described gender `unknown` is not compared);
   - birthplace (FR Core `patient-birthPlace`, its INSEE code, else its city): equal 1.
-  `probable`: a score of at least .85 with the same birth date; `possible`: at least .65; lower
+  `probable`: a score of at least .85 with the same birth date, given; `possible`: at least .65; lower
   scores are not returned.
 
-Answer: a searchset Bundle, best first (then by id), at most `count` entries, `total` the number
-returned. With `onlyCertainMatches`, only certain matches — and none when several are certain
-(the spec: a certain answer must be unique), with a warning saying so.
+Answer: a searchset Bundle ordered by grade (certain, probable, possible, certainly-not), then
+score, then id; at most `count` entries, `total` the number returned. With `onlyCertainMatches`,
+only certain matches — and none when several are certain (the spec: a certain answer must be
+unique), with a warning saying so.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ BIRTH_GIVEN = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-b
 DEFAULT_COUNT, MAX_COUNT = 10, 100
 WEIGHTS = {"family": .35, "given": .25, "birthDate": .25, "gender": .10, "birthPlace": .05}
 PROBABLE, POSSIBLE = .85, .65
+_RANK = {"certain": 0, "probable": 1, "possible": 2, "certainly-not": 3}
 _BIRTH_KINDS = {"official": "birth", "maiden": "birth", "usual": "used"}
 _SEPARATORS = re.compile(r"[^0-9a-z]+")
 
@@ -99,7 +101,7 @@ def match(server: FhirServer, req: FhirRequest) -> FhirResponse:
         grade, score = grade_of(wanted, traits(candidate))
         if grade is not None:
             scored.append((score, record.id, grade, candidate))
-    scored.sort(key=lambda s: (-s[0], s[1]))
+    scored.sort(key=lambda s: (_RANK[s[2]], -s[0], s[1]))
     warnings = []
     if only_certain:
         scored = [s for s in scored if s[2] == "certain"]
@@ -242,7 +244,7 @@ def grade_of(wanted: Traits, candidate: Traits) -> tuple[str | None, float]:
     score = trait_score(wanted, candidate)
     if {s for s, _ in wanted.ins} & {s for s, _ in candidate.ins}:
         return ("certainly-not", 0.0) if score >= POSSIBLE else (None, 0.0)
-    if score >= PROBABLE and wanted.birth_date == candidate.birth_date:
+    if score >= PROBABLE and wanted.birth_date and wanted.birth_date == candidate.birth_date:
         return "probable", score
     return ("possible", score) if score >= POSSIBLE else (None, score)
 

@@ -290,6 +290,8 @@ def test_match_without_ins_finds_the_birth_name_from_a_used_name(http, admin, pe
     by_id = {id_: grade for id_, grade, _ in results}
     assert by_id[people["ins"]] == "probable" and by_id[people["used"]] == "probable"
     assert all(grade != "certain" for grade in by_id.values())  # traits never make a match certain
+    undated = {k: v for k, v in patient("Martin-Dupont", "Hélène", "", "female").items() if k != "birthDate"}
+    assert {grade for _, grade, _ in graded(match(http, admin, undated))} == {"possible"}  # no date: never probable
 
 
 def test_only_certain_matches_and_count(http, admin, people):  # noqa: F811
