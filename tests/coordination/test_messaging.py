@@ -69,7 +69,8 @@ def world(http) -> dict[str, str]:
     for role, who, org in (("gp-msp", "gp", "msp"), ("gp-ch", "gp", "hospital"), ("nurse-msp", "nurse", "msp"),
                            ("cardio-ch", "cardio", "hospital")):
         out[role] = _create(http, {"resourceType": "PractitionerRole", "practitioner": {"reference": out[who]},
-                                   "organization": {"reference": out[org]}})
+                                   "organization": {"reference": out[org]},
+                                   "telecom": [{"system": "email", "value": f"{role}@test.mssante.fr"}]})
     for patient in ("p", "q"):
         doc = _create(http, {"resourceType": "DocumentReference", "status": "current",
                              "subject": {"reference": out[patient]},
@@ -333,6 +334,7 @@ def test_inboxes_of_a_professional_a_role_and_a_structure_box(http, world):
 
     role_inbox = ids(http, {"recipient": world["gp-msp"]})
     assert to_msp_role in role_inbox and to_ch_role not in role_inbox
+    assert role_inbox == ids(http, {"recipient:PractitionerRole.email": "gp-msp@test.mssante.fr"})
     personal = ids(http, {"recipient.practitioner": gp})  # every role of the professional
     assert {to_msp_role, to_ch_role} <= personal and not {to_box, to_cardio} & personal
     box = ids(http, {"recipient:Organization.email": MSSANTE_BOX})  # the MSSanté organizational box
