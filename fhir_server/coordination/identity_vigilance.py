@@ -68,14 +68,15 @@ def _stored_holders(server, session: Any, system: str, value: str) -> list[Recor
 
 
 def _named(server, req, record: Record) -> str:
+    """Who holds the INS, as the caller may be told: the record when they may read it."""
     if reach(server, req, "r").sees(TYPE, record):
-        return f"{TYPE}/{record.id}"
-    return ("another Patient record, which this access token does not reach (ask the structure's "
-            "identity-vigilance referent)")
+        return f"{TYPE}/{record.id}. Use that record (Patient/$match finds it)"
+    return ("another Patient record, which this access token does not reach: ask the structure's "
+            "identity-vigilance referent")
 
 
 def _duplicate(i: int, system: str, value: str, id_: str, holder: str) -> WriteRefused:
     where = f"{TYPE}.identifier[{i}]"
     return WriteRefused(f"{TYPE}/{id_}", 409, Issue("error", "duplicate", (
-        f"the INS {system}|{value} in {where} is already held by {holder}: one INS identifies one person. "
-        f"Use that record (Patient/$match finds it); if both are the same person, {MARK}"), [f"{where}.value"]))
+        f"one INS identifies one person: the INS {system}|{value} in {where} is already held by {holder}. "
+        f"If both records are the same person, {MARK}"), [f"{where}.value"]))
