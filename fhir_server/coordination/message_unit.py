@@ -66,13 +66,13 @@ class MessageUnit:
         if type_ == "Patient":
             return frozenset({id_})
         if type_ == "Binary":
-            context = self.key((self._any(key) or {}).get("securityContext"))
+            context = self.key((self.unrestricted(key) or {}).get("securityContext"))
             return self.patients(context) if context and context != key else frozenset()
         links = linking_params(self.server, "Patient").get(type_, ())
         found = self._index(key)
         return frozenset(named(found, links, "Patient")) if found is not None and links else frozenset()
 
-    def _any(self, key: str) -> dict[str, Any] | None:
+    def unrestricted(self, key: str) -> dict[str, Any] | None:
         """The resource whoever may see it (what a Binary's security context is about)."""
         if key in self.by_key:
             json = self.by_key[key].json

@@ -2,8 +2,9 @@
 
 `Communication.received` keeps its R4 meaning — when the message reached the recipients'
 system — and says nothing about reading: "unread for X" is `read-by:not=X`. A receipt names one
-of the message's recipients (a reader who is not one is refused, 422 naming the extension),
-at most once, and once written it stays (an update that drops or alters one is refused). A
+of the message's recipients, or a current member of a CareTeam it is addressed to (a reader who
+is neither is refused, 422 naming the extension), at most once, and once written it stays (an
+update that drops or alters one is refused). A
 receipt is written by, or for, the recipient who read: a professional's token writes receipts
 only for the recipients they act as — themselves, their PractitionerRoles, the organizations of
 those roles (whoever works a structure's box reads for it) — so a sender cannot fake one (403).
@@ -16,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.coordination.message_unit import MessageUnit
 from fhir_server.errors import Issue
+from fhir_server.interactions.care_circle import current_members
 from fhir_server.interactions.care_team import is_care_team_user
 from fhir_server.interactions.rules import WriteRefused
+from fhir_server.storage.store import now
 
 if TYPE_CHECKING:
     from fhir_server.security.identity import Identity
@@ -38,8 +41,13 @@ def receipts(unit: MessageUnit, message: dict[str, Any]) -> list[tuple[int, str 
 
 
 def recipients(unit: MessageUnit, message: dict[str, Any]) -> set[str]:
-    found = (reference_text(unit, r) for r in message.get("recipient") or ())
-    return {r for r in found if r}
+    """Who may have read the message: its recipients, and the current members of a CareTeam
+    among them (each member of a team reads for themselves)."""
+    found = {r for r in (reference_text(unit, r) for r in message.get("recipient") or ()) if r}
+    moment = now()
+    for team in [r for r in found if r.startswith("CareTeam/")]:
+        found |= current_members(unit.unrestricted(team) or {}, moment)
+    return found
 
 
 def reference_text(unit: MessageUnit, reference: Any) -> str | None:

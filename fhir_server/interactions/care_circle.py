@@ -167,6 +167,15 @@ def team_patients(teams: Iterable[dict[str, Any]], who: Acting, now: datetime
     return clinical, coordinated - clinical, next_boundary(periods, now)
 
 
+def current_members(team: dict[str, Any], now: datetime) -> set[str]:
+    """The members of an active CareTeam whose membership covers now (a message to the team is
+    for each of them)."""
+    if team.get("status") != "active" or not covers(team.get("period"), now):
+        return set()
+    return {member for p in team.get("participant") or () if isinstance(p, dict)
+            and (member := _reference(p.get("member"))) and covers(p.get("period"), now)}
+
+
 def _team_structures(team: dict[str, Any]) -> set[str]:
     """The structures that run a team: `managingOrganization` and the coordination guide's
     structure extension."""

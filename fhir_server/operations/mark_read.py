@@ -6,9 +6,10 @@ version inside the write's unit of work, so two recipients reading at once both 
 send the whole message back. The readers are the `reader` parameters (a query parameter or a
 Parameters `valueReference`, needed in open mode), else the message's recipients the token's
 user acts as: themselves, their PractitionerRoles, the organizations of those roles (a
-structure's box). Marking again is a no-op: each recipient has one receipt, the first. The
-coordination rules check every receipt (coordination/read_receipts.py): a reader who is not a
-recipient is 422, a recipient the token does not act for 403. Answers the message (200)."""
+structure's box), and their memberships of a CareTeam the message is addressed to. Marking
+again is a no-op: each recipient has one receipt, the first. The coordination rules check every
+receipt (coordination/read_receipts.py): a reader who is not a recipient is 422, a recipient
+the token does not act for 403. Answers the message (200)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fhir_server import jsonio
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.access import current_for_write
+from fhir_server.interactions.care_circle import current_members
 from fhir_server.interactions.care_team import is_care_team_user
 from fhir_server.interactions.integrity import local_bases, parse_local
 from fhir_server.interactions.read import gone, unknown
@@ -44,7 +46,7 @@ def mark_read(server: FhirServer, req: FhirRequest) -> FhirResponse:
             raise gone(current)
         message = jsonio.loads(current.json)
         local = _local(server, req)
-        readers = asked or _recipients_acted_for(server, req, message, local)
+        readers = asked or _recipients_acted_for(server, req, session, message, local)
         done = {_reader(ext, local) for ext in message.get("extension") or () if isinstance(ext, dict)
                 and ext.get("url") == READ_BY}
         new = [r for r in dict.fromkeys(local(r) or r for r in readers) if r not in done]
@@ -84,7 +86,9 @@ def _asked(req: FhirRequest) -> list[str]:
     return readers
 
 
-def _recipients_acted_for(server: FhirServer, req: FhirRequest, message: dict[str, Any], local) -> list[str]:
+def _recipients_acted_for(server: FhirServer, req: FhirRequest, session: Any, message: dict[str, Any],
+                          local) -> list[str]:
+    """The recipients the token's user acts as, and their memberships of a CareTeam addressed."""
     identity = req.identity
     user = identity.fhir_user if identity is not None else None
     if not user:
@@ -93,10 +97,15 @@ def _recipients_acted_for(server: FhirServer, req: FhirRequest, message: dict[st
     acting = server.circles.of(user).acting.everyone | {user} if is_care_team_user(identity) else {user}
     recipients = [local(r.get("reference")) for r in message.get("recipient") or () if isinstance(r, dict)]
     found = [r for r in recipients if r in acting]
+    moment = now()
+    for team in (r for r in recipients if isinstance(r, str) and r.startswith("CareTeam/")):
+        version = server.store.read_in(session, "CareTeam", team.split("/", 1)[1])
+        if version is not None and version.json is not None:
+            found += sorted(current_members(jsonio.loads(version.json), moment) & acting)
     if not found:
         raise FhirError(422, Issue("error", "business-rule", (
-            f"{user} is none of the message's recipients, nor acts for one (through a PractitionerRole or its "
-            f"organization): only a recipient marks a message read"), ["Communication.recipient"]))
+            f"{user} is none of the message's recipients, nor acts for one (through a PractitionerRole, its "
+            f"organization, or a membership of a CareTeam addressed): only a recipient marks a message read"), ["Communication.recipient"]))
     return found
 
 

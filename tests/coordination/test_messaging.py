@@ -158,6 +158,24 @@ def test_a_message_read_by_one_recipient_is_still_unread_for_the_other(http, wor
     assert id_ not in ids(http, {"recipient": cardio, "read-by:not": cardio})
 
 
+def test_a_message_to_a_care_team_is_read_by_each_member(http, database, world):
+    team = _create(http, {"resourceType": "CareTeam", "status": "active", "subject": {"reference": world["p"]},
+                          "participant": [{"member": {"reference": world["gp-msp"]}},
+                                          {"member": {"reference": world["nurse-msp"]}},
+                                          {"member": {"reference": world["cardio-ch"]},
+                                           "period": {"start": "2020-01-01", "end": "2021-01-01"}}]})
+    body = message(world, "nurse-msp", ["gp-msp"])
+    body["recipient"] = [{"reference": team}]
+    id_ = send(http, body)
+    assert mark_read(http, id_, world["gp-msp"]).status_code == 200
+    assert id_ not in ids(http, {"recipient": team, "read-by:not": world["gp-msp"]})
+    assert id_ in ids(http, {"recipient": team, "read-by:not": world["nurse-msp"]})
+    # a former member is no longer a recipient of the team's messages
+    refused(http, database, "POST", f"/Communication/{id_}/$mark-read",
+            {"resourceType": "Parameters", "parameter": [{"name": "reader", "valueReference": {
+                "reference": world["cardio-ch"]}}]}, 422, "Communication.extension[1]")
+
+
 def test_marking_again_changes_nothing(http, world):
     id_ = send(http, message(world, "nurse-msp", ["gp-msp"]))
     first = mark_read(http, id_, world["gp-msp"])

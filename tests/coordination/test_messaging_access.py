@@ -161,6 +161,15 @@ def test_mark_read_takes_the_recipients_the_user_acts_as(http, tokens):  # noqa:
     assert id_ not in {e["resource"]["id"] for e in unread.json().get("entry", [])}
 
 
+def test_a_member_marks_a_message_to_the_care_team_read_for_themselves(http, tokens):  # noqa: F811
+    id_ = send(http, tokens["nurse"], _message(None, P, role("nurse"), [f"CareTeam/team-{P}"]))
+    r = http.post(f"/Communication/{id_}/$mark-read", headers=tokens["gp"])
+    assert r.status_code == 200, r.text
+    assert readers(r.json()) == [role("gp")]
+    r = http.post(f"/Communication/{id_}/$mark-read", headers=tokens["outsider"])
+    assert r.status_code == 404, r.text  # not addressed to him, about a patient he does not reach
+
+
 def test_a_reply_to_a_hidden_message_is_a_reply_to_nothing(http, database, tokens):  # noqa: F811
     outcomes = []
     for target in (f"Communication/msg-{Q}", "Communication/nosuchmessage"):
