@@ -6,8 +6,12 @@ numbers with their check digit, MSSanté addresses); protocols (heart failure, d
 patient (test INS with a valid key): a médecin traitant (`generalPractitioner`), a care team run by
 one structure, a care plan following a protocol with its tasks, a secure message thread, and for
 some an RCP (planned meeting, held meeting, decision), a shared document, or a Consent objecting to
-sharing with one professional. Every resource declares the coordination profile it follows. Ids
-are derived from the seed, and every entry is a PUT: loading the same dataset twice changes nothing.
+sharing with one professional. Then the CPTS's first week: every professional's agenda (Schedule,
+Slots), the week's patients booking some Slots, and an RCP discussing two patients, held, with the
+Encounters, decisions, follow-up Tasks and care-team messages the server itself would write when an
+RCP is held and decided (coordination/rcp.py), so that loading adds nothing. Every coordination
+resource declares the profile it follows. Ids are derived from the seed, and every entry is a PUT:
+loading the same dataset twice changes nothing.
 
 The care teams vary with the patient's number n, so that the équipe de soins rule has something
 to decide (examples/README.md lists who reaches whom in the examples):
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server import jsonio
+from fhir_server.coordination import rcp
 from fhir_server.validation.ins import nir_key
 
 GUIDE = "https://fhir-server.dev/ig/coordination"
@@ -201,8 +206,9 @@ def generate(patients: int, seed: int = 1, per_file: int = 100) -> Dataset:
     s = f"s{seed}"
     directory = _directory(data, rnd, s, professionals=max(len(SLOTS), patients // 20))
     protocols = _protocols(data, s, directory)
-    for n in range(patients):
-        _patient(data, rnd, s, n, directory, protocols, f"20-patients-{n // per_file + 1:04d}")
+    charts = [_patient(data, rnd, s, n, directory, protocols, f"20-patients-{n // per_file + 1:04d}")
+              for n in range(patients)]
+    _week(data, s, directory, charts)
     return data
 
 
@@ -406,7 +412,8 @@ def _team(rnd: random.Random, directory: dict[str, Any], n: int, since: str) -> 
     return home, named, members
 
 
-def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, protocols, file: str) -> None:
+def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, protocols, file: str) -> dict[str, Any]:
+    """Patient n's record, in `file`; returns what the week's agenda and RCP need of it."""
     female = rnd.random() < 0.5
     born = datetime(1935 + rnd.randrange(60), 1 + rnd.randrange(12), 1 + rnd.randrange(28), tzinfo=UTC)
     pid = f"{s}-pat{n}"
@@ -492,7 +499,7 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
             "subject": subject,
         },
     )
-    data.add(
+    careplan = data.add(
         file,
         {
             "resourceType": "CarePlan",
@@ -517,6 +524,8 @@ def _patient(data: Dataset, rnd: random.Random, s: str, n: int, directory, proto
         _stand_in(data, s, n, subject, team, when, file)
     if n % 10 == 0:
         _rcp(data, s, n, subject, team, in_structure, when, file)
+    return {"n": n, "file": file, "subject": subject, "team": team, "careteam": careteam_id, "careplan": careplan,
+            "in_structure": in_structure}
 
 
 def _consent(data: Dataset, s: str, n: int, subject, denied: str, structure: str, when: datetime, file: str) -> None:
@@ -692,7 +701,7 @@ def _rcp(data: Dataset, s: str, n: int, subject, team, in_structure, when: datet
     report = (
         "Décision : titration du bêtabloquant, consultation cardiologique sous 1 mois, pesée quotidienne maintenue."
     )
-    data.add(
+    decision = data.add(
         file,
         {
             "resourceType": "DocumentReference",
@@ -716,6 +725,7 @@ def _rcp(data: Dataset, s: str, n: int, subject, team, in_structure, when: datet
             "context": {"encounter": [{"reference": f"Encounter/{discussed['id']}"}]},
         },
     )
+    _notice(data, file, f"{s}-rcp{n}-notice", decision, f"CareTeam/{s}-team{n}")
     data.add(
         file,
         {
@@ -738,6 +748,182 @@ def _rcp(data: Dataset, s: str, n: int, subject, team, in_structure, when: datet
             ],
         },
     )
+
+
+def _notice(data: Dataset, file: str, id_: str, decision: dict[str, Any], team: str) -> None:
+    """The message the server sends the patient's care team when the decision is written."""
+    key = f"DocumentReference/{decision['id']}"
+    [encounter] = decision["context"]["encounter"]
+    message = rcp.notice(decision, key, encounter["reference"], [team], decision["author"][0]["reference"],
+                         decision["date"])
+    data.add(file, {"resourceType": "Communication", "id": id_, **message})
+
+
+# -- the CPTS's first week ----------------------------------------------------------------------
+
+WEEK_DAYS = 5  # Monday to Friday, from START's Monday
+AFTERNOON = [(14, 0), (14, 30)]  # each professional's bookable slots, every day: 30 minutes each
+BOOKED = [("nurse", 0, "Soins infirmiers à domicile"), ("gp", 1, "Consultation de suivi")]  # role, slot, what
+
+
+def _week(data: Dataset, s: str, directory: dict[str, Any], charts: list[dict[str, Any]]) -> None:
+    """START's week at the CPTS: every professional's agenda (a Schedule, two afternoon Slots a
+    day) in the directory, the week's patients (the first five, one a day) booking a visit with
+    their nurse and their médecin traitant (those Slots busy, in the patient's file, with the
+    Appointment that holds them), and on Thursday an RCP at the CPTS discussing two patients."""
+    monday = START.replace(hour=0, minute=0) - timedelta(days=START.weekday())
+    booked: dict[str, tuple[dict[str, Any], str, str]] = {}  # slot id → (chart, role, what)
+    for chart in charts[:WEEK_DAYS]:
+        for role, i, what in BOOKED:
+            booked[_slot_id(chart["team"][role], chart["n"], i)] = (chart, role, what)
+    for (_, role), ids in directory["roster"].items():
+        if role == "coordinator":
+            continue
+        for role_id in ids:
+            _agenda(data, role_id, monday, booked)
+    if len(charts) > 2 and charts[0]["file"] == charts[2]["file"]:
+        _week_rcp(data, s, directory, [charts[0], charts[2]], monday + timedelta(days=3))
+
+
+def _slot_id(role_id: str, day: int, i: int) -> str:
+    return f"{role_id}-slot{day}{i}"
+
+
+def _agenda(data: Dataset, role_id: str, monday: datetime, booked: dict[str, tuple[dict[str, Any], str, str]]) -> None:
+    schedule = data.add(
+        "00-directory",
+        {
+            "resourceType": "Schedule",
+            "id": f"{role_id}-agenda",
+            "active": True,
+            "actor": [{"reference": f"PractitionerRole/{role_id}"}],
+            "planningHorizon": {"start": monday.isoformat(), "end": (monday + timedelta(days=WEEK_DAYS)).isoformat()},
+            "comment": "Consultations et visites de l'après-midi",
+        },
+    )
+    for day in range(WEEK_DAYS):
+        for i, (hour, minute) in enumerate(AFTERNOON):
+            start = monday + timedelta(days=day, hours=hour, minutes=minute)
+            id_ = _slot_id(role_id, day, i)
+            slot = {
+                "resourceType": "Slot",
+                "id": id_,
+                "schedule": {"reference": f"Schedule/{schedule['id']}"},
+                "status": "busy" if id_ in booked else "free",
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=30)).isoformat(),
+            }
+            if id_ not in booked:
+                data.add("00-directory", slot)
+                continue
+            chart, role, what = booked[id_]
+            data.add(chart["file"], slot)  # busy from the start: the Appointment below holds it
+            data.add(
+                chart["file"],
+                {
+                    "resourceType": "Appointment",
+                    "id": f"{id_}-booking",
+                    "extension": chart["in_structure"],
+                    "status": "booked",
+                    "description": what,
+                    "start": slot["start"],
+                    "end": slot["end"],
+                    "slot": [{"reference": f"Slot/{id_}"}],
+                    "participant": [
+                        {"actor": chart["subject"], "status": "accepted"},
+                        {"actor": {"reference": f"PractitionerRole/{role_id}"}, "status": "accepted"},
+                    ],
+                },
+            )
+
+
+# the week's RCP: per patient discussed, the decision and its follow-up (owner's role, task, days to do it)
+WEEK_DECISIONS = [
+    ("Titration du bêtabloquant par le médecin traitant ; pesée quotidienne maintenue.", "gp",
+     "Consultation de titration du bêtabloquant", 14),
+    ("Éducation thérapeutique : signes d'alerte et pesée quotidienne, à domicile.", "nurse",
+     "Séances d'éducation thérapeutique à domicile", 21),
+]
+
+
+def _week_rcp(data: Dataset, s: str, directory: dict[str, Any], charts: list[dict[str, Any]], day: datetime) -> None:
+    """An RCP at the CPTS, held at lunchtime: the meeting's and each patient's Encounters, a
+    decision per patient by its cardiologist, the follow-up Task it asks for (in the patient's
+    CarePlan) and the message to the patient's care team, as the server makes them."""
+    file = charts[-1]["file"]
+    start = day + timedelta(hours=12, minutes=30)
+    team0, team1 = charts[0]["team"], charts[1]["team"]
+    roles = [team0["coordinator"], team0["specialist"], team1["specialist"], team0["gp"], team1["nurse"],
+             team0["pharmacist"]]
+    roles = list(dict.fromkeys(roles))
+    patients = [c["subject"]["reference"] for c in charts]
+    appointment = data.add(
+        file,
+        {
+            "resourceType": "Appointment",
+            "id": f"{s}-week-rcp",
+            "meta": profile("coord-rcp-appointment"),
+            "extension": [{"url": SD + "coord-ext-structure",
+                           "valueReference": {"reference": f"Organization/{directory['cpts']}"}}],
+            "status": "fulfilled",
+            "serviceType": [{"coding": [coding(CS + "coord-cs-meeting-type", "rcp")]}],
+            "description": "RCP de la CPTS : insuffisance cardiaque",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=1)).isoformat(),
+            "participant": [{"actor": {"reference": f"PractitionerRole/{r}"}, "status": "accepted"} for r in roles]
+            + [{"actor": {"reference": p}, "status": "accepted"} for p in patients],
+        },
+    )
+    key = f"Appointment/{appointment['id']}"
+    shared = rcp.meeting_encounter(appointment, key, [f"PractitionerRole/{r}" for r in roles] + patients)
+    meeting = data.add(file, {"resourceType": "Encounter", "id": f"{s}-week-rcp-meeting", **shared})
+    for k, (chart, (text, owner, task, days)) in enumerate(zip(charts, WEEK_DECISIONS, strict=True)):
+        n = chart["n"]
+        encounter = rcp.patient_encounter(shared, chart["subject"]["reference"], f"Encounter/{meeting['id']}")
+        encounter = data.add(file, {"resourceType": "Encounter", "id": f"{s}-week-rcp-pat{n}",
+                                    **{k_: v for k_, v in encounter.items() if k_ != "resourceType"}})
+        author = f"PractitionerRole/{chart['team']['specialist']}"
+        written = start + timedelta(hours=2, minutes=10 * k)
+        decision = data.add(
+            file,
+            {
+                "resourceType": "DocumentReference",
+                "id": f"{s}-week-rcp-decision{n}",
+                "meta": profile("coord-rcp-decision"),
+                "status": "current",
+                "docStatus": "final",
+                "type": {"coding": [coding(CS + "coord-cs-document-type", "rcp-report")]},
+                "subject": chart["subject"],
+                "date": written.isoformat(),
+                "author": [{"reference": author}],
+                "description": text,
+                "content": [{"attachment": {"contentType": "text/plain", "language": "fr", "data": _b64(text),
+                                            "title": "Compte rendu de RCP"}}],
+                "context": {"encounter": [{"reference": f"Encounter/{encounter['id']}"}]},
+            },
+        )
+        follow_up = data.add(
+            file,
+            {
+                "resourceType": "Task",
+                "id": f"{s}-week-rcp-task{n}",
+                "meta": profile("coord-task"),
+                "extension": chart["in_structure"],
+                "basedOn": [{"reference": f"CarePlan/{chart['careplan']['id']}"}],
+                "status": "requested",
+                "intent": "order",
+                "description": task,
+                "for": chart["subject"],
+                "authoredOn": written.isoformat(),
+                "requester": {"reference": author},
+                "owner": {"reference": f"PractitionerRole/{chart['team'][owner]}"},
+                "reasonReference": {"reference": f"DocumentReference/{decision['id']}"},
+                "restriction": {"period": {"start": written.isoformat(),
+                                           "end": (written + timedelta(days=days)).isoformat()}},
+            },
+        )
+        chart["careplan"]["activity"].append({"reference": {"reference": f"Task/{follow_up['id']}"}})
+        _notice(data, file, f"{s}-week-rcp-notice{n}", decision, f"CareTeam/{chart['careteam']}")
 
 
 def _b64(text: str) -> str:

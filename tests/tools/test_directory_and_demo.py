@@ -81,7 +81,7 @@ def test_demo_data_is_consistent_and_loads(tmp_path, base_url, client):
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     assert f"{len(resources)} resources loaded" in loaded.stdout
     first = patients[0]["id"]
-    everything = client.get(f"/Patient/{first}/$everything").json()
+    everything = client.get(f"/Patient/{first}/$everything", params={"_count": 1000}).json()  # one page: the week adds more than 50
     kinds = {e["resource"]["resourceType"] for e in everything["entry"]}
     assert {"Patient", "CareTeam", "CarePlan", "Task", "Communication", "Appointment", "Encounter",
             "DocumentReference", "PractitionerRole"} <= kinds
@@ -116,6 +116,12 @@ def test_examples_load(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         total = httpx.get(f"{server.base_url}/Patient", params={"_summary": "count"}).json()["total"]
         assert total == 3
+        # the held RCPs' Encounters and the decisions' messages are those the server would write: none added
+        written = [e["resource"]["resourceType"] for f in (ROOT / "examples").glob("*.json")
+                   for e in json.loads(f.read_text())["entry"]]
+        for type_ in ("Encounter", "Communication", "CarePlan", "Slot"):
+            stored = httpx.get(f"{server.base_url}/{type_}", params={"_summary": "count"}).json()["total"]
+            assert stored == written.count(type_), type_
     finally:
         server.stop()
 
