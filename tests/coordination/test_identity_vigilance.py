@@ -125,6 +125,19 @@ def test_a_second_patient_with_an_ins_is_409_naming_the_first_and_nothing_is_wri
     assert [e["resource"]["id"] for e in found["entry"]] == [first]
 
 
+def test_a_patch_adding_a_held_ins_is_409_and_a_conditional_create_finds_the_holder(http, admin):  # noqa: F811
+    ins = nir("2", "1959-11")
+    holder = create(http, admin, patient("Lefebvre", "Rose", "1959-11-20", "female", ins=ins)).json()["id"]
+    other = create(http, admin, patient("Lefebvre", "Rose", "1959-11-20", "female")).json()["id"]
+    add = [{"op": "add", "path": "/identifier", "value": [{"system": NIR_TEST, "value": ins}]}]
+    r = http.patch(f"/Patient/{other}", json=add, headers={**admin, "Content-Type": "application/json-patch+json"})
+    assert r.status_code == 409 and f"Patient/{holder}" in issue_text(r)
+    # the way to create without a duplicate: conditional on the INS
+    r = http.post("/Patient", json=patient("Lefebvre", "Rose", "1959-11-20", "female", ins=ins),
+                  headers={**admin, "If-None-Exist": f"identifier={NIR_TEST}|{ins}"})
+    assert r.status_code == 200 and r.json()["id"] == holder
+
+
 def test_a_deleted_patient_holds_no_ins(http, admin):  # noqa: F811
     ins = nir("1", "1970-01")
     gone = create(http, admin, patient("Ancien", "Luc", "1970-01-01", "male", ins=ins)).json()["id"]
