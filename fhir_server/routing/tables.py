@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from fhir_server.interactions import bundle, create, delete, history, patch, read, search, update
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.operations import apply, everything, expand, lookup, mark_read, match, reindex, validate, validate_code
+from fhir_server.operations.find_slots import DEFINITION as FIND_SLOTS
+from fhir_server.operations.find_slots import find_slots
 from fhir_server.routing import capabilities, smart_configuration
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("everything", ("instance",), ("GET", "POST"), everything.everything,
               "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
     Operation("match", ("type",), ("POST",), match.match, match.DEFINITION, ("Patient",), letter="s"),
+    Operation("find", ("type",), ("GET", "POST"), find_slots, FIND_SLOTS, ("Slot",), letter="s"),
     Operation("mark-read", ("instance",), ("POST",), mark_read.mark_read, mark_read.DEFINITION, ("Communication",),
               letter="u"),
     Operation("apply", ("instance",), ("GET", "POST"), apply.apply,

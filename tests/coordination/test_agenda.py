@@ -200,16 +200,19 @@ def test_booking_a_slot_that_does_not_exist_is_422(http, database, people):
 
 # -- what the caller may see -----------------------------------------------------------------------
 
-def patient_token(server, patient: str, scope: str) -> dict[str, str]:
-    """A `fhir-server token` of the server's local issuer for a patient app."""
+def token(server, user: str, scope: str, *args: str) -> dict[str, str]:
+    """A `fhir-server token` of the server's local issuer."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_AUTH_")}
     env["FHIR_DATA_DIR"] = str(server.data_dir)
-    id_ = patient.split("/", 1)[1]
-    done = subprocess.run([sys.executable, "-m", "fhir_server", "token", "--user", patient, "--patient", id_,
-                           "--scope", scope], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          preexec_fn=die_with_pytest)
+    done = subprocess.run([sys.executable, "-m", "fhir_server", "token", "--user", user, "--scope", scope, *args],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, preexec_fn=die_with_pytest)
     assert done.returncode == 0, done.stderr
     return {"Authorization": f"Bearer {done.stdout.strip()}"}
+
+
+def patient_token(server, patient: str, scope: str) -> dict[str, str]:
+    """A patient app's token."""
+    return token(server, patient, scope, "--patient", patient.split("/", 1)[1])
 
 
 def test_a_slot_out_of_reach_is_absent(agenda_server, http, database, people, fresh):
@@ -376,7 +379,7 @@ def week(http) -> dict[str, str]:
     w["gp_msp"] = create(http, {"resourceType": "PractitionerRole", "practitioner": {"reference": w["gp"]},
                                 "organization": {"reference": w["msp"]}})
     s_cm = schedule(http, w["cardio_msp"], "SM04")
-    s_cc = schedule(http, w["cardio_cpts"], "SM04")
+    s_cc = w["s_cc"] = schedule(http, w["cardio_cpts"], "SM04")
     s_gp = schedule(http, w["gp_msp"], "SM54")
     w["a"] = slot(http, s_cm, "2027-06-07T09:00:00+02:00", "2027-06-07T09:30:00+02:00")
     w["b"] = slot(http, s_cm, "2027-06-08T09:00:00+02:00", "2027-06-08T09:30:00+02:00")
@@ -416,3 +419,97 @@ def test_free_slots_of_a_structure(http, week):
     found = free(http, {"schedule.actor:PractitionerRole.organization": week["msp"]})
     assert found == {week["a"], week["b"], week["d"]}
     assert free(http, {"schedule.actor:PractitionerRole.organization.name": "CPTS du Littoral"}) == {week["c"]}
+
+
+# -- Slot/$find ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finder(http, week) -> dict[str, str]:
+    """Beside `week`: the cardiologist's own agenda (actor: the Practitioner), an inactive
+    agenda of the MSP cardiologist role, and a HealthcareService of the MSP with its agenda."""
+    f = dict(week)
+    own = schedule(http, week["cardio"], "SM04")
+    f["own"] = slot(http, own, "2027-06-08T16:00:00+02:00", "2027-06-08T16:30:00+02:00")
+    inactive = create(http, {"resourceType": "Schedule", "active": False, "actor": [{"reference": week["cardio_msp"]}]})
+    f["inactive"] = slot(http, inactive, "2027-06-07T11:00:00+02:00", "2027-06-07T11:30:00+02:00")
+    service = create(http, {"resourceType": "HealthcareService", "providedBy": {"reference": week["msp"]}})
+    f["service"] = slot(http, schedule(http, service, "SM54"), "2027-06-07T18:00:00+02:00",
+                        "2027-06-07T18:20:00+02:00", specialty="SM54")
+    f["late"] = slot(http, own, "2027-06-09T08:00:00+02:00", "2027-06-09T08:30:00+02:00")
+    return f
+
+
+def found(http: httpx.Client, params: dict[str, Any], status: int = 200) -> list[str]:
+    r = http.get("/Slot/$find", params={"start": "2027-06-07", "end": "2027-06-08", **params})
+    assert r.status_code == status, r.text
+    bundle = r.json()
+    if status != 200:
+        return [bundle["issue"][0]["diagnostics"]]
+    assert bundle["type"] == "searchset", bundle
+    return [f"Slot/{e['resource']['id']}" for e in bundle.get("entry", ())]
+
+
+def test_find_a_practitioners_slots_across_their_roles_and_own_agenda(http, finder):
+    f = finder
+    assert found(http, {"practitioner": f["cardio"]}) == [f["a"], f["c"], f["b"], f["own"]]  # by start
+    assert found(http, {"practitioner": f["cardio"].split("/")[1], "organization": f["cpts"]}) == [f["c"]]
+
+
+def test_find_a_structures_slots(http, finder):
+    f = finder
+    assert found(http, {"organization": f["msp"]}) == [f["a"], f["d"], f["service"], f["b"]]
+    assert found(http, {"organization": f["msp"], "specialty": f"{SPECIALTY}|SM54"}) == [f["d"], f["service"]]
+
+
+def test_find_by_specialty_reads_the_schedule_when_the_slot_says_none(http, finder):
+    f = finder
+    cardiology = found(http, {"specialty": "SM04"})
+    assert [f["a"], f["c"], f["b"], f["own"]] == [s for s in cardiology if s in set(f.values())]
+
+
+def test_find_paginates_and_refuses_bad_input(http, finder):
+    f = finder
+    r = http.get("/Slot/$find", params={"start": "2027-06-07", "end": "2027-06-08", "practitioner": f["cardio"],
+                                        "_count": "2"})
+    first = r.json()
+    assert [e["resource"]["id"] for e in first["entry"]] == [f["a"].split("/")[1], f["c"].split("/")[1]]
+    following = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    assert [e["resource"]["id"] for e in http.get(following).json()["entry"]] == \
+        [f["b"].split("/")[1], f["own"].split("/")[1]]
+    r = http.get("/Slot/$find", params={"start": "2027-06-07"})
+    assert r.status_code == 400 and "'end'" in r.text, r.text
+    assert "is not after start" in found(http, {"start": "2027-06-09"}, 400)[0]
+    assert "not a FHIR date" in found(http, {"end": "next week"}, 400)[0]
+    assert "has no parameter 'doctor'" in found(http, {"doctor": "x"}, 400)[0]
+    assert "must be Practitioner/<id>" in found(http, {"practitioner": "Patient/x"}, 400)[0]
+    assert found(http, {"practitioner": "nobody"}) == []
+
+
+def test_find_by_post_with_parameters(http, finder):
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "start", "valueDateTime": "2027-06-07T00:00:00+02:00"},
+        {"name": "end", "valueDate": "2027-06-09"},
+        {"name": "practitioner", "valueReference": {"reference": finder["cardio"]}},
+        {"name": "specialty", "valueCoding": {"system": SPECIALTY, "code": "SM04"}}]}
+    r = http.post("/Slot/$find", json=body)
+    assert r.status_code == 200, r.text
+    assert [f"Slot/{e['resource']['id']}" for e in r.json()["entry"]] == \
+        [finder["a"], finder["c"], finder["b"], finder["own"], finder["late"]]
+
+
+def test_find_sees_only_what_the_caller_may(agenda_server, http, finder):
+    """The cardiologist's token reads the slots of one agenda only (a granular scope)."""
+    headers = token(agenda_server, finder["cardio"], f"user/Slot.rs?schedule={finder['s_cc']} user/Schedule.rs "
+                                                     "user/PractitionerRole.rs user/Practitioner.rs")
+    r = http.get("/Slot/$find", params={"start": "2027-06-07", "end": "2027-06-08", "practitioner": finder["cardio"]},
+                 headers=headers)
+    assert r.status_code == 200, r.text
+    assert [f"Slot/{e['resource']['id']}" for e in r.json().get("entry", ())] == [finder["c"]]
+
+
+def test_find_is_declared(http):
+    statement = http.get("/metadata").json()
+    slot_ = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Slot")
+    assert {"name": "find", "definition": "https://fhir-server.dev/ig/coordination/OperationDefinition/"
+                                          "coord-op-slot-find"} in slot_["operation"]
+    assert "end" in {p["name"] for p in slot_["searchParam"]}
