@@ -119,7 +119,8 @@ def _settle(unit: Staged, slot_key: str, released: bool) -> Write | None:
             f"{slot_key} is held by {holder.named} ({holder.status}): it stays busy until that appointment is "
             f"cancelled or moved to another slot"), ["Slot.status"]))
     if holder.newly and (status in UNBOOKABLE or (status in BUSY and not written and not released)):
-        why = "busy although no appointment holds it (blocked in its agenda)" if status in BUSY else status
+        why = (f"{status} although no appointment on this server holds it (booked elsewhere, or loaded busy: "
+               f"load it free, or in the transaction of the appointment that holds it)") if status in BUSY else status
         raise WriteRefused(holder.key, 409, Issue("error", "conflict", (
             f"{holder.where} names {slot_key}, which is {why}: it cannot be booked; choose a free slot"),
             [holder.where]))
