@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
-from fhir_server.interactions.access import reach, sees
+from fhir_server.interactions.access import check_writes, reach, sees
 from fhir_server.interactions.integrity import local_bases, parse_local
 from fhir_server.interactions.request import FhirRequest
 from fhir_server.interactions.resource import new_version
@@ -84,7 +84,8 @@ class Staged:
 
     def rewrite(self, key: str, resource: dict[str, Any]) -> Write | None:
         """`resource` as the next state of `key`: a write the unit already stages takes it in its
-        place (same version; None returned), else a new version to add to the unit."""
+        place (same version, checked for reach again; None returned), else a new version to add
+        to the unit (the server checks and audits those)."""
         type_, id_ = key.split("/", 1)
         write = self.by_key.get(key)
         if write is not None:
@@ -92,6 +93,7 @@ class Staged:
                                    write.method, self.req.base_url)
             write.json, write.index = replaced.json, replaced.index
             self._parsed.pop(key, None)
+            check_writes(self.server, self.req, [write], self.session)  # still within reach as rewritten
             return None
         put = FhirRequest("PUT", self.req.base_url, type_, id_, identity=self.req.identity, reaches=self.req.reaches)
         return next_version(self.server, put, self.session, id_, resource, None)

@@ -7,7 +7,9 @@ know only this registry, and the server's wiring registers the rules.
   one create or update) inside its database transaction, before the access and integrity
   checks: it may refuse the unit (`WriteRefused`, naming the resource so a transaction names
   its entry) or return more writes that commit with it (document sharing supersedes the
-  document a new one replaces).
+  document a new one replaces). A rule may also amend a write the unit itself stages, keeping
+  its version, and check it for reach again (the shared agenda commits `busy` a Slot that a
+  transaction creates `free` and books in the same breath).
 """
 
 from __future__ import annotations
