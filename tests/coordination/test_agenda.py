@@ -173,6 +173,14 @@ def test_a_slot_no_longer_named_is_freed_and_the_new_one_taken(http, people, fre
     assert read(http, later)["status"] == "busy"
 
 
+def test_a_patch_cancelling_frees_the_slot(http, people, fresh):
+    booked = create(http, appointment(people["patient"], [fresh["slot"]]))
+    r = http.patch(f"/{booked}", content='[{"op": "replace", "path": "/status", "value": "cancelled"}]',
+                   headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200, r.text
+    assert read(http, fresh["slot"])["status"] == "free"
+
+
 def test_deleting_a_booked_appointment_frees_its_slot(http, people, fresh):
     booked = create(http, appointment(people["patient"], [fresh["slot"]]))
     assert http.delete(f"/{booked}").status_code in (200, 204)
@@ -350,6 +358,20 @@ def test_racing_bookings_of_one_slot_leave_one_winner(agenda_server, http, peopl
     found = http.get("/Appointment", params={"slot": fresh["slot"]}).json()
     assert [e["resource"]["id"] for e in found.get("entry", ())] == [winner]
     assert read(http, fresh["slot"])["status"] == "busy"
+
+
+def test_racing_bookings_of_overlapping_slot_sets_leave_one_whole_booking(agenda_server, http, people, fresh):
+    day, sched = fresh["day"], fresh["schedule"]
+    s2 = slot(http, sched, f"{day}T09:15:00+01:00", f"{day}T09:30:00+01:00")
+    s3 = slot(http, sched, f"{day}T09:30:00+01:00", f"{day}T09:45:00+01:00")
+    answers = race(agenda_server.base_url, [
+        ("POST", "/Appointment", appointment(people["patient"], [fresh["slot"], s2])),
+        ("POST", "/Appointment", appointment(people["patient"], [s2, s3]))])
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text[:300] for a in answers]
+    won = next(a for a in answers if a.status_code == 201).json()
+    held = {ref["reference"] for ref in won["slot"]}
+    for key in (fresh["slot"], s2, s3):
+        assert read(http, key)["status"] == ("busy" if key in held else "free"), key  # the loser wrote nothing
 
 
 def test_racing_overlapping_slot_creates_leave_one(agenda_server, http, fresh):
