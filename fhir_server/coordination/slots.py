@@ -2,14 +2,17 @@
 do not overlap (one that is `entered-in-error` no longer counts). A Slot ending exactly when
 another starts is not an overlap.
 
-Two units creating overlapping Slots on one Schedule write no common document, so each Slot
-checked touches the guard `Schedule/<id>:slots` inside its unit: the later unit conflicts there
-and runs again, on data where the other Slot is stored. The overlap search runs on every Slot of
-the Schedule, the caller's reach aside (the agenda is one whatever the caller sees); a Slot the
-caller may not read is named "another slot"."""
+Two units creating overlapping Slots on one Schedule write no common document, so a unit that
+changes a Schedule's Slots touches the guard `Schedule/<id>:slots`: the later unit conflicts
+there and runs again, on data where the other Slot is stored. The Slots of a Schedule are read
+once per unit (those around the times it writes), whatever the caller may see — the agenda is
+one — and compared in one sweep by start, so a transaction loading a month of slots costs
+n log n, not n²; a Slot the caller may not read is named "another slot". Overlaps among stored
+Slots alone (data loaded before this rule) do not refuse a unit that does not touch them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,9 +25,19 @@ from fhir_server.search.reach import EVERYTHING
 TIMES = ("start", "end", "schedule", "status")
 
 
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+    key: str  # Slot/id
+    named: str  # how a message names it
+    changed: bool  # written by this unit in a way that may overlap
+
+
 def check(unit: Staged) -> None:
     """422 for a Slot of the unit that ends before it starts or overlaps another of its Schedule."""
-    mine: dict[str, tuple[str, datetime, datetime]] = {}  # slot key → (schedule, start, end), for overlaps
+    by_schedule: dict[str, list[Span]] = {}
+    changed: set[str] = set()
     for write in unit.of_type("Slot"):
         key = f"Slot/{write.id}"
         slot = unit.staged(key)
@@ -38,50 +51,50 @@ def check(unit: Staged) -> None:
                 f"Slot.end ({slot['end']}) is not after Slot.start ({slot['start']}): a slot ends after it starts"),
                 ["Slot.end"]))
         schedule = unit.key(slot.get("schedule"))
-        previous = unit.previous(write) or {}
-        if schedule is None or slot.get("status") == "entered-in-error" or \
-                all(previous.get(f) == slot.get(f) for f in TIMES):
-            continue  # nothing to compare with, or no change that could make an overlap
-        mine[key] = (schedule, start, end)
-    for key, (schedule, start, end) in mine.items():
-        _no_overlap(unit, key, schedule, start, end)
+        if schedule is None or slot.get("status") == "entered-in-error":
+            continue
+        moved = any((unit.previous(write) or {}).get(f) != slot.get(f) for f in TIMES)
+        by_schedule.setdefault(schedule, []).append(Span(start, end, key, key, moved))
+        if moved:
+            changed.add(schedule)
+    for schedule in sorted(changed):
+        _no_overlap(unit, schedule, by_schedule[schedule])
 
 
-def _no_overlap(unit: Staged, key: str, schedule: str, start: datetime, end: datetime) -> None:
+def _no_overlap(unit: Staged, schedule: str, staged: list[Span]) -> None:
     unit.server.store.guard(unit.session, f"{schedule}:slots")
-    for other_key, named in _others(unit, schedule, start, end):
-        if other_key != key:
-            other = unit.resource(other_key) or {}
-            raise WriteRefused(key, 422, Issue("error", "business-rule", (
-                f"Slot {unit.staged(key)['start']} – {unit.staged(key)['end']} overlaps {named} "
-                f"({other.get('start')} – {other.get('end')}) on {schedule}: the slots of one schedule do not "
-                f"overlap; shorten one, or mark the other entered-in-error"), ["Slot.start", "Slot.end"]))
+    moved = [s for s in staged if s.changed]
+    low, high = min(s.start for s in moved), max(s.end for s in moved)
+    spans = staged + _stored(unit, schedule, low, high)
+    widest_any: Span | None = None  # of the spans seen so far, the one ending last
+    widest_changed: Span | None = None  # the same among those this unit changes
+    for span in sorted(spans, key=lambda s: (s.start, s.end, s.key)):
+        other = widest_any if span.changed else widest_changed
+        if other is not None and span.start < other.end:
+            mine, theirs = (span, other) if span.changed else (other, span)
+            raise WriteRefused(mine.key, 422, Issue("error", "business-rule", (
+                f"Slot {_text(mine)} overlaps {theirs.named} ({_text(theirs)}) on {schedule}: the slots of one "
+                f"schedule do not overlap; shorten one, or mark the other entered-in-error"),
+                ["Slot.start", "Slot.end"]))
+        if widest_any is None or span.end > widest_any.end:
+            widest_any = span
+        if span.changed and (widest_changed is None or span.end > widest_changed.end):
+            widest_changed = span
 
 
-def _others(unit: Staged, schedule: str, start: datetime, end: datetime) -> list[tuple[str, str]]:
-    """The Slots of the Schedule that will overlap [start, end) once the unit commits → how to
-    name each: stored ones the unit leaves alone, then the unit's own."""
-    found: list[tuple[str, str]] = []
-    criteria = [("schedule", schedule), ("start", f"lt{_text(end)}"), ("end", f"gt{_text(start)}"),
+def _stored(unit: Staged, schedule: str, low: datetime, high: datetime) -> list[Span]:
+    """The stored Slots of the Schedule around [low, high) that the unit leaves alone."""
+    criteria = [("schedule", schedule), ("start", f"lt{high.isoformat()}"), ("end", f"gt{low.isoformat()}"),
                 ("status:not", "entered-in-error")]
+    out = []
     for version in conditional.matches(unit.server, "Slot", criteria, unit.session, EVERYTHING):
         key = f"Slot/{version.id}"
-        if key not in unit.by_key and _overlaps(unit.stored(key), start, end):
-            found.append((key, key if unit.seen(version) else "another slot"))
-    for write in unit.of_type("Slot"):
-        key = f"Slot/{write.id}"
-        slot = unit.staged(key)
-        if slot is not None and unit.key(slot.get("schedule")) == schedule and _overlaps(slot, start, end):
-            found.append((key, key))
-    return found
-
-
-def _overlaps(slot: dict[str, Any] | None, start: datetime, end: datetime) -> bool:
-    """Exactly, on the instants (the search's ranges are a superset)."""
-    if slot is None or slot.get("status") == "entered-in-error":
-        return False
-    other_start, other_end = _instant(slot.get("start")), _instant(slot.get("end"))
-    return other_start is not None and other_end is not None and other_start < end and other_end > start
+        if key not in unit.by_key:
+            slot = unit.stored(key) or {}
+            start, end = _instant(slot.get("start")), _instant(slot.get("end"))
+            if slot.get("status") != "entered-in-error" and start is not None and end is not None and end > start:
+                out.append(Span(start, end, key, key if unit.seen(version) else "another slot", False))
+    return out
 
 
 def _instant(value: Any) -> datetime | None:
@@ -93,5 +106,5 @@ def _instant(value: Any) -> datetime | None:
     return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
-def _text(instant: datetime) -> str:
-    return instant.isoformat()
+def _text(span: Span) -> str:
+    return f"{span.start.isoformat()} – {span.end.isoformat()}"

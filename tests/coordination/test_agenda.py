@@ -327,6 +327,28 @@ def test_overlapping_slots_within_one_transaction_are_refused(http, database, fr
     refused(http, database, "POST", "", bundle, 422)
 
 
+def test_a_transaction_loading_a_day_of_slots_is_checked_as_a_whole(http, database, people):
+    sched = schedule(http, people["role"])
+
+    def entries(count: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(count):
+            start = f"2028-03-01T{i // 4:02d}:{i % 4 * 15:02d}:00Z"
+            end = f"2028-03-01T{(i + 1) // 4:02d}:{(i + 1) % 4 * 15:02d}:00Z" if i < 95 else "2028-03-02T00:00:00Z"
+            out.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "request": {"method": "POST", "url": "Slot"},
+                        "resource": slot_resource(sched, start, end)})
+        return out
+
+    clash = entries(96)
+    clash.insert(60, {**clash[40], "fullUrl": f"urn:uuid:{uuid.uuid4()}"})  # the same quarter of an hour twice
+    text = refused(http, database, "POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": clash}, 422)
+    assert "entry 40" in text or "entry 60" in text, text
+    r = http.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries(96)})
+    assert r.status_code == 200, r.text[:500]
+    r = http.get("/Slot", params={"schedule": sched, "_summary": "count"})
+    assert r.json()["total"] == 96
+
+
 # -- races -----------------------------------------------------------------------------------------
 
 def race(base_url: str, requests: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
