@@ -78,8 +78,9 @@ def _holds(appointment: dict[str, Any] | None) -> bool:
 
 
 def _slots_touched(unit: Staged) -> dict[str, bool]:
-    """Every Slot this unit's Appointments name (now or before) or writes itself → whether an
-    Appointment of the unit releases it (held it before, not now)."""
+    """Every Slot this unit's Appointments name (now or before), or whose status it changes
+    itself (a created one: from free) → whether an Appointment of the unit releases it (held it
+    before, not now)."""
     touched: dict[str, bool] = {}
     for write in unit.of_type("Appointment"):
         now = unit.staged(f"Appointment/{write.id}")
@@ -90,8 +91,10 @@ def _slots_touched(unit: Staged) -> dict[str, bool]:
         for key in named_slots(unit, before) if _holds(before) else {}:
             touched[key] = touched.get(key, False) or key not in held_now
     for write in unit.of_type("Slot"):
-        if write.json is not None:
-            touched.setdefault(f"Slot/{write.id}", False)
+        key = f"Slot/{write.id}"
+        before = (unit.previous(write) or {}).get("status", "free")
+        if write.json is not None and before != unit.staged(key).get("status"):
+            touched.setdefault(key, False)  # a status changed by hand: is an appointment holding it?
     return touched
 
 
