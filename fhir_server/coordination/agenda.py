@@ -63,7 +63,7 @@ def check(server, req, writes: list[Write], session: Any) -> list[Write]:
     return added
 
 
-def named_slots(unit: Staged, appointment: dict[str, Any] | None) -> dict[str, str]:
+def _named_slots(unit: Staged, appointment: dict[str, Any] | None) -> dict[str, str]:
     """The local Slots an Appointment names → where (`Appointment.slot[i]`)."""
     out: dict[str, str] = {}
     for i, ref in enumerate((appointment or {}).get("slot") or ()):
@@ -85,10 +85,10 @@ def _slots_touched(unit: Staged) -> dict[str, bool]:
     for write in unit.of_type("Appointment"):
         now = unit.staged(f"Appointment/{write.id}")
         before = unit.previous(write)
-        held_now = named_slots(unit, now) if _holds(now) else {}
-        for key in named_slots(unit, now):
+        held_now = _named_slots(unit, now) if _holds(now) else {}
+        for key in _named_slots(unit, now):
             touched.setdefault(key, False)
-        for key in named_slots(unit, before) if _holds(before) else {}:
+        for key in _named_slots(unit, before) if _holds(before) else {}:
             touched[key] = touched.get(key, False) or key not in held_now
     for write in unit.of_type("Slot"):
         key = f"Slot/{write.id}"
@@ -155,8 +155,8 @@ def _holders(unit: Staged, slot_key: str) -> list[Holder]:
     for write in unit.of_type("Appointment"):
         key = f"Appointment/{write.id}"
         now, before = unit.staged(key), unit.previous(write)
-        where = named_slots(unit, now).get(slot_key) if _holds(now) else None
+        where = _named_slots(unit, now).get(slot_key) if _holds(now) else None
         if where is not None:
-            newly = not (_holds(before) and slot_key in named_slots(unit, before))
+            newly = not (_holds(before) and slot_key in _named_slots(unit, before))
             found.append(Holder(key, now["status"], newly, where, key))
     return found
