@@ -32,7 +32,8 @@ BATCH = 500
 # 2: UCUM quantities in canonical units, `_content`/`_text` words, ligatures folded.
 # 3: date keys of years before 1000 zero-padded (they sorted after later years); dates pushed past
 #    year 1 or 9999 by their time zone clamped to the edges (were not indexed).
-# 4: our guide's Task `due-date` on the due date (Task.restriction.period.end), not the whole Period.
+# 4: our guide's Task `due-date` on the due date (Task.restriction.period.end), not the whole Period;
+#    its Slot `end` (the shared agenda's overlap check reads it).
 FORMAT = 4
 SEARCH_INDEX_MARKER = "search-index"
 
