@@ -46,6 +46,10 @@ COORDINATION_TYPES = frozenset({"Patient", "CareTeam", "CarePlan", "Task", "Appo
 # Writing these gives access: a user writes them only for patients they already reach (naming
 # oneself in a patient's CareTeam must not open the patient's record).
 GRANTING_TYPES = frozenset({"CareTeam", "Patient"})
+# Types in the Patient compartment that are the structure's, not a record's, unless they name a
+# patient: a professional's agenda (Schedule.actor a PractitionerRole, a Location…) is read by
+# every member, so colleagues can book each other's slots; a Schedule of a patient stays theirs.
+SHARED_UNLESS_PATIENT = frozenset({"Schedule"})
 # The coordination guide's parameter naming the structure a coordination resource belongs to.
 STRUCTURE_PARAM = "structure"
 BREAK_THE_GLASS = "BTG"
@@ -233,6 +237,8 @@ def _record_term(server: FhirServer, found: Circle, type_: str, links: tuple[str
 
     if btg:
         return None if not denied else Term(None, [], match, SCAN)
+    if type_ in SHARED_UNLESS_PATIENT and not writing:
+        return Term(None, [], lambda doc: not named(doc, links, "Patient") or match(doc), SCAN)
     keys = [f"{c}=Patient/{p}" for c in links for p in sorted(allowed)]
     keys += [f"{c}={m}" for c in naming for m in sorted(me)]
     if structure_param:

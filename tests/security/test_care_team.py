@@ -601,3 +601,31 @@ def test_a_document_out_of_reach_cannot_be_replaced_and_a_replacement_is_audited
         "description"]
     assert {"reference": f"Practitioner/{PRACTITIONER['nurse']}"} in [a.get("who") for a in made[0]["agent"]]
     assert {"reference": f"Patient/{P1}"} in [x.get("what") for x in made[0]["entity"]]
+
+
+def test_a_colleagues_agenda_is_shared_but_a_patients_schedule_is_not(http, tokens, admin):
+    """Schedule is in R4's Patient compartment, yet a professional's agenda is the structure's:
+    every member reads it (and finds its free Slots); a Schedule naming a patient stays in the
+    patient's record; only its own actor writes an agenda."""
+    gp_agenda = {"resourceType": "Schedule", "id": f"agenda-gp-{TAG}", "active": True,
+                 "actor": [{"reference": f"PractitionerRole/{ROLE['gp']}"}]}
+    patients = {"resourceType": "Schedule", "id": f"agenda-{P2}", "active": True,
+                "actor": [{"reference": f"Patient/{P2}"}, {"reference": f"PractitionerRole/{ROLE['pharmacist']}"}]}
+    slot = {"resourceType": "Slot", "id": f"slot-gp-{TAG}", "status": "free",
+            "schedule": {"reference": f"Schedule/{gp_agenda['id']}"},
+            "start": "2027-01-04T14:00:00Z", "end": "2027-01-04T14:15:00Z"}
+    for resource in (gp_agenda, patients, slot):
+        assert http.put(f"/{resource['resourceType']}/{resource['id']}", json=resource,
+                        headers=admin).status_code in (200, 201)
+    nurse = tokens["nurse"]
+    assert http.get(f"/Schedule/{gp_agenda['id']}", headers=nurse).status_code == 200
+    assert http.get(f"/Schedule/{patients['id']}", headers=nurse).status_code == 404
+    assert http.get(f"/Schedule/{patients['id']}", headers=tokens["pharmacist"]).status_code == 200
+    found = http.get("/Schedule", params={"_id": f"{gp_agenda['id']},{patients['id']}"}, headers=nurse).json()
+    assert ids_in(found) == {gp_agenda["id"]}
+    free = http.get("/Slot", params={"status": "free", "schedule.actor": f"PractitionerRole/{ROLE['gp']}"},
+                    headers=nurse).json()
+    assert slot["id"] in ids_in(free)
+    changed = {**gp_agenda, "comment": "fermé le lundi"}
+    assert http.put(f"/Schedule/{gp_agenda['id']}", json=changed, headers=nurse).status_code == 403
+    assert http.put(f"/Schedule/{gp_agenda['id']}", json=changed, headers=tokens["gp"]).status_code == 200
