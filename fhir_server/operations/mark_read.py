@@ -105,7 +105,8 @@ def _recipients_acted_for(server: FhirServer, req: FhirRequest, session: Any, me
     if not found:
         raise FhirError(422, Issue("error", "business-rule", (
             f"{user} is none of the message's recipients, nor acts for one (through a PractitionerRole, its "
-            f"organization, or a membership of a CareTeam addressed): only a recipient marks a message read"), ["Communication.recipient"]))
+            f"organization, or a membership of a CareTeam addressed): only a recipient marks a message read"),
+            ["Communication.recipient"]))
     return found
 
 
