@@ -12,7 +12,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fhir_server.validation.invariant_fhirpath import invocation_chain, string_argument
+from fhir_server.validation.invariant_fhirpath import R4_MODEL, invocation_chain, string_argument
+
+# The type suffixes a choice element's JSON name may carry (valueString, onsetPeriod…), from
+# fhirpathpy's R4 model: `implementation` must not find `implementationGuide`.
+_CHOICE_TYPES = frozenset(t for types in R4_MODEL["choiceTypePaths"].values() for t in types)
 
 _NOVALUE = object()  # a primitive with extensions but no value (only its `_name` companion)
 _NATIVE_FUNCTIONS = frozenset({"exists", "empty", "not", "hasValue", "count", "startsWith", "endsWith",
@@ -48,7 +52,7 @@ def navigate(items: list[Any], name: str) -> list[Any] | None:
         value, extra = item.get(name), item.get("_" + name)
         if value is None and extra is None:
             for key in item:
-                if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
+                if key.startswith(name) and key[len(name):] in _CHOICE_TYPES:
                     value, extra = item[key], item.get("_" + key)
                     break
         if isinstance(value, list) or isinstance(extra, list):

@@ -3,7 +3,9 @@ and required profiles, base rules (required bindings, invariants), INS-NIR keys.
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +152,16 @@ def test_required_profiles_and_unknown_profile_as_error(fr_server):
     fine = httpx.post(f"{base}/Patient", json={"resourceType": "Patient", "name": [{"family": "Durand", "given": ["Marie"]}],
                                                "gender": "female", "birthDate": "1970-01-01"})
     assert fine.status_code == 201, fine.text
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (Path(__file__).parents[2] / "profiles").glob("*.json")
+                                        if not p.name.startswith(".")))
+def test_every_resource_of_our_guide_is_valid_r4(client, path):
+    """The guide's own conformance resources pass the server's validation (an R5 element such as
+    SearchParameter.title, or a broken invariant, would be refused from anyone else)."""
+    resource = json.loads((Path(__file__).parents[2] / "profiles" / path).read_text(encoding="utf-8"))
+    if "resourceType" not in resource:
+        pytest.skip("not a FHIR resource (package.json)")
+    answer = client.post(f"/{resource['resourceType']}/$validate", json=resource)
+    assert answer.status_code == 200, answer.text
+    assert not issues(answer), (path, issues(answer))
