@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.coordination import slots
-from fhir_server.coordination.staged import Staged
 from fhir_server.errors import Issue
 from fhir_server.interactions import conditional, integrity
 from fhir_server.interactions.rules import WriteRefused
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.search.reach import EVERYTHING
 from fhir_server.storage.store import Write
 
@@ -53,7 +53,7 @@ def register(rules) -> None:
 
 
 def check(server, req, writes: list[Write], session: Any) -> list[Write]:
-    unit = Staged(server, req, session, writes)
+    unit = UnitOfWork(server, req, session, writes)
     slots.check(unit)
     added = []
     for slot_key, released in _slots_touched(unit).items():
@@ -63,7 +63,7 @@ def check(server, req, writes: list[Write], session: Any) -> list[Write]:
     return added
 
 
-def _named_slots(unit: Staged, appointment: dict[str, Any] | None) -> dict[str, str]:
+def _named_slots(unit: UnitOfWork, appointment: dict[str, Any] | None) -> dict[str, str]:
     """The local Slots an Appointment names → where (`Appointment.slot[i]`)."""
     out: dict[str, str] = {}
     for i, ref in enumerate((appointment or {}).get("slot") or ()):
@@ -77,7 +77,7 @@ def _holds(appointment: dict[str, Any] | None) -> bool:
     return appointment is not None and appointment.get("status") in HOLDING
 
 
-def _slots_touched(unit: Staged) -> dict[str, bool]:
+def _slots_touched(unit: UnitOfWork) -> dict[str, bool]:
     """Every Slot this unit's Appointments name (now or before), or whose status it changes
     itself (a created one: from free) → whether an Appointment of the unit releases it (held it
     before, not now)."""
@@ -98,7 +98,7 @@ def _slots_touched(unit: Staged) -> dict[str, bool]:
     return touched
 
 
-def _settle(unit: Staged, slot_key: str, released: bool) -> Write | None:
+def _settle(unit: UnitOfWork, slot_key: str, released: bool) -> Write | None:
     """The Slot's next state from the Appointments that hold it once the unit commits (a write,
     or None when it stays as it is); WriteRefused when they cannot all have it."""
     unit.server.store.guard(unit.session, f"{slot_key}:appointments")
@@ -111,7 +111,7 @@ def _settle(unit: Staged, slot_key: str, released: bool) -> Write | None:
         free = released and not written and slot is not None and slot.get("status") in BUSY
         return unit.rewrite(slot_key, {**slot, "status": "free"}) if free else None
     holder = holders[0]
-    if slot is None or (not written and not unit.visible(slot_key, "u")):
+    if slot is None or (not written and unit.visible(slot_key, "u") is None):
         if not holder.newly or (slot is None and not integrity.enabled(unit.server)):
             return None  # gone meanwhile, or loaded before its Slot with integrity off: nothing to mark
         raise WriteRefused(holder.key, 422, Issue("error", "not-found", (
@@ -141,7 +141,7 @@ def _refuse_double_booking(slot_key: str, holders: list[Holder]) -> None:
         f"appointment; choose another slot, or cancel that appointment first"), [where]))
 
 
-def _holders(unit: Staged, slot_key: str) -> list[Holder]:
+def _holders(unit: UnitOfWork, slot_key: str) -> list[Holder]:
     """The Appointments that hold the Slot once the unit commits: stored ones the unit leaves
     alone (all of them, seen by the caller or not), then the unit's own."""
     found: list[Holder] = []

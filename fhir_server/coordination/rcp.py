@@ -22,18 +22,14 @@ one); what the unit adds is checked against that reach by the server like any ot
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import jsonio
 from fhir_server.errors import Issue
-from fhir_server.interactions.access import current_for_write, reach
-from fhir_server.interactions.integrity import local_bases, parse_local
-from fhir_server.interactions.request import FhirRequest
-from fhir_server.interactions.resource import new_version
+from fhir_server.interactions.access import reach
 from fhir_server.interactions.rules import WriteRefused
-from fhir_server.interactions.update import next_version
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.search.execute import find
 from fhir_server.search.params.token import keys_term
 from fhir_server.search.reach import EVERYTHING
@@ -41,6 +37,7 @@ from fhir_server.search.terms import Values
 from fhir_server.storage.store import Write, format_instant, now
 
 if TYPE_CHECKING:
+    from fhir_server.interactions.request import FhirRequest
     from fhir_server.server import FhirServer
 
 IG = "https://fhir-server.dev/ig/coordination"
@@ -64,7 +61,7 @@ def register(rules) -> None:
 
 
 def check(server: FhirServer, req: FhirRequest, writes: list[Write], session: Any) -> list[Write]:
-    unit = _Unit(server, req, session, writes)
+    unit = UnitOfWork(server, req, session, writes)
     added: list[Write] = []
     for write, appointment in unit.written("Appointment"):
         if _coded(appointment.get("serviceType"), MEETING_TYPE) and appointment.get("status") == "fulfilled":
@@ -75,75 +72,28 @@ def check(server: FhirServer, req: FhirRequest, writes: list[Write], session: An
     return added + _follow_ups(unit)
 
 
-# -- the unit of work as these rules see it --------------------------------------------------------
+# -- what these rules read of the unit of work ----------------------------------------------------
 
-class _Unit:
-    def __init__(self, server: FhirServer, req: FhirRequest, session: Any, writes: list[Write]):
-        self.server, self.req, self.session = server, req, session
-        self.bases = local_bases(server, req)
-        self.by_key = {f"{w.type}/{w.id}": w for w in writes}
-        self._parsed: dict[str, dict[str, Any] | None] = {}
+def _visible(unit: UnitOfWork, key: str | None, type_: str) -> dict[str, Any] | None:
+    """The resource `key` names if it is a `type_` the caller may read, as it will be once the
+    unit commits (None: absent, hidden or another type)."""
+    return unit.visible(key) if key is not None and key.startswith(f"{type_}/") else None
 
-    def written(self, type_: str) -> list[tuple[Write, dict[str, Any]]]:
-        """The resources of `type_` this unit creates or changes, with their new JSON."""
-        return [(w, self.staged(key)) for key, w in self.by_key.items() if w.type == type_ and w.json is not None]
 
-    def staged(self, key: str) -> dict[str, Any] | None:
-        if key not in self._parsed:
-            json = self.by_key[key].json
-            self._parsed[key] = jsonio.loads(json) if json is not None else None
-        return self._parsed[key]
-
-    def key(self, reference: Any) -> str | None:
-        """`Type/id` of a local literal reference (relative, or absolute on this server)."""
-        ref = reference.get("reference") if isinstance(reference, dict) else None
-        if not isinstance(ref, str):
-            return None
-        found = parse_local(ref, self.bases, self.server.definitions.is_resource_type)
-        return f"{found[0]}/{found[1]}" if found else None
-
-    def visible(self, key: str | None, type_: str) -> dict[str, Any] | None:
-        """The resource `key` names if it is a `type_` the caller may read, as it will be once the
-        unit commits (None: absent, hidden or another type)."""
-        if key is None or not key.startswith(f"{type_}/"):
-            return None
-        if key in self.by_key:
-            return self.staged(key)
-        found = current_for_write(self.server, self.req, self.session, type_, key.split("/", 1)[1], "r")
-        return jsonio.loads(found.json) if found is not None and found.json and not found.deleted else None
-
-    def previous(self, write: Write) -> dict[str, Any] | None:
-        """What `write` replaces (None for a create)."""
-        if write.expected is None:
-            return None
-        found = self.server.store.read_in(self.session, write.type, write.id)
-        return jsonio.loads(found.json) if found is not None and found.json else None
-
-    def stored(self, type_: str, code: str, value: str) -> dict[str, dict[str, Any]]:
-        """Stored resources whose reference parameter `code` is `value`, whoever may see them
-        (the server's own bookkeeping: nothing of them reaches the caller), then those staged."""
-        term = keys_term(code, {value})
-        found = find(self.server, type_, [term], reach=EVERYTHING, session=self.session, json=True)
-        out = {f"{type_}/{r.id}": jsonio.loads(r.json) for r in found if r.json}
-        for key, write in self.by_key.items():
-            if write.type != type_:
-                continue
-            if write.index is not None and term.match(Values(write.id, write.index.values)):
-                out[key] = self.staged(key) or {}
-            else:
-                out.pop(key, None)  # deleted, or no longer naming `value`, by this unit
-        return out
-
-    def create(self, resource: dict[str, Any]) -> Write:
-        """A new resource the server writes as the request's consequence."""
-        self.server.prepare_type(resource["resourceType"])
-        return new_version(self.server, resource, str(uuid.uuid4()), 1, None, now(), "POST", self.req.base_url)
-
-    def replace(self, key: str, resource: dict[str, Any]) -> Write:
-        """The next version of a stored resource (403 if the caller may not change it)."""
-        type_, id_ = key.split("/", 1)
-        put = FhirRequest("PUT", self.req.base_url, type_, id_, identity=self.req.identity, reaches=self.req.reaches)
-        return next_version(self.server, put, self.session, id_, resource, None)
+def _naming(unit: UnitOfWork, type_: str, code: str, value: str) -> dict[str, dict[str, Any]]:
+    """Stored resources whose reference parameter `code` is `value`, whoever may see them
+    (the server's own bookkeeping: nothing of them reaches the caller), then those staged."""
+    term = keys_term(code, {value})
+    found = find(unit.server, type_, [term], reach=EVERYTHING, session=unit.session, json=True)
+    out = {f"{type_}/{r.id}": jsonio.loads(r.json) for r in found if r.json}
+    for key, write in unit.by_key.items():
+        if write.type != type_:
+            continue
+        if write.index is not None and term.match(Values(write.id, write.index.values)):
+            out[key] = unit.staged(key) or {}
+        else:
+            out.pop(key, None)  # deleted, or no longer naming `value`, by this unit
+    return out
 
 
 def _coded(concepts: Any, code: tuple[str, str]) -> bool:
@@ -159,7 +109,7 @@ def _refused(source: str, where: str, text: str, code: str = "business-rule") ->
 
 # -- holding the meeting ------------------------------------------------------------------------
 
-def _hold(unit: _Unit, id_: str, appointment: dict[str, Any]) -> list[Write]:
+def _hold(unit: UnitOfWork, id_: str, appointment: dict[str, Any]) -> list[Write]:
     """The Encounters a held RCP still lacks: the meeting's, and one per patient discussed."""
     source = f"Appointment/{id_}"
     actors = list(dict.fromkeys(k for p in appointment.get("participant") or () if isinstance(p, dict)
@@ -169,14 +119,14 @@ def _hold(unit: _Unit, id_: str, appointment: dict[str, Any]) -> list[Write]:
             f"{source} is held (fulfilled) but names no professional among its participants: an RCP is held by "
             f"professionals; add them (actor Practitioner or PractitionerRole)"))
     shared = meeting_encounter(appointment, source, actors)
-    known = unit.stored("Encounter", "appointment", source)
+    known = _naming(unit, "Encounter", "appointment", source)
     meeting = next((k for k, e in known.items() if not e.get("subject") and not e.get("partOf")), None)
     added: list[Write] = []
     if meeting is None:
         write = unit.create({"resourceType": "Encounter", **shared})
         meeting = f"Encounter/{write.id}"
         added.append(write)
-    known.update(unit.stored("Encounter", "part-of", meeting))
+    known.update(_naming(unit, "Encounter", "part-of", meeting))
     discussed = {unit.key(e.get("subject")) for e in known.values()}
     for patient in (a for a in actors if a.startswith("Patient/") and a not in discussed):
         added.append(unit.create(patient_encounter(shared, patient, meeting)))
@@ -221,7 +171,7 @@ def patient_encounter(shared: dict[str, Any], patient: str, meeting: str) -> dic
 
 # -- the decision -----------------------------------------------------------------------------------
 
-def _decision(unit: _Unit, write: Write, doc: dict[str, Any]) -> list[Write]:
+def _decision(unit: UnitOfWork, write: Write, doc: dict[str, Any]) -> list[Write]:
     """Check the decision's link to its patient's RCP Encounter; once current, tell the team."""
     source = f"DocumentReference/{write.id}"
     previous = unit.previous(write)
@@ -236,7 +186,7 @@ def _taken(doc: dict[str, Any]) -> bool:
     return doc.get("status") == "current" and doc.get("docStatus") not in ("preliminary", "entered-in-error")
 
 
-def _linked_encounter(unit: _Unit, source: str, doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
+def _linked_encounter(unit: UnitOfWork, source: str, doc: dict[str, Any], previous: dict[str, Any] | None) -> str:
     """The patient's RCP Encounter the decision names (checked when the link or patient change)."""
     where = "DocumentReference.context.encounter"
     named = (doc.get("context") or {}).get("encounter") or []
@@ -248,7 +198,7 @@ def _linked_encounter(unit: _Unit, source: str, doc: dict[str, Any], previous: d
     if previous is not None and (previous.get("context"), previous.get("subject")) == (doc.get("context"),
                                                                                        doc.get("subject")):
         return key or ""
-    encounter = unit.visible(key, "Encounter")
+    encounter = _visible(unit, key, "Encounter")
     if encounter is None:
         raise _refused(source, where, f"{where} names {named[0].get('reference')!r}, which is not a stored "
                                       f"Encounter", "not-found")
@@ -268,11 +218,11 @@ def _linked_encounter(unit: _Unit, source: str, doc: dict[str, Any], previous: d
     return key or ""
 
 
-def _tell_team(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) -> list[Write]:
+def _tell_team(unit: UnitOfWork, source: str, doc: dict[str, Any], encounter: str) -> list[Write]:
     """A message to the patient's active CareTeams the caller sees, unless one about this
     decision exists already (from this unit or stored)."""
     patient = unit.key(doc.get("subject")) or ""
-    sent = unit.stored("Communication", "encounter", encounter)
+    sent = _naming(unit, "Communication", "encounter", encounter)
     if any(any(unit.key(a) == source for a in message.get("about") or ()) for message in sent.values()):
         return []
     teams = find(unit.server, "CareTeam", [keys_term("subject", {patient}), keys_term("status", {"active"})],
@@ -304,10 +254,10 @@ def notice(decision: dict[str, Any], source: str, encounter: str, recipients: li
     }
 
 
-def _sender(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) -> str:
+def _sender(unit: UnitOfWork, source: str, doc: dict[str, Any], encounter: str) -> str:
     """Who tells the team: the decision's author (a role, a structure), else the RCP's structure."""
     authors = [unit.key(a) or "" for a in doc.get("author") or ()]
-    held_by = unit.key((unit.visible(encounter, "Encounter") or {}).get("serviceProvider"))
+    held_by = unit.key((_visible(unit, encounter, "Encounter") or {}).get("serviceProvider"))
     found = next((a for a in [*authors, held_by or ""] if a.split("/")[0] in _SENDERS), None)
     if found is None:
         raise _refused(source, "DocumentReference.author", (
@@ -318,13 +268,13 @@ def _sender(unit: _Unit, source: str, doc: dict[str, Any], encounter: str) -> st
 
 # -- follow-up tasks ---------------------------------------------------------------------------------
 
-def _follow_ups(unit: _Unit) -> list[Write]:
+def _follow_ups(unit: UnitOfWork) -> list[Write]:
     """Check each new link of a Task to a decision, and add the Task to its CarePlan."""
     adding: dict[str, list[str]] = {}  # CarePlan key → the Tasks to add to its activities
     for write, task in unit.written("Task"):
         source = f"Task/{write.id}"
         decision_key = unit.key(task.get("reasonReference"))
-        decision = unit.visible(decision_key, "DocumentReference")
+        decision = _visible(unit, decision_key, "DocumentReference")
         if decision is None or not _coded([decision.get("type")], DECISION_TYPE):
             continue  # not a decision's follow-up (a reference to nothing is integrity's to refuse)
         previous = unit.previous(write) or {}
@@ -336,7 +286,7 @@ def _follow_ups(unit: _Unit) -> list[Write]:
     return [w for plan, tasks in adding.items() for w in _link(unit, plan, tasks)]
 
 
-def _follow_up_patient(unit: _Unit, source: str, task: dict[str, Any], key: str, decision: dict[str, Any]) -> str:
+def _follow_up_patient(unit: UnitOfWork, source: str, task: dict[str, Any], key: str, decision: dict[str, Any]) -> str:
     if not _taken(decision):
         state = decision.get("status") if decision.get("status") != "current" else decision.get("docStatus")
         raise _refused(source, "Task.reasonReference", (
@@ -350,7 +300,7 @@ def _follow_up_patient(unit: _Unit, source: str, task: dict[str, Any], key: str,
     return patient
 
 
-def _plans(unit: _Unit, source: str, task: dict[str, Any], patient: str) -> Iterable[str]:
+def _plans(unit: UnitOfWork, source: str, task: dict[str, Any], patient: str) -> Iterable[str]:
     """The CarePlans of the patient the Task is based on (at least one)."""
     found = []
     for i, ref in enumerate(task.get("basedOn") or ()):
@@ -358,7 +308,7 @@ def _plans(unit: _Unit, source: str, task: dict[str, Any], patient: str) -> Iter
         if key is None or not key.startswith("CarePlan/"):
             continue
         where = f"Task.basedOn[{i}]"
-        plan = unit.visible(key, "CarePlan")
+        plan = _visible(unit, key, "CarePlan")
         if plan is None:
             raise _refused(source, where, f"{where} names {key}, which is not a stored CarePlan", "not-found")
         if unit.key(plan.get("subject")) != patient:
@@ -377,9 +327,9 @@ def _plans(unit: _Unit, source: str, task: dict[str, Any], patient: str) -> Iter
     return found
 
 
-def _link(unit: _Unit, plan_key: str, tasks: list[str]) -> list[Write]:
+def _link(unit: UnitOfWork, plan_key: str, tasks: list[str]) -> list[Write]:
     """The CarePlan with the Tasks among its activities (nothing if they are already)."""
-    plan = unit.visible(plan_key, "CarePlan") or {}
+    plan = _visible(unit, plan_key, "CarePlan") or {}
     listed = {unit.key(a.get("reference")) for a in plan.get("activity") or () if isinstance(a, dict)}
     missing = [t for t in tasks if t not in listed]
     if not missing:

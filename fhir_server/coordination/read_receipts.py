@@ -46,7 +46,7 @@ def recipients(unit: MessageUnit, message: dict[str, Any]) -> set[str]:
     found = {r for r in (reference_text(unit, r) for r in message.get("recipient") or ()) if r}
     moment = now()
     for team in [r for r in found if r.startswith("CareTeam/")]:
-        found |= current_members(unit.unrestricted(team) or {}, moment)
+        found |= current_members(unit.resource(team) or {}, moment)
     return found
 
 

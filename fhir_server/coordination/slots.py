@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fhir_server.coordination.staged import Staged
 from fhir_server.errors import Issue
 from fhir_server.interactions import conditional
 from fhir_server.interactions.rules import WriteRefused
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.search.reach import EVERYTHING
 
 TIMES = ("start", "end", "schedule", "status")
@@ -34,7 +34,7 @@ class Span:
     changed: bool  # written by this unit in a way that may overlap
 
 
-def check(unit: Staged) -> None:
+def check(unit: UnitOfWork) -> None:
     """422 for a Slot of the unit that ends before it starts or overlaps another of its Schedule."""
     by_schedule: dict[str, list[Span]] = {}
     changed: set[str] = set()
@@ -61,7 +61,7 @@ def check(unit: Staged) -> None:
         _no_overlap(unit, schedule, by_schedule[schedule])
 
 
-def _no_overlap(unit: Staged, schedule: str, staged: list[Span]) -> None:
+def _no_overlap(unit: UnitOfWork, schedule: str, staged: list[Span]) -> None:
     unit.server.store.guard(unit.session, f"{schedule}:slots")
     moved = [s for s in staged if s.changed]
     low, high = min(s.start for s in moved), max(s.end for s in moved)
@@ -82,7 +82,7 @@ def _no_overlap(unit: Staged, schedule: str, staged: list[Span]) -> None:
             widest_changed = span
 
 
-def _stored(unit: Staged, schedule: str, low: datetime, high: datetime) -> list[Span]:
+def _stored(unit: UnitOfWork, schedule: str, low: datetime, high: datetime) -> list[Span]:
     """The stored Slots of the Schedule around [low, high) that the unit leaves alone."""
     criteria = [("schedule", schedule), ("start", f"lt{high.isoformat()}"), ("end", f"gt{low.isoformat()}"),
                 ("status:not", "entered-in-error")]

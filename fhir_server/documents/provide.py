@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.documents import attachments, relations, submission
-from fhir_server.documents.unit import Unit
 from fhir_server.errors import Issue
 from fhir_server.interactions.rules import WriteRefused
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.storage.store import Write
 
 TYPES = frozenset({"DocumentReference", "List"})
@@ -21,7 +21,7 @@ def register(rules) -> None:
 
 
 def check(server, req, writes: list[Write], session: Any) -> list[Write]:
-    unit = Unit(server, req, session, writes)
+    unit = UnitOfWork(server, req, session, writes)
     submission.check(unit)
     for write, doc in unit.written("DocumentReference"):
         source = f"DocumentReference/{write.id}"
@@ -31,7 +31,7 @@ def check(server, req, writes: list[Write], session: Any) -> list[Write]:
     return relations.follow(unit)
 
 
-def _content(unit: Unit, source: str, doc: dict[str, Any]) -> None:
+def _content(unit: UnitOfWork, source: str, doc: dict[str, Any]) -> None:
     def binary(url: str) -> Any:
         key = unit.key(url)
         if key is None or not key.startswith("Binary/"):

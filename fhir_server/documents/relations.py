@@ -10,19 +10,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from fhir_server.documents.unit import Unit
 from fhir_server.errors import Issue
 from fhir_server.interactions import conditional, integrity
-from fhir_server.interactions.access import current_for_write, reach
-from fhir_server.interactions.request import FhirRequest
+from fhir_server.interactions.access import reach
 from fhir_server.interactions.rules import WriteRefused
-from fhir_server.interactions.update import next_version
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.storage.store import Write
 
 TYPE = "DocumentReference"
 
 
-def follow(unit: Unit) -> list[Write]:
+def follow(unit: UnitOfWork) -> list[Write]:
     """The status changes the unit's documents bring to the documents they relate to."""
     changes: dict[str, tuple[str, str]] = {}  # target key → (new status, the document that causes it)
     for write, doc in unit.written(TYPE):
@@ -55,7 +53,7 @@ def _target_text(relation: dict[str, Any]) -> str:
     return repr(sorted(target.items())) if isinstance(target, dict) else ""
 
 
-def _target(unit: Unit, source: str, j: int, relation: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def _target(unit: UnitOfWork, source: str, j: int, relation: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The related document (a local reference, or a logical one by identifier), as the request
     may see it; when there is none, 422 (None if the operator turned referential integrity off)."""
     where = f"DocumentReference.relatesTo[{j}].target"
@@ -69,9 +67,9 @@ def _target(unit: Unit, source: str, j: int, relation: dict[str, Any]) -> tuple[
             raise WriteRefused(source, 422, Issue(
                 "error", "business-rule", f"{where} names {key}, which this transaction also writes; relate a "
                                           f"document to one already stored", [where]))
-        found = current_for_write(unit.server, unit.req, unit.session, TYPE, key.split("/", 1)[1], letter)
-        if found is not None and not found.deleted:
-            return key, unit.stored(key) or {}
+        found = unit.visible(key, letter)
+        if found is not None:
+            return key, found
     if not integrity.enabled(unit.server):
         return None
     named = target.get("reference") or target.get("identifier", {}).get("value") or "nothing"
@@ -79,7 +77,7 @@ def _target(unit: Unit, source: str, j: int, relation: dict[str, Any]) -> tuple[
                                                                 f"DocumentReference", [where]))
 
 
-def _by_identifier(unit: Unit, identifier: dict[str, Any], letter: str) -> str | None:
+def _by_identifier(unit: UnitOfWork, identifier: dict[str, Any], letter: str) -> str | None:
     system, value = identifier.get("system"), identifier.get("value")
     if not isinstance(value, str) or not value:
         return None
@@ -91,7 +89,7 @@ def _by_identifier(unit: Unit, identifier: dict[str, Any], letter: str) -> str |
     return f"{TYPE}/{found[0].id}" if len(found) == 1 else None
 
 
-def _same_patient(unit: Unit, source: str, j: int, doc: dict[str, Any], target: dict[str, Any]) -> None:
+def _same_patient(unit: UnitOfWork, source: str, j: int, doc: dict[str, Any], target: dict[str, Any]) -> None:
     mine, theirs = unit.key(doc.get("subject")), unit.key(target.get("subject"))
     if mine != theirs:
         where = f"DocumentReference.relatesTo[{j}].target"
@@ -100,7 +98,7 @@ def _same_patient(unit: Unit, source: str, j: int, doc: dict[str, Any], target: 
             f"related documents belong to the same patient"), [where]))
 
 
-def _replaceable(unit: Unit, source: str, j: int, key: str, target: dict[str, Any]) -> None:
+def _replaceable(unit: UnitOfWork, source: str, j: int, key: str, target: dict[str, Any]) -> None:
     if target.get("status") != "current":
         where = f"DocumentReference.relatesTo[{j}].target"
         raise WriteRefused(source, 422, Issue("error", "business-rule", (
@@ -117,18 +115,14 @@ def _once(changes: dict[str, tuple[str, str]], key: str, change: tuple[str, str]
     changes[key] = change
 
 
-def _restorable(unit: Unit, relation: dict[str, Any]) -> str | None:
+def _restorable(unit: UnitOfWork, relation: dict[str, Any]) -> str | None:
     """The document a withdrawn replacement had superseded, if it is still superseded."""
     key = unit.key(relation.get("target"))
     if key is None or not key.startswith(f"{TYPE}/") or key in unit.by_key:
         return None
-    visible = current_for_write(unit.server, unit.req, unit.session, TYPE, key.split("/", 1)[1], "u")
-    stored = unit.stored(key) if visible is not None else None
+    stored = unit.visible(key, "u")
     return key if stored is not None and stored.get("status") == "superseded" else None
 
 
-def _with_status(unit: Unit, key: str, status: str) -> Write:
-    id_ = key.split("/", 1)[1]
-    resource = {**(unit.stored(key) or {}), "status": status}
-    put = FhirRequest("PUT", unit.req.base_url, TYPE, id_, identity=unit.req.identity, reaches=unit.req.reaches)
-    return next_version(unit.server, put, unit.session, id_, resource, None)
+def _with_status(unit: UnitOfWork, key: str, status: str) -> Write:
+    return unit.replace(key, {**(unit.stored(key) or {}), "status": status})

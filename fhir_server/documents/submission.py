@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.documents.unit import Unit
 from fhir_server.errors import Issue
 from fhir_server.interactions.rules import WriteRefused
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.validation import pipeline
 
 LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
@@ -26,7 +26,7 @@ def coded(resource: dict[str, Any], code: str) -> bool:
     return any(isinstance(c, dict) and c.get("system") == LIST_TYPES and c.get("code") == code for c in codings)
 
 
-def check(unit: Unit) -> None:
+def check(unit: UnitOfWork) -> None:
     sets = [(w, r) for w, r in unit.written("List") if w.expected is None and coded(r, "submissionset")]
     if not sets:
         return
@@ -53,7 +53,7 @@ def check(unit: Unit) -> None:
             _conforms(unit, f"DocumentReference/{doc_write.id}", doc)
 
 
-def _conforms(unit: Unit, source: str, resource: dict[str, Any]) -> None:
+def _conforms(unit: UnitOfWork, source: str, resource: dict[str, Any]) -> None:
     """Against the PDSm comprehensive profile of its type, when the PDSm package is loaded."""
     profile = PDSM_PROFILES[resource["resourceType"]]
     if unit.server.definitions.structure_definition(profile) is None:
@@ -63,7 +63,7 @@ def _conforms(unit: Unit, source: str, resource: dict[str, Any]) -> None:
         raise WriteRefused(source, 422, found)
 
 
-def _patient_exists(unit: Unit, source: str, patient: str | None) -> None:
+def _patient_exists(unit: UnitOfWork, source: str, patient: str | None) -> None:
     if patient is None or not patient.startswith("Patient/"):
         raise _refused(source, "List.subject", "the SubmissionSet's subject must be the Patient the documents are "
                                                "about, a reference to it on this server")
@@ -73,7 +73,7 @@ def _patient_exists(unit: Unit, source: str, patient: str | None) -> None:
                                               ["List.subject"]))
 
 
-def _items(unit: Unit, source: str, submission: dict[str, Any]) -> set[str]:
+def _items(unit: UnitOfWork, source: str, submission: dict[str, Any]) -> set[str]:
     listed: set[str] = set()
     for i, entry in enumerate(submission.get("entry") or ()):
         key = unit.key(entry.get("item") if isinstance(entry, dict) else None)
@@ -87,7 +87,7 @@ def _items(unit: Unit, source: str, submission: dict[str, Any]) -> set[str]:
     return listed
 
 
-def _same_patient(unit: Unit, source: str, element: str, resource: dict[str, Any], patient: str | None) -> None:
+def _same_patient(unit: UnitOfWork, source: str, element: str, resource: dict[str, Any], patient: str | None) -> None:
     theirs = unit.key(resource.get("subject"))
     if theirs != patient:
         raise _refused(source, element, f"{source} is about {theirs or 'no patient'}, the SubmissionSet about "
