@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LONGEST_WAIT = timedelta(minutes=5)
+INACTIVE_WAIT = timedelta(seconds=10)  # how often the pending notifications of an inactive Subscription look again
 
 
 class Deliverer:
@@ -56,8 +57,12 @@ class Deliverer:
         try:
             current = self.server.store.read("Subscription", subscription)
             resource = jsonio.loads(current.json) if current is not None and current.json else None
-            if resource is None or resource.get("status") != "active":
-                return  # off, in error or gone: its notifications wait (or are never sent)
+            if resource is None:
+                outbox.drop(subscription)  # deleted: nobody to tell any more
+                return
+            if resource.get("status") != "active":  # off or in error: its notifications wait for it
+                outbox.postpone(subscription, now() + INACTIVE_WAIT)
+                return
             for notification in outbox.pending(subscription):
                 if notification["due"] > now() or not self._send(resource, notification):
                     return

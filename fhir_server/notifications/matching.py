@@ -64,6 +64,7 @@ class Matcher:
         self.passes = 0
         self._parsed: dict[tuple[str, int], criteria_.Criteria] = {}
         self._terms: dict[tuple[str, int], list[Term]] = {}  # of criteria without searches of their own
+        self._owners: dict[tuple[str, int], dict[str, Any]] = {}
 
     def run_once(self) -> int:
         """One pass; returns how many notifications it queued."""
@@ -75,6 +76,8 @@ class Matcher:
         oldest = min(s.since for s in subscriptions)
         full = self.passes % FULL_EVERY == 0
         self.passes += 1
+        if full and position:
+            outbox.purge(position - 2 * WINDOW)
         start = max(oldest, position - (WINDOW if full else OVERLAP)) if position else oldest
         start = min(start, now() - OVERLAP)
         keys = sorted(outbox.history_since(start), key=lambda row: row[1])
@@ -93,18 +96,24 @@ class Matcher:
     def active(self) -> list[Active]:
         """The active Subscriptions with an owner, their criteria built for this pass."""
         out = []
-        for record in find(self.server, "Subscription", [keys_term("status", {"active"})], reach=EVERYTHING,
-                           json=True):
+        records = find(self.server, "Subscription", [keys_term("status", {"active"})], reach=EVERYTHING, json=True)
+        for record in records:
             try:
                 out.append(self._active(record.id, record.version, record.last_updated, record.json))
             except FhirError as exc:  # a SearchParameter removed since, an owner gone: nothing is sent
                 log.warning("Subscription/%s not matched: %s", record.id, exc)
+        current = {(r.id, r.version) for r in records}
+        for cache in (self._parsed, self._terms, self._owners):  # versions no longer current
+            for key in [k for k in cache if k not in current]:
+                del cache[key]
         return [a for a in out if a is not None]
 
     def _active(self, id_: str, version: int, since: datetime, json: bytes | None) -> Active | None:
-        owner = self.server.outbox.owner(id_)
-        if owner is None or json is None:
-            return None
+        owner = self._owners.get((id_, version))
+        if owner is None:  # written with the Subscription's version: read once per version
+            owner = self._owners[id_, version] = self.server.outbox.owner(id_) or {}
+        if not owner or json is None:
+            return None  # no owner (written around the API): nobody whose reach could be checked
         parsed = self._parsed.get((id_, version))
         if parsed is None:
             parsed = self._parsed[id_, version] = criteria_.parse(self.server, jsonio.loads(json).get("criteria"))

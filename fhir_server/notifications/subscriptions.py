@@ -46,13 +46,15 @@ def activate(previous: dict[str, Any] | None, resource: dict[str, Any]) -> None:
 def check_unit(server: FhirServer, req: FhirRequest, writes: list[Write], session: Any) -> list[Write]:
     """Every Subscription the unit writes is one the server can serve (422/400 naming the element
     otherwise), and belongs to the request's token from now on."""
+    if req.identity == SERVER:
+        return []  # the server's own status change: the Subscription was checked when written
     unit = UnitOfWork(server, req, session, writes)
     for write, resource in unit.written("Subscription"):
         try:
             check(server, resource)
         except FhirError as exc:
             raise WriteRefused(f"Subscription/{write.id}", exc.status, exc.issues) from None
-        if req.identity is not None and req.identity != SERVER:
+        if req.identity is not None:
             server.outbox.set_owner(session, write.id, identity_document(req.identity))
     return []
 

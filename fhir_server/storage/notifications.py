@@ -128,6 +128,22 @@ class Outbox:
                                                                    "$unset": {"due": ""}})
 
     @translate_errors
+    def purge(self, before: datetime) -> None:
+        """Forget the notifications sent for versions older than `before`: their ids only keep a
+        version matched again from being sent again, and no pass reads that far back."""
+        self.db[NOTIFICATIONS].delete_many({"st": SENT, "ts": {"$lt": before}})
+
+    @translate_errors
+    def postpone(self, subscription: str, due: datetime) -> None:
+        """The pending notifications of a Subscription that is not active wait until `due`."""
+        self.db[NOTIFICATIONS].update_many({"s": subscription, "st": PENDING}, {"$set": {"due": due}})
+
+    @translate_errors
+    def drop(self, subscription: str) -> None:
+        """A deleted Subscription's pending notifications: never to be sent."""
+        self.db[NOTIFICATIONS].delete_many({"s": subscription, "st": PENDING})
+
+    @translate_errors
     def counts(self, subscription: str) -> dict[str, int]:
         """How many notifications of a Subscription are in each state (for tests and operators)."""
         out: dict[str, int] = {}

@@ -117,3 +117,9 @@ def test_only_rest_hook_is_supported(fhir, receiver):
     assert answer.status_code == 422
     issue = answer.json()["issue"][0]
     assert issue["expression"] == ["Subscription.channel.type"] and "rest-hook" in issue["diagnostics"]
+
+
+def test_the_capability_statement_lists_the_channel_types(fhir):
+    statement = fhir.get("/metadata").json()
+    entry = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Subscription")
+    assert "channel types supported: rest-hook" in entry["documentation"]
