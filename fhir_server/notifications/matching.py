@@ -82,7 +82,8 @@ class Matcher:
         start = min(start, now() - OVERLAP)
         keys = sorted(outbox.history_since(start), key=lambda row: row[1])
         self.seen = {k: ts for k, ts in self.seen.items() if ts >= now() - WINDOW - WINDOW}
-        fresh = [(k, ts) for k, ts in keys if k not in self.seen]
+        types = {s.criteria.type for s in subscriptions}  # versions of other types are never read
+        fresh = [(k, ts) for k, ts in keys if k not in self.seen and k.split("/", 1)[0] in types]
         queued = 0
         for i in range(0, len(fresh), BATCH):
             chunk = fresh[i:i + BATCH]
