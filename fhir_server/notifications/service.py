@@ -55,6 +55,9 @@ class Notifier:
         while not self.stopping.wait(POLL_S):
             try:
                 step()
+            except FhirError as exc:  # the database away (503): said once a pass, no trace
+                log.warning("notification pass failed: %s; trying again", exc)
+                self.stopping.wait(1)
             except Exception:  # noqa: BLE001 - the loop must outlive any one pass
                 log.exception("notification pass failed; trying again")
                 self.stopping.wait(1)
