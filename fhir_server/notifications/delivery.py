@@ -63,17 +63,28 @@ class Deliverer:
             if resource.get("status") != "active":  # off or in error: its notifications wait for it
                 outbox.postpone(subscription, now() + INACTIVE_WAIT)
                 return
-            for notification in outbox.pending(subscription):
-                if notification["due"] > now() or not self._send(resource, notification):
+            pending = outbox.pending(subscription)
+            payloads = self._payloads(resource, pending)
+            renew = now() + self.lease / 2
+            for notification in pending:
+                if notification["due"] > now() or not self._send(resource, notification, payloads):
                     return
-                outbox.lease(subscription, self.worker, now(), now() + self.lease)
+                if now() > renew:  # still ours: the lease is renewed once half spent
+                    outbox.lease(subscription, self.worker, now(), now() + self.lease)
+                    renew = now() + self.lease / 2
         finally:
             outbox.release(subscription, self.worker)
 
-    def _send(self, subscription: dict[str, Any], notification: dict[str, Any]) -> bool:
+    def _payloads(self, subscription: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, bytes]:
+        """The versions the notifications carry (`payload` set), read in one query."""
+        if not (subscription.get("channel") or {}).get("payload"):
+            return {}
+        return {f"{v.key}/{v.version}": v.json or b"" for v in self.server.outbox.versions([n["h"] for n in pending])}
+
+    def _send(self, subscription: dict[str, Any], notification: dict[str, Any], payloads: dict[str, bytes]) -> bool:
         outbox = self.server.outbox
         try:
-            self._post(subscription, notification)
+            self._post(subscription, notification, payloads)
         except Exception as exc:  # noqa: BLE001 - any failure of the endpoint is a failed attempt
             error = f"{type(exc).__name__}: {exc}"[:500]
             settings = self.server.settings
@@ -89,7 +100,7 @@ class Deliverer:
         outbox.sent(notification["_id"], now())
         return True
 
-    def _post(self, subscription: dict[str, Any], notification: dict[str, Any]) -> None:
+    def _post(self, subscription: dict[str, Any], notification: dict[str, Any], payloads: dict[str, bytes]) -> None:
         """One attempt: raises on anything but a 2xx answer."""
         channel = subscription.get("channel") or {}
         url = channel.get("endpoint") or ""
@@ -97,9 +108,7 @@ class Deliverer:
         sent = headers(subscription)
         body = b""
         if channel.get("payload"):
-            type_, id_, version = notification["h"].rsplit("/", 2)
-            stored = self.server.store.vread(type_, id_, int(version))
-            body = stored.json if stored is not None and stored.json else b""
+            body = payloads.get(notification["h"], b"")
             sent["Content-Type"] = "application/fhir+json"
         answer = self.client.post(url, content=body, headers=sent)
         if not 200 <= answer.status_code < 300:
