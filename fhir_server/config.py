@@ -151,6 +151,19 @@ class Settings:
     api_docs: bool = _setting(
         "FHIR_API_DOCS", False,
         "Serve the OpenAPI page at /fhir/_docs (it loads Swagger UI from a public CDN: off by default)")
+    subscription_allow_private: bool | None = _setting(
+        "FHIR_SUBSCRIPTION_ALLOW_PRIVATE", None,
+        "Let a Subscription's endpoint be a loopback, private, link-local or cloud-metadata address (SSRF guard "
+        "off); unset: on in open mode (loopback), off with an issuer")
+    subscription_max_attempts: int = _setting(
+        "FHIR_SUBSCRIPTION_MAX_ATTEMPTS", 10,
+        "Attempts to deliver one notification before its Subscription goes to status error")
+    subscription_retry_ms: int = _setting(
+        "FHIR_SUBSCRIPTION_RETRY_MS", 1000,
+        "Wait before the second attempt to deliver a notification (milliseconds); doubled after each failure, "
+        "at most 5 minutes")
+    subscription_timeout_s: int = _setting(
+        "FHIR_SUBSCRIPTION_TIMEOUT_S", 10, "How long one notification POST may take before it counts as failed")
     embedded_test_commands: bool = _setting(
         "FHIR_EMBEDDED_TEST_COMMANDS", False,
         "Start the embedded database with test commands (fault injection); never in production")
@@ -197,6 +210,11 @@ class Settings:
             max_package_bytes=_int("FHIR_MAX_PACKAGE_BYTES", default.max_package_bytes),
             max_package_files=_int("FHIR_MAX_PACKAGE_FILES", default.max_package_files),
             api_docs=_flag("FHIR_API_DOCS", default.api_docs),
+            subscription_allow_private=None if _env("FHIR_SUBSCRIPTION_ALLOW_PRIVATE") is None
+            else _flag("FHIR_SUBSCRIPTION_ALLOW_PRIVATE", False),
+            subscription_max_attempts=_int("FHIR_SUBSCRIPTION_MAX_ATTEMPTS", default.subscription_max_attempts),
+            subscription_retry_ms=_int("FHIR_SUBSCRIPTION_RETRY_MS", default.subscription_retry_ms),
+            subscription_timeout_s=_int("FHIR_SUBSCRIPTION_TIMEOUT_S", default.subscription_timeout_s),
             embedded_test_commands=_env("FHIR_EMBEDDED_TEST_COMMANDS", "0") in ("1", "true", "yes"),
         )
 

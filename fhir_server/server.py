@@ -29,6 +29,8 @@ from fhir_server.interactions.care_team import Circles, changes_circles
 from fhir_server.interactions.request import FhirRequest, FhirResponse
 from fhir_server.interactions.resource import new_version
 from fhir_server.interactions.rules import WriteRules
+from fhir_server.notifications import subscriptions
+from fhir_server.notifications.service import Notifier
 from fhir_server.operations import protocol_plans, reindex
 from fhir_server.search import custom
 from fhir_server.search.execute import find
@@ -42,6 +44,7 @@ from fhir_server.security.local_issuer import LocalVerifier
 from fhir_server.security.local_issuer import audience as local_audience
 from fhir_server.security.tokens import InvalidToken, ProviderUnavailable, TokenVerifier
 from fhir_server.storage.database import Database
+from fhir_server.storage.notifications import Outbox
 from fhir_server.storage.store import ResourceStore, Version, Write, now
 from fhir_server.terminology import StoredFinder, Terminology, ucum
 from fhir_server.validation.ins import InsCheck
@@ -62,7 +65,10 @@ class FhirServer:
         coordination_rules.register(self.write_rules)
         register_documents(self.write_rules)
         protocol_plans.register(self.write_rules)
+        subscriptions.register(self.write_rules)
+        self.outbox = Outbox(database)
         self._watcher: custom.Watcher | None = None
+        self._notifier: Notifier | None = None
 
     @classmethod
     def open(cls, settings: Settings, mongodb_uri: str | None = None) -> FhirServer:
@@ -98,10 +104,14 @@ class FhirServer:
         threading.Thread(target=ucum.converter, args=("g",), name="ucum-warm-up", daemon=True).start()
         self._watcher = custom.Watcher(self)
         self._watcher.start()
+        self._notifier = Notifier(self)  # Subscriptions: history → outbox → endpoints
+        self._notifier.start()
 
     def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        if self._notifier is not None:
+            self._notifier.stop()
         self.audit.stop()  # what is queued is written before the database closes
         self.close()
 

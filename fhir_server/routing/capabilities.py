@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import FHIR_VERSION, __version__
+from fhir_server.notifications.subscriptions import CHANNELS
 from fhir_server.routing.smart_configuration import rest_security
 from fhir_server.search import fulltext
 from fhir_server.storage.store import format_instant, now
@@ -58,6 +59,9 @@ def capability_statement(server: FhirServer, base_url: str, interactions, operat
                       and (not op.types or type_ in op.types)]
         if operations:
             resources[-1]["operation"] = operations
+        if type_ == "Subscription":  # R4 has no element for them: said in the type's documentation
+            resources[-1]["documentation"] = (f"Subscription channel types supported: {', '.join(CHANNELS)}. "
+                                              f"criteria: any search this server answers on one type.")
     documentation = ("FHIR R4 server for coordinated care. Writes are atomic (current version and "
                      "history in one MongoDB transaction)." if transactions in (True, None) else
                      "FHIR R4 server for coordinated care. WARNING: the database is a standalone "
