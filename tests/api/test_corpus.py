@@ -48,8 +48,11 @@ def _exceptions() -> dict[str, str]:
 def base_url(tmp_path_factory, r4_examples) -> str:
     """A server of its own with FHIR_REFERENTIAL_INTEGRITY=off: the examples refer to each other
     in every direction and to resources the package does not hold (Patient/example's
-    `managingOrganization` is Organization/1), so one at a time, most would be refused (422)."""
-    running = start_server(tmp_path_factory.mktemp("r4-corpus"), extra_env={"FHIR_REFERENTIAL_INTEGRITY": "off"})
+    `managingOrganization` is Organization/1), so one at a time, most would be refused (422).
+    Its time budget is generous: the large Bundle examples, validated while other PUTs run, may
+    take more than the default 30 s on a loaded machine, and the budget has tests of its own."""
+    running = start_server(tmp_path_factory.mktemp("r4-corpus"),
+                           extra_env={"FHIR_REFERENTIAL_INTEGRITY": "off", "FHIR_REQUEST_TIMEOUT_S": "300"})
     yield running.base_url
     running.stop()
 
