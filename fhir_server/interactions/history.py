@@ -18,7 +18,7 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions.access import authorize, reach, sees
 from fhir_server.interactions.read import unknown
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id, etag
-from fhir_server.interactions.urls import whole_number
+from fhir_server.interactions.searchset import page_count
 from fhir_server.search.dates import DateError, instant, period
 from fhir_server.storage.store import Version, format_instant, now
 
@@ -32,7 +32,7 @@ _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 def history(server: FhirServer, req: FhirRequest) -> FhirResponse:
     _check_params(req)
-    count = _count(server, req)
+    count = page_count(server, req.param("_count"))
     since = _instant_param(req, "_since")
     at = _period_param(req, "_at")
     cursor = _decode_cursor(req.param("_page"))
@@ -160,14 +160,6 @@ def _check_params(req: FhirRequest) -> None:
                           f"_count, _since, _at", code="not-supported")
 
 
-def _count(server: FhirServer, req: FhirRequest) -> int:
-    raw = req.param("_count")
-    if raw is None:
-        return server.settings.default_count
-    count = whole_number(raw, server.settings.max_count)
-    if count is None:
-        raise bad_request(f"_count must be a whole number, got {raw[:40]!r}", code="value")
-    return count
 
 
 def _instant_param(req: FhirRequest, name: str) -> datetime | None:

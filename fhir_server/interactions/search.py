@@ -15,7 +15,6 @@ from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.access import allowed_types, left_out, reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse, check_id
-from fhir_server.interactions.urls import whole_number
 from fhir_server.search import include as includes
 from fhir_server.search import sort as sorting
 from fhir_server.search.compartments import compartment_terms
@@ -103,10 +102,7 @@ class _Form:
 
     def _control(self, server: FhirServer, ctx: Context, name: str, base: str, value: str) -> None:
         if base == "_count":
-            count = whole_number(value, server.settings.max_count)
-            if count is None:
-                raise bad_request(f"_count must be a whole number, got {value[:40]!r}", code="value")
-            self.count = count
+            self.count = searchset.page_count(server, value)
         elif base == "_sort":
             self.sort = sorting.parse(value, server.settings.max_sort_keys)
         elif base == "_summary":

@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from fhir_server.server import FhirServer
 
 
+def page_count(server: FhirServer, raw: str | None, *, positive: bool = False) -> int:
+    """The page size `_count` asks for: FHIR_DEFAULT_COUNT when absent, capped at FHIR_MAX_COUNT;
+    400 for anything but digits, or for 0 where a page must hold something (`positive`)."""
+    if raw is None:
+        return server.settings.default_count
+    count = whole_number(raw, server.settings.max_count)
+    if count is None or (positive and not count):
+        kind = "a positive whole number" if positive else "a whole number"
+        raise FhirError(400, Issue("error", "value", f"_count must be {kind}, got {raw[:40]!r}"))
+    return count
+
+
 def first_page(server: FhirServer, req: FhirRequest, keys: list[str], info: dict[str, Any]) -> FhirResponse:
     """The first page of ordered matches; the whole list is stored when it takes more than one
     page, and the paging links name it. `info`: params (for the self link), count, summary,

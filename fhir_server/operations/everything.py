@@ -15,12 +15,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from fhir_server import budget
-from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.errors import bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.access import allowed_types, left_out, reach
 from fhir_server.interactions.read import current
 from fhir_server.interactions.request import FhirRequest, FhirResponse
-from fhir_server.interactions.urls import whole_number
 from fhir_server.search.compartments import compartment_terms
 from fhir_server.search.dates import DateError, period
 from fhir_server.search.execute import find, stored_types
@@ -45,7 +44,7 @@ def everything(server: FhirServer, req: FhirRequest) -> FhirResponse:
     start, end = _date("start", req.param("start"), 0), _date("end", req.param("end"), 1)
     since = _date("_since", req.param("_since"), 0)
     types = _types(server, req.param("_type"))
-    count = _count(server, req.param("_count"))
+    count = searchset.page_count(server, req.param("_count"), positive=True)
     # the record holds every type: only those the scopes let the caller read are gathered
     kept, excluded = allowed_types(req, sorted(types or server.definitions.resource_types), "r")
     types = set(kept)
@@ -123,12 +122,3 @@ def _date(name: str, raw: str | None, side: int) -> datetime | None:
         return period(raw)[side]
     except DateError as exc:
         raise bad_request(f"{name}: {exc}", code="value") from None
-
-
-def _count(server: FhirServer, raw: str | None) -> int:
-    if raw is None:
-        return server.settings.default_count
-    count = whole_number(raw, server.settings.max_count)
-    if not count:
-        raise FhirError(400, Issue("error", "value", f"_count must be a positive whole number, got {raw[:40]!r}"))
-    return count

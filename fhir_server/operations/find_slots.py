@@ -22,11 +22,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import budget, jsonio
-from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.errors import bad_request
 from fhir_server.interactions import searchset
 from fhir_server.interactions.access import reach
 from fhir_server.interactions.request import FhirRequest, FhirResponse
-from fhir_server.interactions.urls import whole_number
 from fhir_server.search.dates import DateError, period
 from fhir_server.search.execute import find
 from fhir_server.search.query import Context, build_terms
@@ -48,7 +47,7 @@ def find_slots(server: FhirServer, req: FhirRequest) -> FhirResponse:
     start, end = _instant(inputs, "start", 0), _instant(inputs, "end", 1)
     if end <= start:
         raise bad_request(f"end ({inputs['end']}) is not after start ({inputs['start']})", code="value")
-    count = _count(server, inputs.get("_count"))
+    count = searchset.page_count(server, inputs.get("_count"), positive=True)
     searched = reach(server, req, "s")
     search = _Search(server, req, searched)
     keys = _free_slots(search, inputs)
@@ -162,13 +161,6 @@ def _instant(inputs: dict[str, str], name: str, side: int) -> datetime:
         raise bad_request(f"Slot/$find {name}: {exc}", code="value") from None
 
 
-def _count(server: FhirServer, raw: str | None) -> int:
-    if raw is None:
-        return server.settings.default_count
-    count = whole_number(raw, server.settings.max_count)
-    if not count:
-        raise FhirError(400, Issue("error", "value", f"_count must be a positive whole number, got {raw[:40]!r}"))
-    return count
 
 
 def _reference(name: str, value: str, type_: str) -> str:
