@@ -18,6 +18,7 @@ under CI=true they fail instead: CI never skips them.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import tarfile
@@ -171,3 +172,11 @@ def fr_core() -> Path:
 
 def tddui() -> Path:
     return french_package(*TDDUI)
+
+
+def package_example(tgz: Path, name: str) -> dict:
+    """One example of a package archive (`package/example/<name>.json`), parsed."""
+    with tarfile.open(tgz) as archive:
+        member = archive.extractfile(f"package/example/{name}.json")
+        assert member is not None, f"{tgz.name} has no example {name}"
+        return json.loads(member.read())

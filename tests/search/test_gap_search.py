@@ -8,8 +8,6 @@ by those parameters. Skipped without the package, failed under CI=true (tests/pa
 
 from __future__ import annotations
 
-import json
-import tarfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,8 +43,7 @@ def data(gap_server) -> Iterator[Data]:
 
 
 def example(gap_tgz, name: str) -> dict[str, Any]:
-    with tarfile.open(gap_tgz) as archive:
-        return json.loads(archive.extractfile(f"package/example/{name}.json").read())
+    return packages.package_example(gap_tgz, name)
 
 
 def ids(data: Data, type_: str, params: dict[str, str] | list[tuple[str, str]], tagged: bool = True) -> set[str]:

@@ -8,8 +8,6 @@ left are the examples' own. Skipped without the package, failed under CI=true (t
 
 from __future__ import annotations
 
-import json
-import tarfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,8 +45,7 @@ def data(pdsm_server) -> Iterator[Data]:
 
 
 def example(pdsm_tgz, name: str) -> dict[str, Any]:
-    with tarfile.open(pdsm_tgz) as archive:
-        return json.loads(archive.extractfile(f"package/example/{name}.json").read())
+    return packages.package_example(pdsm_tgz, name)
 
 
 def ids(data: Data, type_: str, params: dict[str, str]) -> set[str]:
